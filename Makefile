@@ -1,0 +1,49 @@
+# jupyter-llm: `make lab` to use it, `make test` to test it. Both run `make install` first.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# A CPU build of torch keeps sentence-transformers from pulling gigabytes of CUDA.
+TORCH ?= torch==2.13.0
+SYSTEM_PACKAGES ?= libblas3 liblapack3 libgomp1 chromium
+PYTEST_ARGS ?=
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export GGML_NO_BACKTRACE = 1
+
+.PHONY: install system-deps lab test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+system-deps:
+	@missing=""; \
+	if command -v dpkg >/dev/null 2>&1; then \
+	  for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	    echo "Installing system packages:$$missing"; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	else \
+	  echo "Note: install BLAS, LAPACK and libgomp (for sqlite-vss) and Chromium (for browser tests) with your package manager."; \
+	fi
+
+$(VENV)/.installed: pyproject.toml $(PY)
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+lab: install
+	$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+test: install
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check jupyter_llm tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist jupyter_llm/labextension

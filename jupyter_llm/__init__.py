@@ -1,0 +1,32 @@
+"""jupyter-llm: a Jupyter workbench for large language models, local or remote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+
+__all__ = ["__version__", "connect", "get_model", "Model", "Response", "Options", "ModelSpec",
+           "Registry", "errors"]
+
+_LAZY = {
+    "connect": ("jupyter_llm.client", "connect"),
+    "get_model": ("jupyter_llm.models", "get_model"),
+    "Model": ("jupyter_llm.models", "Model"),
+    "Response": ("jupyter_llm.models", "Response"),
+    "Options": ("jupyter_llm.options", "Options"),
+    "ModelSpec": ("jupyter_llm.registry", "ModelSpec"),
+    "Registry": ("jupyter_llm.registry", "Registry"),
+    "errors": ("jupyter_llm.errors", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names lazily, so ``import jupyter_llm`` stays fast."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jupyter_llm' has no attribute {name!r}")
+    import importlib
+
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attr is None else getattr(module, attr)

@@ -1,0 +1,241 @@
+"""The ``llama_cpp`` backend: local GGUF files through llama-cpp-python (imported lazily).
+
+This module runs a model in the current process. The model host runs it inside a worker
+process, so a llama.cpp abort never takes the Jupyter server down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from ..errors import InvalidOptions, MissingDependency, ModelLoadError, ModelNotReady
+from ..hookspecs import hookimpl
+from ..models import Backend, Finish, Message, Model, Request, Usage
+from ..options import Options
+
+if TYPE_CHECKING:
+    from ..registry import ModelSpec
+
+__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N_CTX = 4096
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class LlamaCppOptions(Options):
+    """Options for local GGUF models, on top of the common ones."""
+
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="Minimum token probability relative to the top one.")
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Penalty for tokens already present.")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Penalty proportional to token frequency.")
+    n_threads: int | None = Field(None, ge=1, le=512, description="CPU threads (set at load).")
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise MissingDependency("llama-cpp-python", "Running local GGUF models", "llama") from e
+    return llama_cpp
+
+
+class LlamaCppModel(Model):
+    """A GGUF model run by llama.cpp in this process; loaded on first use."""
+
+    Options = LlamaCppOptions
+    backend = "llama_cpp"
+
+    def __init__(self, model_id: str, spec: ModelSpec | None = None, *, path: str | Path,
+                 n_ctx: int | None = None, n_threads: int | None = None,
+                 embedding: bool | None = None) -> None:
+        super().__init__(model_id, spec)
+        self.path = Path(path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or _env_int("JUPYTER_LLM_THREADS")
+        self.embedding = bool(spec and spec.is_embedding) if embedding is None else embedding
+        self._llama: Any = None
+        self._loaded_n_ctx: int | None = None
+        self._lock = threading.RLock()
+        self._formatter: Any = None
+
+    @classmethod
+    def from_path(cls, path: str | Path, **kwargs: Any) -> LlamaCppModel:
+        """A model for a GGUF file that is not in any registry."""
+        path = Path(path).expanduser()
+        return cls(path.stem, None, path=path, **kwargs)
+
+    # -- loading -------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """True when the weights are in memory."""
+        return self._llama is not None
+
+    def load(self, n_ctx: int | None = None, n_threads: int | None = None) -> Any:
+        """Load the weights (again, if ``n_ctx`` or ``n_threads`` changed) and return the Llama."""
+        with self._lock:
+            want_ctx = n_ctx or self.n_ctx or self._default_n_ctx()
+            if n_threads:
+                self.n_threads = n_threads
+            if self._llama is not None and want_ctx == self._loaded_n_ctx and not n_threads:
+                return self._llama
+            self.close()
+            if not self.path.is_file():
+                raise ModelNotReady(
+                    f"Model {self.model_id!r} is not installed (no file at {self.path}). "
+                    f"Run `jupyter llm pull {self.model_id}`.", details={"model": self.model_id})
+            llama_cpp = _import_llama_cpp()
+            os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+            try:
+                self._llama = llama_cpp.Llama(
+                    model_path=str(self.path), n_ctx=want_ctx, n_threads=self.n_threads,
+                    embedding=self.embedding, verbose=False, seed=0)
+            except (ValueError, RuntimeError, OSError) as e:
+                raise ModelLoadError(
+                    f"llama.cpp could not load {self.path.name} for model {self.model_id!r}: {e}. "
+                    f"The file may be truncated or corrupt; delete it with `jupyter llm rm "
+                    f"{self.model_id}` and pull it again.", details={"model": self.model_id}) from e
+            self._loaded_n_ctx = want_ctx
+            self._formatter = None
+            return self._llama
+
+    def _default_n_ctx(self) -> int:
+        trained = self.spec.context_length if self.spec and self.spec.context_length else None
+        return min(DEFAULT_N_CTX, trained) if trained else DEFAULT_N_CTX
+
+    def close(self) -> None:
+        """Free the weights and the context."""
+        with self._lock:
+            if self._llama is not None:
+                try:
+                    self._llama.close()
+                except Exception:  # pragma: no cover - best effort
+                    pass
+                self._llama = None
+                self._loaded_n_ctx = None
+
+    # -- prompting -----------------------------------------------------------------------
+    def format_chat(self, messages: list[Message]) -> tuple[str, list[str]]:
+        """Render messages with the GGUF's chat template (or the registry's, or ChatML)."""
+        llama = self.load()
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            meta = llama.metadata
+            template = (self.spec.chat_template if self.spec and self.spec.chat_template else None)
+            template = template or meta.get("tokenizer.chat_template") or CHATML_TEMPLATE
+            vocab = llama._model
+            eos_id, bos_id = llama.token_eos(), llama.token_bos()
+            eos = vocab.token_get_text(eos_id) if eos_id >= 0 else ""
+            bos = vocab.token_get_text(bos_id) if bos_id >= 0 else ""
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+                                                  stop_token_ids=[eos_id] if eos_id >= 0 else None)
+        result = self._formatter(messages=messages)
+        stops = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
+        return result.prompt, [s for s in stops if s]
+
+    def execute(self, request: Request) -> Iterator[str | Finish]:
+        """Stream tokens from llama.cpp; one text piece per generated token."""
+        opts = request.options
+        with self._lock:
+            llama = self.load(opts.n_ctx, getattr(opts, "n_threads", None))
+            if request.is_chat:
+                prompt, stops = self.format_chat(request.messages or [])
+                tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            else:
+                stops = []
+                tokens = llama.tokenize((request.prompt or "").encode("utf-8"), add_bos=True,
+                                        special=True)
+            kwargs = self._completion_kwargs(opts, stops)
+            count = 0
+            reason = "stop"
+            for chunk in llama.create_completion(prompt=tokens, stream=True, **kwargs):
+                choice = chunk["choices"][0]
+                text = choice.get("text") or ""
+                if text:
+                    count += 1
+                    yield text
+                if choice.get("finish_reason"):
+                    reason = choice["finish_reason"]
+            yield Finish(reason, Usage(prompt_tokens=len(tokens), completion_tokens=count))
+
+    def _completion_kwargs(self, opts: Options, stops: list[str]) -> dict[str, Any]:
+        values = opts.set_options()
+        kwargs: dict[str, Any] = {
+            "max_tokens": values.get("max_tokens", 512),
+            "stop": stops + list(values.get("stop", [])) or None,
+        }
+        for key in ("temperature", "top_p", "top_k", "seed", "repeat_penalty", "min_p",
+                    "presence_penalty", "frequency_penalty"):
+            if key in values:
+                kwargs[key] = values[key]
+        grammar = values.get("grammar")
+        if opts.json_mode and not grammar:
+            from llama_cpp.llama_grammar import JSON_GBNF
+
+            grammar = JSON_GBNF
+        if grammar:
+            kwargs["grammar"] = _compile_grammar(grammar)
+        return kwargs
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Return one L2-normalised vector per text (models with pooling, e.g. MEAN)."""
+        if not self.embedding:
+            return super().embed(texts)
+        with self._lock:
+            llama = self.load()
+            if not texts:
+                return []
+            vectors = llama.embed(list(texts), normalize=True)
+            return [list(map(float, v)) for v in vectors]
+
+    def token_count(self, text: str) -> int:
+        """How many tokens ``text`` takes for this model."""
+        with self._lock:
+            return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+def _compile_grammar(grammar: str) -> Any:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(grammar, verbose=False)
+    except (ValueError, RuntimeError) as e:
+        raise InvalidOptions(
+            f"grammar: not a valid GBNF grammar ({e}). See the llama.cpp grammars README.",
+            details={"fields": [{"field": "grammar", "message": str(e)}]}) from e
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value and value.isdigit() else None
+
+
+class LlamaCppBackend(Backend):
+    """Creates ``LlamaCppModel`` objects for installed registry entries."""
+
+    name = "llama_cpp"
+
+    def create(self, spec: ModelSpec) -> LlamaCppModel:
+        """A model reading the installed file of ``spec`` from the store."""
+        from ..store import Store
+
+        return LlamaCppModel(spec.id, spec, path=Store().path_for(spec))
+
+
+@hookimpl
+def register_models(register: Any) -> None:
+    """Register the llama.cpp backend."""
+    register(LlamaCppBackend())

@@ -1,0 +1,66 @@
+"""``jupyter llm`` (console script ``jupyter-llm``): each command lives in its own module
+with a ``register(subparsers)`` function; this module only dispatches and reports errors."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import JupyterLLMError
+
+__all__ = ["main", "build_parser"]
+
+COMMAND_MODULES = ("models", "prompt", "retrieval", "serve", "history")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit 2
+        self.exit(2, f"jupyter llm: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command module's subcommands."""
+    parser = _Parser(prog="jupyter llm", description="Large language models for Jupyter.")
+    parser.add_argument("--version", action="version", version=f"jupyter-llm {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ImportError as e:
+            if e.name and e.name.startswith(f"{__name__}.{name}"):
+                continue  # a command module that does not exist yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``jupyter llm`` command; errors print one line and exit non-zero."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="jupyter llm: %(levelname)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except JupyterLLMError as e:
+        if args.debug:
+            raise
+        print(f"jupyter llm: error: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("jupyter llm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

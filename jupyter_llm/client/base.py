@@ -1,0 +1,71 @@
+"""The ``Client`` interface: what magics, widgets and the CLI may ask of a model host."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from ..models import Message, Response
+
+__all__ = ["Client", "ProgressCallback"]
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class Client(ABC):
+    """One interface, two places: ``RemoteClient`` (HTTP to a server) and ``LocalClient``
+    (a host in this process)."""
+
+    @abstractmethod
+    def models(self, tag: str | None = None) -> list[dict[str, Any]]:
+        """Every registry model with its ``state``: available, downloading, installed, loaded."""
+
+    @abstractmethod
+    def pull(self, model_id: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Download a registry model (resumable, checked) and return its manifest."""
+
+    @abstractmethod
+    def cancel_pull(self, model_id: str) -> bool:
+        """Cancel a running download; the partial file is kept for a later resume."""
+
+    @abstractmethod
+    def remove(self, model_id: str) -> bool:
+        """Delete an installed model's file (unloading it first)."""
+
+    @abstractmethod
+    def load(self, model_id: str, **options: Any) -> dict[str, Any]:
+        """Load a model now (instead of on first use) and return its ``ps`` entry."""
+
+    @abstractmethod
+    def unload(self, model_id: str) -> bool:
+        """Unload a model and free its memory."""
+
+    @abstractmethod
+    def ps(self) -> list[dict[str, Any]]:
+        """The loaded models with memory, queue depth, last use and expiry."""
+
+    @abstractmethod
+    def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
+             log: bool = True, **options: Any) -> Response:
+        """Run a chat; ``model`` is an id, alias, ``tags:...`` query, or None for the default."""
+
+    @abstractmethod
+    def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
+                 log: bool = True, **options: Any) -> Response:
+        """Run a raw completion (no chat template)."""
+
+    @abstractmethod
+    def embed(self, texts: list[str], model: str | None = None) -> list[list[float]]:
+        """Return one vector per text from an embedding model."""
+
+    @abstractmethod
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent requests, newest first."""
+
+    def prompt(self, text: str, model: str | None = None, *, system: str | None = None,
+               **options: Any) -> Response:
+        """Chat with one user message (and an optional system message)."""
+        messages: list[Message] = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": text})
+        return self.chat(messages, model, **options)

@@ -1,0 +1,59 @@
+"""Settings shared by the server extension, the standalone server and in-process clients.
+
+Each field can be set with a ``JUPYTER_LLM_<FIELD>`` environment variable; the server
+extension also exposes each one as a ``c.JupyterLLM.<field>`` traitlet.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidOptions, options_error_from_pydantic
+
+__all__ = ["Settings", "ENV_PREFIX"]
+
+ENV_PREFIX = "JUPYTER_LLM_"
+
+
+class Settings(BaseModel):
+    """Configuration of the model host and its faces."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    default_model: str | None = Field(None, description="Chat model used when none is named (id, alias or tags:...).")
+    default_embedding_model: str | None = Field(None, description="Embedding model used when none is named.")
+    allow_downloads: bool = Field(True, description="Allow pulling registry models.")
+    allow_url_downloads: bool = Field(False, description="Allow downloading arbitrary URLs that are not in a registry.")
+    auto_load: bool = Field(True, description="Load a model on first use instead of answering 409.")
+    memory_budget_mb: int | None = Field(None, ge=64, description="RAM for loaded models; default: 70% of available memory.")
+    max_loaded_models: int = Field(3, ge=1, description="Most local models loaded at once.")
+    keep_alive_s: float = Field(300.0, ge=0, description="Unload a local model after this many idle seconds (0: never).")
+    queue_size: int = Field(16, ge=1, description="Requests waiting per model before answering 503 busy.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads per local model (default: llama.cpp's choice).")
+    n_ctx: int | None = Field(None, ge=16, description="Context window for local models (default: min(4096, trained)).")
+    history: bool = Field(True, description="Log requests to history.sqlite.")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``JUPYTER_LLM_*`` variables, then ``overrides``."""
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            raise options_error_from_pydantic(e, what="setting") from None
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    if field not in Settings.model_fields:
+        raise InvalidOptions(f"Unknown setting {field!r}.")
+    return ENV_PREFIX + field.upper()

@@ -1,0 +1,211 @@
+"""The one error hierarchy of jupyter_llm, mapped to HTTP status codes in one place.
+
+Every message says what went wrong and what to do next. Handlers, magics and
+the CLI render these errors; they never show a traceback to a user.
+
+    JupyterLLMError (500 internal_error)
+    ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
+    │   └── InvalidOptions (422 invalid_options)    an option value out of range; names the field
+    ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
+    ├── NotFound (404 not_found)
+    │   └── UnknownModel (404 unknown_model)        suggests close ids
+    ├── Conflict (409 conflict)
+    │   └── ModelNotReady (409 model_not_ready)     not installed / not loaded
+    ├── RegistryError (422 registry_error)           a malformed registry file; names file and entry
+    ├── ModelLoadError (422 model_load_failed)       corrupt or unsupported model file
+    ├── Cancelled (499 cancelled)
+    ├── MissingDependency (501 missing_dependency)   an optional package is not installed
+    ├── BackendError (502 backend_error)             a remote API or a worker failed
+    │   └── WorkerCrashed (502 worker_crashed)
+    ├── DownloadError (502 download_failed)
+    │   ├── ChecksumMismatch (502 checksum_mismatch)
+    │   └── InsufficientStorage (507 insufficient_storage)
+    └── Busy (503 busy)                              queue full; carries retry_after
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "JupyterLLMError",
+    "InvalidRequest",
+    "InvalidOptions",
+    "Forbidden",
+    "NotFound",
+    "UnknownModel",
+    "Conflict",
+    "ModelNotReady",
+    "RegistryError",
+    "ModelLoadError",
+    "Cancelled",
+    "MissingDependency",
+    "BackendError",
+    "WorkerCrashed",
+    "DownloadError",
+    "ChecksumMismatch",
+    "InsufficientStorage",
+    "Busy",
+    "options_error_from_pydantic",
+]
+
+
+class JupyterLLMError(Exception):
+    """Base class: a user-facing error with an HTTP status and a stable type name."""
+
+    status: int = 500
+    type: str = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the one JSON error shape: ``{"error": {"type", "message", "details"}}``."""
+        return {"error": {"type": self.type, "message": self.message, "details": self.details}}
+
+
+class InvalidRequest(JupyterLLMError):
+    """The request body or arguments are malformed."""
+
+    status, type = 400, "invalid_request"
+
+
+class InvalidOptions(InvalidRequest):
+    """One or more option values are invalid; ``details`` lists the fields."""
+
+    status, type = 422, "invalid_options"
+
+
+class Forbidden(JupyterLLMError):
+    """The operation is disabled by configuration."""
+
+    status, type = 403, "forbidden"
+
+
+class NotFound(JupyterLLMError):
+    """A named thing does not exist."""
+
+    status, type = 404, "not_found"
+
+
+class UnknownModel(NotFound):
+    """No registry entry or alias has this id."""
+
+    type = "unknown_model"
+
+    def __init__(self, model_id: str, known: Iterable[str] = ()) -> None:
+        close = difflib.get_close_matches(model_id, list(known), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"Unknown model {model_id!r}.{hint} Run `jupyter llm models` to list the models.",
+            details={"model": model_id, "suggestions": close},
+        )
+        self.model_id = model_id
+
+
+class Conflict(JupyterLLMError):
+    """The request conflicts with the current state."""
+
+    status, type = 409, "conflict"
+
+
+class ModelNotReady(Conflict):
+    """The model exists but is not installed or not loaded."""
+
+    type = "model_not_ready"
+
+
+class RegistryError(JupyterLLMError):
+    """A registry file or entry is malformed."""
+
+    status, type = 422, "registry_error"
+
+
+class ModelLoadError(JupyterLLMError):
+    """A model file could not be loaded (corrupt, truncated or unsupported)."""
+
+    status, type = 422, "model_load_failed"
+
+
+class Cancelled(JupyterLLMError):
+    """The operation was cancelled by the client."""
+
+    status, type = 499, "cancelled"
+
+
+class MissingDependency(JupyterLLMError):
+    """An optional package needed for this operation is not installed."""
+
+    status, type = 501, "missing_dependency"
+
+    def __init__(self, package: str, purpose: str, extra: str = "all") -> None:
+        super().__init__(
+            f"{purpose} needs the package {package!r}. "
+            f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
+            details={"package": package, "extra": extra},
+        )
+
+
+class BackendError(JupyterLLMError):
+    """A backend (a remote API or a worker process) failed."""
+
+    status, type = 502, "backend_error"
+
+
+class WorkerCrashed(BackendError):
+    """The worker process of a local model died."""
+
+    type = "worker_crashed"
+
+
+class DownloadError(JupyterLLMError):
+    """A download failed; the partial file is kept so a retry can resume."""
+
+    status, type = 502, "download_failed"
+
+
+class ChecksumMismatch(DownloadError):
+    """The downloaded file's sha256 differs from the registry's."""
+
+    type = "checksum_mismatch"
+
+
+class InsufficientStorage(DownloadError):
+    """Not enough free disk space, or the target directory is not writable."""
+
+    status, type = 507, "insufficient_storage"
+
+
+class Busy(JupyterLLMError):
+    """The model's queue is full; retry after ``retry_after`` seconds."""
+
+    status, type = 503, "busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+def options_error_from_pydantic(exc: Any, *, what: str = "option") -> InvalidOptions:
+    """Turn a pydantic ``ValidationError`` into an ``InvalidOptions`` naming each field."""
+    fields = []
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err.get("loc", ())) or "(value)"
+        if err.get("type") == "extra_forbidden":
+            msg = "is not a known " + what
+        else:
+            msg = err.get("msg", "is invalid")
+        fields.append({"field": name, "message": msg, "input": _jsonable(err.get("input"))})
+        parts.append(f"{name}: {msg}")
+    return InvalidOptions(f"Invalid {what}s — " + "; ".join(parts), details={"fields": fields})
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)

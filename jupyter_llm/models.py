@@ -1,0 +1,318 @@
+"""The model layer: ``Model`` streams an execution; ``Response`` wraps the stream with text,
+usage and timings; ``Conversation`` continues a chat."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import InvalidRequest
+from .options import Options, validate_options
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec
+
+__all__ = ["Model", "EmbeddingModel", "Backend", "Request", "Finish", "Usage", "Response",
+           "Conversation", "Message", "get_model", "get_embedding_model"]
+
+Message = dict[str, Any]
+
+
+@dataclass
+class Usage:
+    """Token counts of one execution."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        """OpenAI-style usage dict."""
+        return {**asdict(self), "total_tokens": self.total_tokens}
+
+
+@dataclass
+class Finish:
+    """The last event of an execution: why it stopped, and the token counts."""
+
+    reason: str = "stop"
+    usage: Usage | None = None
+
+
+@dataclass
+class Request:
+    """What to execute: chat ``messages`` or a raw completion ``prompt``, with validated options."""
+
+    messages: list[Message] | None = None
+    prompt: str | None = None
+    options: Options = field(default_factory=Options)
+
+    @property
+    def is_chat(self) -> bool:
+        """True for chat requests (messages), False for raw completions."""
+        return self.messages is not None
+
+    def prompt_text(self) -> str:
+        """The user-visible prompt: the raw prompt or the last user message."""
+        if self.prompt is not None:
+            return self.prompt
+        for msg in reversed(self.messages or []):
+            if msg.get("role") == "user":
+                return str(msg.get("content", ""))
+        return ""
+
+
+def check_messages(messages: Any) -> list[Message]:
+    """Validate chat messages: a non-empty list of ``{"role", "content"}`` dicts."""
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest('messages must be a non-empty list of {"role": ..., "content": ...}.')
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("system", "user", "assistant", "tool"):
+            raise InvalidRequest(
+                f"messages[{i}] needs a role of system, user or assistant, and a content string.",
+                details={"field": f"messages[{i}]"})
+        if not isinstance(msg.get("content", ""), str):
+            raise InvalidRequest(f"messages[{i}].content must be a string.",
+                                 details={"field": f"messages[{i}].content"})
+    return messages
+
+
+class Model(ABC):
+    """A model that can run a prompt. Subclasses implement one method, :meth:`execute`."""
+
+    Options: ClassVar[type[Options]] = Options
+    backend: ClassVar[str] = "custom"
+
+    def __init__(self, model_id: str, spec: ModelSpec | None = None) -> None:
+        self.model_id = model_id
+        self.spec = spec
+
+    @abstractmethod
+    def execute(self, request: Request) -> Iterator[str | Finish]:
+        """Stream the text of one execution, ending with an optional ``Finish`` event."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Return one vector per text; only embedding models implement this."""
+        raise InvalidRequest(
+            f"Model {self.model_id!r} cannot make embeddings; choose a model tagged EMBEDDING "
+            "(`jupyter llm models --tag EMBEDDING`).")
+
+    def close(self) -> None:
+        """Free the resources of this model (memory, connections)."""
+
+    def options(self, values: dict[str, Any] | None = None) -> Options:
+        """Validate option values for this model, with the registry's defaults under them."""
+        defaults = dict(self.spec.default_options) if self.spec else {}
+        return validate_options(self.Options, {**defaults, **(values or {})})
+
+    def prompt(self, prompt: str | None = None, *, messages: list[Message] | None = None,
+               system: str | None = None, stream: bool = True, **options: Any) -> Response:
+        """Run a prompt (chat by default) and return a streaming ``Response``."""
+        if messages is None:
+            if prompt is None:
+                raise InvalidRequest("Give a prompt or messages.")
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": prompt}]
+        elif system:
+            messages = [{"role": "system", "content": system}, *messages]
+        request = Request(messages=check_messages(messages), options=self.options(options))
+        return self.run(request)
+
+    def complete(self, prompt: str, **options: Any) -> Response:
+        """Run a raw completion (no chat template) and return a streaming ``Response``."""
+        return self.run(Request(prompt=prompt, options=self.options(options)))
+
+    def run(self, request: Request) -> Response:
+        """Execute a prepared request and wrap the stream in a ``Response``."""
+        return Response(self.execute(request), model_id=self.model_id, request=request)
+
+    def conversation(self, system: str | None = None) -> Conversation:
+        """Start a conversation that keeps the messages between prompts."""
+        return Conversation(self, system=system)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model_id!r}>"
+
+
+class EmbeddingModel(ABC):
+    """A model that only embeds; plugins register these with ``register_embedding_models``."""
+
+    batch_size: ClassVar[int] = 32
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    @abstractmethod
+    def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        """Embed one batch of texts."""
+
+    def embed(self, texts: Iterable[str]) -> list[list[float]]:
+        """Embed any number of texts, in batches."""
+        texts = list(texts)
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            out.extend(self.embed_batch(texts[start:start + self.batch_size]))
+        return out
+
+
+class Backend(ABC):
+    """Creates models for registry entries whose ``backend`` is this backend's ``name``."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def create(self, spec: ModelSpec) -> Model:
+        """Return a model object for ``spec`` (not yet loaded)."""
+
+
+class Response:
+    """A streaming result: iterate for text chunks, or call :meth:`text`.
+
+    After the stream ends it holds ``usage``, ``finish_reason`` and ``timings``
+    (time to first token, duration, tokens per second). ``citations`` is filled by
+    grounded answers.
+    """
+
+    def __init__(self, stream: Iterator[str | Finish], *, model_id: str,
+                 request: Request | None = None) -> None:
+        self.model_id = model_id
+        self.request = request
+        self._stream = stream
+        self._chunks: list[str] = []
+        self._done = False
+        self._started = time.perf_counter()
+        self._first: float | None = None
+        self._ended: float | None = None
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.citations: list[Any] = []
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._chunks)
+        if self._done:
+            return
+        try:
+            for event in self._stream:
+                if isinstance(event, Finish):
+                    self.finish_reason = event.reason
+                    self.usage = event.usage
+                    continue
+                if not event:
+                    continue
+                if self._first is None:
+                    self._first = time.perf_counter()
+                self._chunks.append(event)
+                yield event
+        except BaseException as e:
+            self.error = e
+            raise
+        finally:
+            if not self._done:
+                self._done = True
+                self._ended = time.perf_counter()
+                if self.usage is None:
+                    self.usage = Usage(completion_tokens=len(self._chunks))
+
+    def text(self) -> str:
+        """Consume the stream and return the whole text."""
+        for _ in self:
+            pass
+        return "".join(self._chunks)
+
+    def cancel(self) -> None:
+        """Stop the generation early; the text so far is kept."""
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+        if not self._done:
+            self._done = True
+            self._ended = time.perf_counter()
+            self.finish_reason = self.finish_reason or "cancelled"
+
+    @property
+    def done(self) -> bool:
+        """True once the stream has ended."""
+        return self._done
+
+    @property
+    def timings(self) -> dict[str, float | None]:
+        """Time to first token, total duration (seconds) and completion tokens per second."""
+        end = self._ended or time.perf_counter()
+        ttft = None if self._first is None else self._first - self._started
+        duration = end - self._started
+        tokens = self.usage.completion_tokens if self.usage else len(self._chunks)
+        gen_time = end - (self._first or self._started)
+        tps = tokens / gen_time if tokens and gen_time > 0 else None
+        return {"time_to_first_token_s": ttft, "duration_s": duration, "tokens_per_s": tps}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary: text, model, usage, timings, finish reason, citations."""
+        return {
+            "model": self.model_id,
+            "text": self.text(),
+            "finish_reason": self.finish_reason,
+            "usage": self.usage.to_dict() if self.usage else None,
+            "timings": self.timings,
+            "citations": [c.to_dict() if hasattr(c, "to_dict") else c for c in self.citations],
+        }
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else "streaming"
+        return f"<Response {self.model_id!r} {state} {len(''.join(self._chunks))} chars>"
+
+    def _repr_markdown_(self) -> str:
+        text = self.text()
+        if self.citations:
+            refs = "\n".join(
+                f"{i}. {c.to_markdown() if hasattr(c, 'to_markdown') else c}"
+                for i, c in enumerate(self.citations, 1))
+            text += "\n\n**Sources**\n\n" + refs
+        return text
+
+
+class Conversation:
+    """A chat that remembers its messages; each ``prompt`` continues it."""
+
+    def __init__(self, model: Model, system: str | None = None) -> None:
+        self.model = model
+        self.messages: list[Message] = [{"role": "system", "content": system}] if system else []
+        self.responses: list[Response] = []
+
+    def prompt(self, text: str, **options: Any) -> Response:
+        """Send a user message with the history so far; the reply joins the history."""
+        self.messages.append({"role": "user", "content": text})
+        response = self.model.prompt(messages=list(self.messages), **options)
+        self.responses.append(response)
+        conversation = self
+
+        def recorded() -> Iterator[str | Finish]:
+            yield from response
+            conversation.messages.append({"role": "assistant", "content": response.text()})
+            yield Finish(response.finish_reason or "stop", response.usage)
+
+        return Response(recorded(), model_id=response.model_id, request=response.request)
+
+
+def get_model(model_id: str) -> Model:
+    """Return an in-process model for a registry id, alias, or plugin-registered id."""
+    from .plugins import get_model as _get_model
+
+    return _get_model(model_id)
+
+
+def get_embedding_model(model_id: str) -> Model | EmbeddingModel:
+    """Return an in-process model that can ``embed`` for an id (registry or plugin)."""
+    from .plugins import get_embedding_model as _get
+
+    return _get(model_id)

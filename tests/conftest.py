@@ -1,0 +1,29 @@
+"""Test-suite configuration: every test runs with its own data directory."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+pytest_plugins = [
+    "tests.fixtures.gguf",
+    "tests.fixtures.http_server",
+    "tests.fixtures.retrieval",
+    "tests.fixtures.server",
+]
+
+
+@pytest.fixture(autouse=True)
+def llm_home(tmp_path_factory, monkeypatch):
+    """Give each test an empty ``JUPYTER_LLM_HOME`` and no extra registries."""
+    home = tmp_path_factory.mktemp("llm_home")
+    monkeypatch.setenv("JUPYTER_LLM_HOME", str(home))
+    monkeypatch.delenv("JUPYTER_LLM_REGISTRY_PATH", raising=False)
+    monkeypatch.delenv("JUPYTER_LLM_URL", raising=False)
+    monkeypatch.delenv("JUPYTER_LLM_TOKEN", raising=False)
+    return home
