@@ -3,6 +3,7 @@ usage and timings; ``Conversation`` continues a chat."""
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -104,7 +105,7 @@ class Model(ABC):
             f"Model {self.model_id!r} cannot make embeddings; choose a model tagged EMBEDDING "
             "(`jupyter llm models --tag EMBEDDING`).")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free the resources of this model (memory, connections)."""
 
     def options(self, values: dict[str, Any] | None = None) -> Options:
@@ -194,32 +195,46 @@ class Response:
         self.finish_reason: str | None = None
         self.citations: list[Any] = []
         self.error: BaseException | None = None
+        self._cancelled = threading.Event()
+        self._state_lock = threading.Lock()
+        self._iterating = False
 
     def __iter__(self) -> Iterator[str]:
         yield from list(self._chunks)
-        if self._done:
-            return
+        with self._state_lock:
+            if self._done or self._iterating:
+                return
+            self._iterating = True
+        stoppable = callable(getattr(self._stream, "cancel", None))
+        exhausted = False
         try:
             for event in self._stream:
                 if isinstance(event, Finish):
                     self.finish_reason = event.reason
                     self.usage = event.usage
                     continue
+                if self._cancelled.is_set():
+                    if stoppable:
+                        continue  # the stream stops within a token; wait for its Finish
+                    break
                 if not event:
                     continue
                 if self._first is None:
                     self._first = time.perf_counter()
                 self._chunks.append(event)
                 yield event
+            else:
+                exhausted = True
         except BaseException as e:
-            self.error = e
+            if not isinstance(e, GeneratorExit):
+                self.error = e
             raise
         finally:
-            if not self._done:
-                self._done = True
-                self._ended = time.perf_counter()
-                if self.usage is None:
-                    self.usage = Usage(completion_tokens=len(self._chunks))
+            if not exhausted and self.error is None:
+                self._stop_stream(stoppable)  # abandoned or cancelled: free the model
+            with self._state_lock:
+                self._iterating = False
+                self._finish()
 
     def text(self) -> str:
         """Consume the stream and return the whole text."""
@@ -228,14 +243,53 @@ class Response:
         return "".join(self._chunks)
 
     def cancel(self) -> None:
-        """Stop the generation early; the text so far is kept."""
+        """Stop the generation early, from any thread; the text so far is kept.
+
+        A stream with its own thread-safe ``cancel()`` (a worker's) stops within about a
+        token; any other stream is closed after its next piece (or now, when no thread is
+        reading it).
+        """
+        self._cancelled.set()
+        stop = getattr(self._stream, "cancel", None)
+        if callable(stop):
+            stop()
+        with self._state_lock:
+            if self._iterating or self._done:
+                return  # the reading thread sees the flag after the next event
+            self._iterating = True  # nobody may start reading a cancelled stream now
+        try:
+            self._stop_stream(callable(stop))
+        finally:
+            with self._state_lock:
+                self._iterating = False
+                self._finish()
+
+    def _stop_stream(self, stoppable: bool) -> None:
+        if stoppable:
+            self._stream.cancel()  # type: ignore[attr-defined]
+            return
         close = getattr(self._stream, "close", None)
         if close is not None:
-            close()
-        if not self._done:
-            self._done = True
-            self._ended = time.perf_counter()
-            self.finish_reason = self.finish_reason or "cancelled"
+            try:
+                close()
+            except ValueError:  # pragma: no cover - running in another thread right now
+                pass
+
+    def _finish(self) -> None:
+        """Mark the stream ended (call with ``_state_lock`` held)."""
+        if self._done:
+            return
+        self._done = True
+        self._ended = time.perf_counter()
+        if self._cancelled.is_set() and self.finish_reason in (None, "stop"):
+            self.finish_reason = "cancelled"
+        if self.usage is None:
+            self.usage = Usage(completion_tokens=len(self._chunks))
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self._cancelled.is_set()
 
     @property
     def done(self) -> bool:

@@ -45,10 +45,9 @@ def validate_options(options_class: type[Options], values: dict[str, Any]) -> Op
         return options_class.model_validate(values)
     except ValidationError as e:
         err = options_error_from_pydantic(e)
-        allowed = ", ".join(options_class.model_fields)
-        err.message += f". Known options: {allowed}."
-        err.details["allowed"] = list(options_class.model_fields)
-        raise err from None
+        allowed = list(options_class.model_fields)
+        raise InvalidOptions(f"{err.message}. Known options: {', '.join(allowed)}.",
+                             details={**err.details, "allowed": allowed}) from None
 
 
 def parse_option_pairs(pairs: list[str] | None) -> dict[str, Any]:

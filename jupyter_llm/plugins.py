@@ -85,10 +85,12 @@ def plugins() -> Plugins:
     return _plugins
 
 
-def reset() -> None:
+def reset(rescan_entry_points: bool = False) -> None:
     """Forget what the hooks registered, so newly registered plugins are seen."""
-    global _plugins
+    global _plugins, _loaded
     _plugins = None
+    if rescan_entry_points:
+        _loaded = False
 
 
 def registry_with_plugins(registry: Registry | None = None) -> Registry:

@@ -94,6 +94,10 @@ class ModelSpec(BaseModel):
             return endpoint.rstrip("/") + self.url[len("https://huggingface.co"):]
         return self.url
 
+    def remote_configured(self) -> bool:
+        """True for a remote model whose API key variable is set in the environment."""
+        return bool(self.is_remote and self.api_key_env and os.environ.get(self.api_key_env))
+
     def has_tags(self, required: Iterable[str]) -> bool:
         """True when the model carries every tag in ``required``."""
         return set(t.upper() for t in required) <= set(self.tags)
@@ -181,10 +185,20 @@ class Registry:
                     f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
                 self.problems.append(RegistryProblem(str(path), label, detail))
                 continue
+            unknown = [t for t in spec.tags if t not in KNOWN_TAGS]
+            if unknown:
+                self.problems.append(RegistryProblem(
+                    str(path), label, f"unknown tags {unknown} (known: {', '.join(KNOWN_TAGS)}); "
+                    "the entry is loaded, but selection by these tags is probably a typo"))
             self.add(spec)
 
     def add(self, spec: ModelSpec) -> None:
-        """Add or replace one entry (and its aliases)."""
+        """Add or replace one entry (and its aliases; a replaced entry's aliases go)."""
+        old = self.models.get(spec.id)
+        if old is not None:
+            for alias in old.aliases:
+                if self.aliases.get(alias) == spec.id:
+                    del self.aliases[alias]
         self.models[spec.id] = spec
         for alias in spec.aliases:
             self.aliases[alias] = spec.id
@@ -241,8 +255,10 @@ def select_model(registry: Registry, *, preferred: str | None = None, tags: Iter
     - ``load``: the preferred model if installed (the caller loads it), else as
       ``requirements_load``.
 
-    Remote models count as installed and loaded. Among several candidates the one listed
-    first in the registry wins, so registry order expresses preference.
+    Local models come before remote ones; among those, registry order expresses preference.
+    A remote model counts as installed and loaded only when its ``api_key_env`` variable is
+    set, so automatic selection never picks an API the user cannot call (name it explicitly
+    to use a keyless server such as Ollama).
     """
     if fallback_mode not in FALLBACK_MODES:
         raise RegistryError(
@@ -253,10 +269,13 @@ def select_model(registry: Registry, *, preferred: str | None = None, tags: Iter
     loaded_ids = set(loaded)
 
     def is_loaded(m: ModelSpec) -> bool:
-        return m.is_remote or m.id in loaded_ids
+        return m.id in loaded_ids or (m.is_remote and m.remote_configured())
 
     def is_installed(m: ModelSpec) -> bool:
-        return m.is_remote or m.id in installed_ids or m.id in loaded_ids
+        return is_loaded(m) or m.id in installed_ids
+
+    def local_first(specs: list[ModelSpec]) -> list[ModelSpec]:
+        return sorted(specs, key=lambda m: m.is_remote)  # stable: registry order within each
 
     pref = registry.get(preferred) if preferred else None
     if pref is not None and is_loaded(pref):
@@ -271,7 +290,7 @@ def select_model(registry: Registry, *, preferred: str | None = None, tags: Iter
             details={"model": pref.id})
     if fallback_mode == "load" and pref is not None and is_installed(pref):
         return pref
-    candidates = registry.with_tags(tags) if tags else ([] if pref else list(registry))
+    candidates = local_first(registry.with_tags(tags) if tags else ([] if pref else list(registry)))
     for m in candidates:
         if is_loaded(m):
             return m

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.http_server",
     "tests.fixtures.retrieval",
     "tests.fixtures.server",
+    "tests.fixtures.models",
 ]
 
 
@@ -26,4 +27,9 @@ def llm_home(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("JUPYTER_LLM_REGISTRY_PATH", raising=False)
     monkeypatch.delenv("JUPYTER_LLM_URL", raising=False)
     monkeypatch.delenv("JUPYTER_LLM_TOKEN", raising=False)
+    for name in ("DEFAULT_MODEL", "DEFAULT_EMBEDDING_MODEL", "ALLOW_URL_DOWNLOADS"):
+        monkeypatch.delenv("JUPYTER_LLM_" + name, raising=False)
+    import jupyter_llm.client
+
+    monkeypatch.setattr(jupyter_llm.client, "_default", None)
     return home

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from ..errors import InvalidOptions, MissingDependency, ModelLoadError, ModelNotReady
+from ..gguf_meta import read_gguf_metadata, trained_context_length
 from ..hookspecs import hookimpl
 from ..models import Backend, Finish, Message, Model, Request, Usage
 from ..options import Options
@@ -89,13 +90,18 @@ class LlamaCppModel(Model):
             want_ctx = n_ctx or self.n_ctx or self._default_n_ctx()
             if n_threads:
                 self.n_threads = n_threads
-            if self._llama is not None and want_ctx == self._loaded_n_ctx and not n_threads:
+            if self._llama is not None and not n_threads and (
+                    want_ctx == self._loaded_n_ctx or not (n_ctx or self.n_ctx)):
                 return self._llama
             self.close()
             if not self.path.is_file():
                 raise ModelNotReady(
                     f"Model {self.model_id!r} is not installed (no file at {self.path}). "
                     f"Run `jupyter llm pull {self.model_id}`.", details={"model": self.model_id})
+            meta = read_gguf_metadata(self.path)  # clear errors for empty/truncated/foreign files
+            trained = trained_context_length(meta)
+            if trained and not (n_ctx or self.n_ctx):
+                want_ctx = min(want_ctx, trained)  # never exceed what the model was trained on
             llama_cpp = _import_llama_cpp()
             os.environ.setdefault("GGML_NO_BACKTRACE", "1")
             try:
@@ -158,7 +164,7 @@ class LlamaCppModel(Model):
                 stops = []
                 tokens = llama.tokenize((request.prompt or "").encode("utf-8"), add_bos=True,
                                         special=True)
-            kwargs = self._completion_kwargs(opts, stops)
+            kwargs = self._completion_kwargs(opts, stops, llama)
             count = 0
             reason = "stop"
             for chunk in llama.create_completion(prompt=tokens, stream=True, **kwargs):
@@ -171,7 +177,7 @@ class LlamaCppModel(Model):
                     reason = choice["finish_reason"]
             yield Finish(reason, Usage(prompt_tokens=len(tokens), completion_tokens=count))
 
-    def _completion_kwargs(self, opts: Options, stops: list[str]) -> dict[str, Any]:
+    def _completion_kwargs(self, opts: Options, stops: list[str], llama: Any) -> dict[str, Any]:
         values = opts.set_options()
         kwargs: dict[str, Any] = {
             "max_tokens": values.get("max_tokens", 512),
@@ -187,7 +193,7 @@ class LlamaCppModel(Model):
 
             grammar = JSON_GBNF
         if grammar:
-            kwargs["grammar"] = _compile_grammar(grammar)
+            kwargs["grammar"] = _compile_grammar(grammar, llama)
         return kwargs
 
     def embed(self, texts: list[str]) -> list[list[float]]:
@@ -207,15 +213,21 @@ class LlamaCppModel(Model):
             return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
 
-def _compile_grammar(grammar: str) -> Any:
+def _compile_grammar(grammar: str, llama: Any) -> Any:
+    """Check a GBNF grammar with llama.cpp's own parser (an invalid one would crash the
+    sampler), then wrap it for ``create_completion``."""
+    import llama_cpp
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    try:
-        return LlamaGrammar.from_string(grammar, verbose=False)
-    except (ValueError, RuntimeError) as e:
+    root = b"root"
+    sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, grammar.encode("utf-8"), root)
+    if not sampler:
         raise InvalidOptions(
-            f"grammar: not a valid GBNF grammar ({e}). See the llama.cpp grammars README.",
-            details={"fields": [{"field": "grammar", "message": str(e)}]}) from e
+            "grammar: not a valid GBNF grammar (it needs a `root ::= ...` rule; see "
+            "llama.cpp's grammars/README.md).",
+            details={"fields": [{"field": "grammar", "message": "invalid GBNF grammar"}]})
+    llama_cpp.llama_sampler_free(sampler)
+    return LlamaGrammar.from_string(grammar, verbose=False)
 
 
 def _env_int(name: str) -> int | None:

@@ -64,7 +64,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append((m["id"], m["state"], m["backend"], size, ",".join(m.get("tags", []))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
     return 0
 
 

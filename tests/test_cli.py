@@ -1,0 +1,101 @@
+"""`jupyter llm` commands: models, pull with a progress bar, rm, prompt; one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jupyter_llm.cli import main
+from jupyter_llm.registry import Registry
+from jupyter_llm.store import Store
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_json_lists_state_of_each_model(tiny_registry, capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    assert code == 0
+    models = {m["id"]: m for m in json.loads(out)["models"]}
+    assert models["tiny-chat"]["state"] == "installed"
+    assert models["tiny-remote-only"]["state"] == "available"
+    assert len(models) > 10  # the built-in registry as well
+
+
+def test_models_filter_by_tag_and_table_output(tiny_registry, capsys):
+    code, out, _ = run(capsys, "models", "--tag", "embedding")
+    assert code == 0
+    assert "tiny-embed" in out and "tiny-chat" not in out
+    assert out.splitlines()[0].split()[:3] == ["ID", "STATE", "BACKEND"]
+
+
+def test_prompt_streams_to_stdout(tiny_registry, capsys):
+    code, out, _ = run(capsys, "prompt", "-m", "tiny", "-o", "max_tokens=8", "-o", "temperature=0",
+                       "Hello")
+    assert code == 0 and len(out.strip()) > 0
+    code2, out2, _ = run(capsys, "prompt", "-m", "tiny-chat", "-s", "You are terse.",
+                         "-o", "max_tokens=8", "-o", "temperature=0", "Hello")
+    assert code2 == 0 and out2 != out  # the system message changes the prompt
+
+
+def test_prompt_reads_stdin_in_a_real_process(tiny_registry):
+    proc = subprocess.run([sys.executable, "-m", "jupyter_llm.cli", "prompt", "-o", "max_tokens=4"],
+                          input="Hi from stdin", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+
+
+def test_invalid_option_exits_nonzero_naming_option_and_allowed(tiny_registry, capsys):
+    code, out, err = run(capsys, "prompt", "-m", "tiny", "-o", "temperature=9", "hi")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "temperature" in err and "less than or equal to 2" in err
+    code, _, err = run(capsys, "prompt", "-m", "tiny", "-o", "tempreature=0.1", "hi")
+    assert code == 1 and "tempreature" in err and "Known options: temperature" in err
+
+
+def test_unknown_model_is_one_clear_line(tiny_registry, capsys):
+    code, _, err = run(capsys, "prompt", "-m", "tiny-chta", "hi")
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "Did you mean 'tiny-chat'" in err
+
+
+def test_prompt_on_a_model_that_is_not_installed_says_pull(tiny_registry, capsys):
+    code, _, err = run(capsys, "prompt", "-m", "tiny-remote-only", "hi")
+    assert code == 1 and "jupyter llm pull tiny-remote-only" in err
+
+
+def test_pull_shows_progress_and_rm_deletes(tiny_gguf, http_server, tmp_path, monkeypatch, capsys):
+    from jupyter_llm.testing.tiny_gguf import sha256_file
+
+    http_server.serve("/tiny.gguf", file=tiny_gguf)
+    registry = tmp_path / "r.json"
+    registry.write_text(json.dumps({"models": [{
+        "id": "pulled", "name": "p", "backend": "llama_cpp", "tags": ["CONVERSATIONAL"],
+        "url": http_server.url("/tiny.gguf"), "sha256": sha256_file(tiny_gguf),
+        "size_bytes": tiny_gguf.stat().st_size}]}))
+    monkeypatch.setenv("JUPYTER_LLM_REGISTRY_PATH", str(registry))
+    code, out, err = run(capsys, "pull", "pulled")
+    assert code == 0 and "Installed pulled" in out
+    assert "100.0%" in err and "done" in err
+    spec = Registry.load().get("pulled")
+    assert Store().is_installed(spec)
+    code, out, _ = run(capsys, "rm", "pulled")
+    assert code == 0 and "Removed pulled" in out and not Store().is_installed(spec)
+
+
+def test_usage_errors_are_one_line_with_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["prompt", "--bogus"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_jupyter_subcommand_is_installed():
+    proc = subprocess.run(["jupyter", "llm", "--version"], capture_output=True, text=True,
+                          timeout=60, env={**__import__("os").environ,
+                                           "PATH": f"{sys.prefix}/bin:" + __import__("os").environ["PATH"]})
+    assert proc.returncode == 0 and "jupyter-llm" in proc.stdout
