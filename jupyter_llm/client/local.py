@@ -52,12 +52,12 @@ class LocalClient(Client):
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
              log: bool = True, **options: Any) -> Response:
         """Run a chat in this process."""
-        return self.host.chat(messages, model, **options)
+        return self.host.chat(messages, model, log=log, face="python", **options)
 
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
                  log: bool = True, **options: Any) -> Response:
         """Run a raw completion in this process."""
-        return self.host.generate(prompt, model, **options)
+        return self.host.generate(prompt, model, log=log, face="python", **options)
 
     def embed(self, texts: list[str], model: str | None = None) -> list[list[float]]:
         """Embed texts in this process."""

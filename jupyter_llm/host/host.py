@@ -1,7 +1,17 @@
 """``ModelHost`` owns everything about models being available, installed and loaded.
 
 Every face (server handlers, ``LocalClient``, the CLI) calls these methods; none of them
-repeats this logic.
+repeats this logic. All public methods are thread-safe.
+
+- A local GGUF model runs in its own worker process (``WorkerModel``); remote models
+  (the ``openai`` backend) and plugin models run in this process.
+- Loads are shared: concurrent first requests for a model wait for one load.
+- Each model has a bounded FIFO queue (``ModelQueue``); a worker runs one request at a
+  time, and a full queue answers ``Busy``.
+- Local models share a memory budget; idle ones are unloaded least-recently-used first
+  to make room, and after ``keep_alive`` idle seconds (the ``Reaper``).
+- A worker that dies fails its in-flight request with ``WorkerCrashed``; the model is
+  forgotten and the next request loads it again.
 """
 
 from __future__ import annotations
@@ -9,33 +19,74 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Forbidden, InvalidRequest, ModelNotReady
+from ..errors import Busy, Forbidden, InvalidRequest, JupyterLLMError, ModelLoadError, ModelNotReady
 from ..models import Message, Model, Request, Response, check_messages
 from ..plugins import create_model, plugins, registry_with_plugins
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
+from .memory import (
+    MB,
+    Candidate,
+    Reaper,
+    choose_victims,
+    default_budget_bytes,
+    estimate_model_bytes,
+    process_rss,
+)
+from .records import record_history
+from .scheduler import ModelQueue
+from .streams import HostStream
+from .worker_model import WorkerModel
 
 __all__ = ["ModelHost"]
 
 log = logging.getLogger(__name__)
+
+REMOTE_CONCURRENCY = 4
+"""Requests a remote (or plugin) model runs at once; local workers run one."""
+
+_LOAD_OPTIONS = ("n_ctx", "n_threads")
+
+
+@dataclass
+class _Loaded:
+    """A local model in memory, with what eviction and ``ps`` need."""
+
+    spec: ModelSpec
+    model: Model
+    bytes: int
+    n_ctx: int | None
+    keep_alive: float | None
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
 
 
 class ModelHost:
     """Loads models once and shares them with every caller in this process."""
 
     def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, history: Any = None,
+                 use_workers: bool = True) -> None:
         self.settings = settings or Settings.from_env()
         self.registry = registry_with_plugins(registry or Registry.load())
         self.store = store or Store()
+        self.use_workers = use_workers
+        self.memory_budget_bytes = default_budget_bytes(self.settings.memory_budget_mb)
         self._downloads: Any = None
-        self._loaded: dict[str, Model] = {}
-        self._last_used: dict[str, float] = {}
+        self._history = history
         self._lock = threading.RLock()
+        self._loaded: dict[str, _Loaded] = {}
+        self._loading: dict[str, Future[_Loaded]] = {}
+        self._reserved: dict[str, int] = {}
+        self._queues: dict[str, ModelQueue] = {}
+        self._in_process: dict[str, Model] = {}
+        self._reaper: Reaper | None = None
 
     # -- registry and state ----------------------------------------------------------------
     def reload_registry(self) -> None:
@@ -51,8 +102,19 @@ class ModelHost:
             self._downloads = DownloadManager(self.store)
         return self._downloads
 
+    @property
+    def history(self) -> Any:
+        """The history log (``jupyter_llm.history.History``), or None when unavailable."""
+        if self._history is None:
+            try:
+                from ..history import History
+            except ImportError:
+                return None
+            self._history = History()
+        return self._history
+
     def loaded_ids(self) -> set[str]:
-        """Ids of the models loaded now (remote models are never 'loaded')."""
+        """Ids of the local models loaded now (remote models are never 'loaded')."""
         with self._lock:
             return set(self._loaded)
 
@@ -114,91 +176,332 @@ class ModelHost:
         self.unload(spec.id)
         return self.store.remove(spec)
 
-    # -- loading -------------------------------------------------------------------------
-    def _model_for(self, spec: ModelSpec) -> Model:
+    # -- loading ---------------------------------------------------------------------------
+    def _is_local(self, spec: ModelSpec) -> bool:
+        return spec.backend == "llama_cpp" and spec.id not in plugins().models
+
+    def _path_of(self, spec: ModelSpec) -> Path:
         path = (spec.model_extra or {}).get("path")
         if path:
-            from ..backends.llama_cpp import LlamaCppModel
-
-            return LlamaCppModel(spec.id, spec, path=path, embedding=spec.is_embedding)
-        return create_model(spec)
-
-    def get(self, spec: ModelSpec, *, auto_load: bool | None = None) -> Model:
-        """The loaded model for ``spec``, loading it when allowed."""
-        with self._lock:
-            model = self._loaded.get(spec.id)
-            if model is None:
-                if not (self.settings.auto_load if auto_load is None else auto_load):
-                    raise ModelNotReady(
-                        f"Model {spec.id!r} is not loaded; load it first "
-                        f"(`jupyter llm load {spec.id}`).", details={"model": spec.id})
-                model = self._load(spec)
-            self._last_used[spec.id] = time.time()
-            return model
-
-    def _load(self, spec: ModelSpec, **options: Any) -> Model:
-        if spec.backend == "llama_cpp" and not spec.model_extra.get("path") \
-                and not self.store.is_installed(spec):
+            return Path(path)
+        if not self.store.is_installed(spec):
             raise ModelNotReady(f"Model {spec.id!r} is not installed. Run `jupyter llm pull "
                                 f"{spec.id}` (or `%llm pull {spec.id}`).",
                                 details={"model": spec.id})
-        model = self._model_for(spec)
-        loader = getattr(model, "load", None)
-        if loader is not None:
-            loader(**{k: v for k, v in options.items() if k in ("n_ctx", "n_threads")})
-        self._loaded[spec.id] = model
-        return model
+        return self.store.path_for(spec)
+
+    def _in_process_model(self, spec: ModelSpec, *, embedding: bool = False) -> Model:
+        with self._lock:
+            model = self._in_process.get(spec.id)
+            if model is None:
+                found = plugins()
+                if embedding and spec.id in found.embedding_models:
+                    model = found.embedding_models[spec.id]  # type: ignore[assignment]
+                else:
+                    model = create_model(spec)
+                self._in_process[spec.id] = model
+            return model
+
+    def _keep_alive(self, value: float | None) -> float | None:
+        """Seconds to stay loaded when idle; None for ever. A request's 0 means at once."""
+        if value is None:
+            return self.settings.keep_alive_s or None
+        return None if value < 0 else float(value)
+
+    def _acquire(self, spec: ModelSpec, *, auto_load: bool | None = None,
+                 load_options: dict[str, Any] | None = None) -> _Loaded:
+        """The loaded entry of a local model, loading it once for all concurrent callers."""
+        while True:
+            with self._lock:
+                entry = self._loaded.get(spec.id)
+                if entry is not None:
+                    if getattr(entry.model, "alive", True):
+                        entry.last_used = time.time()
+                        return entry
+                    del self._loaded[spec.id]  # its worker died; load it again
+                future = self._loading.get(spec.id)
+                owner = future is None
+                if owner:
+                    if not (self.settings.auto_load if auto_load is None else auto_load):
+                        raise ModelNotReady(
+                            f"Model {spec.id!r} is not loaded; load it first "
+                            f"(`jupyter llm load {spec.id}`).", details={"model": spec.id})
+                    future = Future()
+                    self._loading[spec.id] = future
+            assert future is not None
+            if owner:
+                self._load_into(spec, future, load_options or {})
+            entry = future.result()
+            if getattr(entry.model, "alive", True):
+                return entry
+
+    def _load_into(self, spec: ModelSpec, future: Future[_Loaded], options: dict[str, Any]) -> None:
+        try:
+            path = self._path_of(spec)
+            n_ctx = options.get("n_ctx") or self.settings.n_ctx
+            need = estimate_model_bytes(path, ram_bytes=spec.ram_bytes, n_ctx=n_ctx)
+            victims = self._make_room(spec, need)
+            for victim in victims:
+                log.info("Unloading %s to make room for %s", victim.spec.id, spec.id)
+                victim.model.close()
+            model = self._new_local_model(spec, path, n_ctx, options)
+            info = model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
+            loaded_ctx = (info or {}).get("n_ctx") if isinstance(info, dict) else None
+            entry = _Loaded(spec=spec, model=model, bytes=need,
+                            n_ctx=loaded_ctx or getattr(model, "_loaded_n_ctx", None) or n_ctx,
+                            keep_alive=self._keep_alive(options.get("keep_alive")))
+            with self._lock:
+                self._loaded[spec.id] = entry
+            future.set_result(entry)
+        except BaseException as e:
+            future.set_exception(e)
+        finally:
+            with self._lock:
+                self._loading.pop(spec.id, None)
+                self._reserved.pop(spec.id, None)
+        self._poke_reaper()
+
+    def _make_room(self, spec: ModelSpec, need: int) -> list[_Loaded]:
+        """Reserve ``need`` bytes for a load; take the LRU idle models that must go."""
+        budget = self.memory_budget_bytes
+        if need > budget:
+            raise ModelLoadError(
+                f"Model {spec.id!r} needs about {need // MB} MB, more than the whole memory "
+                f"budget of {budget // MB} MB. Raise memory_budget_mb (JUPYTER_LLM_MEMORY_BUDGET_MB)"
+                ", lower n_ctx, or choose a smaller model or quantization.",
+                details={"model": spec.id, "need_mb": need // MB, "budget_mb": budget // MB})
+        with self._lock:
+            candidates = [Candidate(mid, e.bytes, e.last_used, self._queue_idle(mid))
+                          for mid, e in self._loaded.items()]
+            chosen = choose_victims(candidates, need=need, budget=budget,
+                                    max_models=self.settings.max_loaded_models,
+                                    reserved=sum(self._reserved.values()),
+                                    reserved_count=len(self._reserved))
+            if chosen is None:
+                busy = sorted(c.model_id for c in candidates if not c.idle)
+                raise Busy(
+                    f"No room to load {spec.id!r}: the loaded models {', '.join(busy) or '(loading)'}"
+                    f" are busy and the limits are {self.settings.max_loaded_models} models and "
+                    f"{budget // MB} MB. Retry shortly, or raise max_loaded_models / "
+                    "memory_budget_mb.", retry_after=5,
+                    details={"model": spec.id, "busy": busy})
+            self._reserved[spec.id] = need
+            return [self._loaded.pop(mid) for mid in chosen]
+
+    def _queue_idle(self, model_id: str) -> bool:
+        queue = self._queues.get(model_id)
+        return queue is None or queue.idle
+
+    def _new_local_model(self, spec: ModelSpec, path: Path, n_ctx: int | None,
+                         options: dict[str, Any]) -> Model:
+        n_threads = options.get("n_threads") or self.settings.n_threads
+        if self.use_workers:
+            return WorkerModel(spec.id, spec, path=path, embedding=spec.is_embedding,
+                               n_ctx=n_ctx, n_threads=n_threads, on_exit=self._worker_exited)
+        from ..backends.llama_cpp import LlamaCppModel
+
+        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
+                             embedding=spec.is_embedding)
+
+    def _worker_exited(self, worker: WorkerModel, error: JupyterLLMError | None) -> None:
+        with self._lock:
+            entry = self._loaded.get(worker.model_id)
+            if entry is not None and entry.model is worker:
+                del self._loaded[worker.model_id]
+
+    def get(self, spec: ModelSpec, *, auto_load: bool | None = None) -> Model:
+        """The model object for ``spec`` (loading a local one when allowed)."""
+        if not self._is_local(spec):
+            return self._in_process_model(spec)
+        return self._acquire(spec, auto_load=auto_load).model
 
     def load(self, model_id: str, **options: Any) -> dict[str, Any]:
-        """Load a model now and return its ``ps`` entry."""
+        """Load a model now (options: n_ctx, n_threads, keep_alive) and return its ``ps`` entry."""
+        unknown = set(options) - {*_LOAD_OPTIONS, "keep_alive"}
+        if unknown:
+            raise InvalidRequest(f"Unknown load option(s) {', '.join(sorted(unknown))}; known: "
+                                 "n_ctx, n_threads, keep_alive.", details={"fields": sorted(unknown)})
         spec = self.resolve(model_id)
+        if not self._is_local(spec):
+            self._in_process_model(spec)
+            return {"id": spec.id, "backend": spec.backend, "remote": True}
         with self._lock:
-            if spec.id not in self._loaded:
-                self._load(spec, **options)
-            self._last_used[spec.id] = time.time()
-        return next(p for p in self.ps() if p["id"] == spec.id)
+            entry = self._loaded.get(spec.id)
+        if entry is not None and options.get("n_ctx") and entry.n_ctx != options["n_ctx"]:
+            self.unload(spec.id)  # reload with the new context size
+        entry = self._acquire(spec, auto_load=True, load_options=options)
+        if "keep_alive" in options:
+            entry.keep_alive = self._keep_alive(options["keep_alive"])
+            self._poke_reaper()
+        return next((p for p in self.ps() if p["id"] == spec.id), {"id": spec.id})
 
     def unload(self, model_id: str) -> bool:
         """Unload a model and free its memory; False when it was not loaded."""
         spec = self.resolve(model_id)
         with self._lock:
-            model = self._loaded.pop(spec.id, None)
-            self._last_used.pop(spec.id, None)
-        if model is None:
+            future = self._loading.get(spec.id)
+        if future is not None:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - a failed load leaves nothing to unload
+                return False
+        with self._lock:
+            entry = self._loaded.pop(spec.id, None)
+        if entry is None:
             return False
-        model.close()
+        entry.model.close()
         return True
 
     def ps(self) -> list[dict[str, Any]]:
-        """The loaded models with backend and last use."""
+        """The loaded local models: pid, memory, queue, last use, expiry and context size."""
         with self._lock:
-            return [{"id": mid, "backend": model.backend, "last_used": self._last_used.get(mid)}
-                    for mid, model in self._loaded.items()]
+            entries = list(self._loaded.values())
+        out = []
+        for e in entries:
+            queue = self._queues.get(e.spec.id)
+            pid = getattr(e.model, "pid", None)
+            idle = queue is None or queue.idle
+            idle_since = max(e.last_used, queue.idle_since if queue else 0.0)
+            out.append({
+                "id": e.spec.id, "backend": e.model.backend, "pid": pid,
+                "memory_bytes": process_rss(pid) if pid else None,
+                "estimated_bytes": e.bytes,
+                "queue_depth": queue.depth if queue else 0,
+                "active": queue.active if queue else 0,
+                "last_used": e.last_used, "loaded_at": e.loaded_at,
+                "expires_at": idle_since + e.keep_alive if idle and e.keep_alive is not None
+                else None,
+                "keep_alive": e.keep_alive, "n_ctx": e.n_ctx,
+            })
+        return out
 
-    # -- running -------------------------------------------------------------------------
-    def chat(self, messages: list[Message], model: str | None = None, **options: Any) -> Response:
+    # -- keep-alive --------------------------------------------------------------------------
+    def _poke_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is None:
+                if not self._loaded:
+                    return
+                self._reaper = Reaper(self._reap)
+                self._reaper.start()
+            self._reaper.poke()
+
+    def _reap(self, now: float) -> float | None:
+        """Unload the idle models whose keep-alive ran out; return the next expiry."""
+        expired: list[_Loaded] = []
+        next_at: float | None = None
+        with self._lock:
+            for mid, e in list(self._loaded.items()):
+                queue = self._queues.get(mid)
+                if e.keep_alive is None or (queue is not None and not queue.idle):
+                    continue
+                expires = max(e.last_used, queue.idle_since if queue else 0.0) + e.keep_alive
+                if expires <= now:
+                    expired.append(self._loaded.pop(mid))
+                else:
+                    next_at = expires if next_at is None else min(next_at, expires)
+        for e in expired:
+            log.info("Unloading %s after %.0f idle seconds (keep_alive)", e.spec.id, e.keep_alive)
+            e.model.close()
+        return next_at
+
+    # -- running ---------------------------------------------------------------------------
+    def _queue(self, spec: ModelSpec) -> ModelQueue:
+        with self._lock:
+            queue = self._queues.get(spec.id)
+            if queue is None:
+                local = self._is_local(spec)
+                queue = ModelQueue(spec.id, size=self.settings.queue_size,
+                                   concurrency=1 if local else REMOTE_CONCURRENCY)
+                self._queues[spec.id] = queue
+            return queue
+
+    def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
+             make: Any, log_fields: dict[str, Any] | None) -> Response:
+        local = self._is_local(spec)
+        load_options = {k: options[k] for k in _LOAD_OPTIONS if options.get(k)}
+        if local:
+            entry = self._acquire(spec, load_options=load_options)
+            model = entry.model
+            if keep_alive is not None:
+                entry.keep_alive = self._keep_alive(keep_alive)
+        else:
+            model = self._in_process_model(spec)
+        request = make(model.options(options))
+        ticket = self._queue(spec).enter()
+
+        def start() -> Any:
+            current = self._acquire(spec, auto_load=True, load_options=load_options).model \
+                if local else model
+            return current.execute(request)
+
+        def on_end(stream: HostStream) -> None:
+            self._touch(spec.id)
+            if log_fields is not None:
+                record_history(self, spec.id, request, stream, **log_fields)
+
+        stream = HostStream(ticket, start, on_end)
+        return Response(stream, model_id=spec.id, request=request)
+
+    def _touch(self, model_id: str) -> None:
+        with self._lock:
+            entry = self._loaded.get(model_id)
+            if entry is not None:
+                entry.last_used = time.time()
+        self._poke_reaper()
+
+    def chat(self, messages: list[Message], model: str | None = None, *, log: bool = True,
+             face: str = "python", user: str | None = None, keep_alive: float | None = None,
+             **options: Any) -> Response:
         """Run a chat on the named (or default) model and return a streaming Response."""
+        messages = check_messages(messages)
         spec = self.resolve(model)
-        instance = self.get(spec)
-        request = Request(messages=check_messages(messages), options=instance.options(options))
-        return instance.run(request)
+        fields = {"face": face, "user": user} if log and self.settings.history else None
+        return self._run(spec, options, keep_alive,
+                         lambda opts: Request(messages=messages, options=opts), fields)
 
-    def generate(self, prompt: str, model: str | None = None, **options: Any) -> Response:
+    def generate(self, prompt: str, model: str | None = None, *, log: bool = True,
+                 face: str = "python", user: str | None = None, keep_alive: float | None = None,
+                 **options: Any) -> Response:
         """Run a raw completion on the named (or default) model."""
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string.")
         spec = self.resolve(model)
-        instance = self.get(spec)
-        return instance.run(Request(prompt=prompt, options=instance.options(options)))
+        fields = {"face": face, "user": user} if log and self.settings.history else None
+        return self._run(spec, options, keep_alive,
+                         lambda opts: Request(prompt=prompt, options=opts), fields)
 
-    def embed(self, texts: list[str], model: str | None = None) -> list[list[float]]:
+    def embed(self, texts: list[str], model: str | None = None, *,
+              keep_alive: float | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
         spec = self.resolve(model, embedding=True)
-        return self.get(spec).embed(texts)
+        if not self._is_local(spec):
+            return self._in_process_model(spec, embedding=True).embed(texts)
+        entry = self._acquire(spec)
+        if keep_alive is not None:
+            entry.keep_alive = self._keep_alive(keep_alive)
+        ticket = self._queue(spec).enter()
+        try:
+            ticket.wait()
+            return self._acquire(spec, auto_load=True).model.embed(texts)
+        finally:
+            ticket.release()
+            self._touch(spec.id)
 
     def close(self) -> None:
-        """Unload every model."""
-        for model_id in list(self.loaded_ids()):
-            self.unload(model_id)
+        """Unload every model and stop the reaper."""
+        with self._lock:
+            reaper, self._reaper = self._reaper, None
+            entries = list(self._loaded.values())
+            self._loaded.clear()
+        if reaper is not None:
+            reaper.stop()
+        for entry in entries:
+            entry.model.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass

@@ -1,0 +1,158 @@
+"""Memory for loaded models: the budget, per-model estimates, LRU eviction and the reaper.
+
+A model's need is the registry's ``ram_bytes`` when given, else the file size (weights
+are mapped into memory) plus its KV cache, computed from the GGUF header when it can be
+read: ``2 (K and V) * n_layer * n_ctx * n_embd * n_head_kv / n_head * 2 bytes (f16)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["default_budget_bytes", "estimate_model_bytes", "read_gguf_dims", "process_rss",
+           "Candidate", "choose_victims", "Reaper"]
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+BUDGET_FRACTION = 0.7
+OVERHEAD_BYTES = 64 * MB  # a worker's Python, llama.cpp buffers and compute graph
+
+
+def available_memory_bytes() -> int:
+    """Memory available to new processes now (psutil, else the OS's page counts)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil is a dependency of the llama extra
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 8 * 1024 * MB
+
+
+def default_budget_bytes(memory_budget_mb: int | None) -> int:
+    """The configured budget, or 70% of the memory available now."""
+    if memory_budget_mb:
+        return memory_budget_mb * MB
+    return int(available_memory_bytes() * BUDGET_FRACTION)
+
+
+def process_rss(pid: int | None) -> int | None:
+    """Resident memory of a process in bytes, or None when unknown."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).memory_info().rss)
+    except Exception:  # noqa: BLE001 - gone, no permission, or no psutil
+        return None
+
+
+# -- estimates ---------------------------------------------------------------------------
+def read_gguf_dims(path: str | Path) -> dict[str, int]:
+    """The architecture sizes from a GGUF header, keyed without the architecture prefix."""
+    from ..errors import ModelLoadError
+    from ..gguf_meta import read_gguf_metadata
+
+    try:
+        meta = read_gguf_metadata(path)
+    except (ModelLoadError, OSError):
+        return {}
+    arch = meta.get("general.architecture")
+    prefix = f"{arch}." if isinstance(arch, str) else ""
+    return {key[len(prefix):]: value for key, value in meta.items()
+            if prefix and key.startswith(prefix) and isinstance(value, int)}
+
+
+def estimate_model_bytes(path: str | Path | None, *, ram_bytes: int | None = None,
+                         n_ctx: int | None = None) -> int:
+    """Bytes a loaded model needs: ``ram_bytes``, else file + KV cache + overhead."""
+    if ram_bytes:
+        return ram_bytes
+    try:
+        size = os.path.getsize(path) if path else 0
+    except OSError:
+        size = 0
+    dims = read_gguf_dims(path) if path else {}
+    ctx = n_ctx or min(dims.get("context_length") or 4096, 4096)
+    if "block_count" in dims and "embedding_length" in dims:
+        heads = dims.get("attention.head_count") or 1
+        kv_heads = dims.get("attention.head_count_kv") or heads
+        kv = 2 * dims["block_count"] * ctx * dims["embedding_length"] * kv_heads // heads * 2
+    else:
+        kv = size // 8  # no header: a rough share of the weights
+    return size + kv + OVERHEAD_BYTES
+
+
+# -- eviction ----------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """A loaded model as eviction sees it."""
+
+    model_id: str
+    bytes: int
+    last_used: float
+    idle: bool
+
+
+def choose_victims(loaded: Iterable[Candidate], *, need: int, budget: int,
+                   max_models: int, reserved: int = 0, reserved_count: int = 0,
+                   ) -> list[str] | None:
+    """The least recently used idle models to unload so ``need`` more bytes fit.
+
+    ``reserved`` bytes and ``reserved_count`` models are loads in progress. Returns None
+    when even unloading every idle model would not make room.
+    """
+    loaded = list(loaded)
+    used = sum(c.bytes for c in loaded) + reserved
+    count = len(loaded) + reserved_count
+    victims: list[str] = []
+    for cand in sorted((c for c in loaded if c.idle), key=lambda c: c.last_used):
+        if used + need <= budget and count + 1 <= max_models:
+            break
+        victims.append(cand.model_id)
+        used -= cand.bytes
+        count -= 1
+    if used + need <= budget and count + 1 <= max_models:
+        return victims
+    return None
+
+
+class Reaper(threading.Thread):
+    """Unloads idle models whose keep-alive ran out; ``poke()`` after any change."""
+
+    def __init__(self, reap: Callable[[float], float | None]) -> None:
+        super().__init__(name="jupyter-llm-reaper", daemon=True)
+        self._reap = reap
+        self._wake = threading.Event()
+        self._stopped = False
+
+    def run(self) -> None:
+        """Reap, then sleep until the next expiry (or a poke)."""
+        while not self._stopped:
+            try:
+                next_at = self._reap(time.time())
+            except Exception:  # noqa: BLE001 - the reaper must survive
+                log.exception("keep-alive reaper failed")
+                next_at = None
+            timeout = 60.0 if next_at is None else max(0.01, min(60.0, next_at - time.time()))
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+    def poke(self) -> None:
+        """Re-check now (a request ended or a model was loaded)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End the thread."""
+        self._stopped = True
+        self._wake.set()

@@ -1,0 +1,161 @@
+"""``HostStream``: one request's way through the host, as the iterator a ``Response`` wraps.
+
+It waits for the request's turn in the model's queue when first read, starts the model's
+execution, passes the pieces on, and when the execution ends (finished, failed or
+cancelled) frees the slot and reports to the host once (last use, history).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..models import Finish
+from .scheduler import Ticket
+
+__all__ = ["HostStream"]
+
+log = logging.getLogger(__name__)
+
+
+class HostStream:
+    """Iterator of text pieces and a ``Finish``; ``cancel()`` is safe from any thread."""
+
+    def __init__(self, ticket: Ticket, start: Callable[[], Iterator[str | Finish]],
+                 on_end: Callable[[HostStream], None]) -> None:
+        self._ticket = ticket
+        self._start = start
+        self._on_end = on_end
+        self._inner: Iterator[str | Finish] | None = None
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._ended = False
+        self.pieces: list[str] = []
+        self.finish: Finish | None = None
+        self.error: BaseException | None = None
+        self.created = time.perf_counter()
+        self.first_piece: float | None = None
+        self.ended_at: float | None = None
+
+    def __iter__(self) -> Iterator[str | Finish]:
+        return self
+
+    def __next__(self) -> str | Finish:
+        if self._ended:
+            raise StopIteration
+        if self._inner is None:
+            self._begin()
+        inner = self._inner
+        if inner is None or self._ended:
+            raise StopIteration
+        if self._cancelled and not callable(getattr(inner, "cancel", None)):
+            _close(inner)  # an in-process generator stops here, in its own thread
+            self._end()
+            return Finish("cancelled")
+        try:
+            event = next(inner)
+        except StopIteration:
+            self._end()
+            raise
+        except BaseException as e:
+            self._end(e)
+            raise
+        if isinstance(event, Finish):
+            self.finish = event
+        elif event:
+            if self.first_piece is None:
+                self.first_piece = time.perf_counter()
+            self.pieces.append(event)
+        return event
+
+    def _begin(self) -> None:
+        granted = self._ticket.wait()
+        with self._lock:
+            stop = self._cancelled or not granted
+        if stop:
+            self._end()
+            return
+        try:
+            inner = iter(self._start())
+        except BaseException as e:
+            self._end(e)
+            raise
+        add_done = getattr(inner, "add_done_callback", None)
+        if callable(add_done):
+            add_done(self._ticket.release)  # free the slot as soon as the worker is done
+        with self._lock:
+            self._inner = inner
+            cancelled = self._cancelled
+        if cancelled:
+            _cancel(inner)
+
+    def cancel(self) -> None:
+        """Stop: leave the queue if still waiting, else stop the execution within a token."""
+        with self._lock:
+            self._cancelled = True
+            inner = self._inner
+        if inner is None:
+            self._ticket.release()  # wakes the reader, which then ends the stream
+        else:
+            _cancel(inner)
+
+    def close(self) -> None:
+        """The reader abandoned the stream: stop it."""
+        self.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once ``cancel()`` was called."""
+        return self._cancelled
+
+    @property
+    def text(self) -> str:
+        """The text produced so far."""
+        return "".join(self.pieces)
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds from the request to its first piece (queue wait and load included)."""
+        return None if self.first_piece is None else self.first_piece - self.created
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from the request to its end."""
+        return None if self.ended_at is None else self.ended_at - self.created
+
+    def _end(self, error: BaseException | None = None) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self.ended_at = time.perf_counter()
+        self.error = error
+        self._ticket.release()
+        try:
+            self._on_end(self)
+        except Exception:  # noqa: BLE001 - bookkeeping must never break a request
+            log.exception("ending a request failed")
+
+    def __del__(self) -> None:
+        if not self._ended:
+            try:
+                if self._inner is not None:
+                    _cancel(self._inner)
+                self._ticket.release()
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
+
+
+def _cancel(inner: Any) -> None:
+    stop = getattr(inner, "cancel", None)
+    if callable(stop):
+        stop()
+
+
+def _close(inner: Any) -> None:
+    close = getattr(inner, "close", None)
+    if callable(close):
+        close()
