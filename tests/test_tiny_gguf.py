@@ -206,6 +206,20 @@ def test_embedding_returns_one_vector_of_n_embd_per_input(llama_cpp, tiny_embed_
     single = llm.embed(texts[0])
     assert len(single) == TINY_N_EMBD
     assert single == pytest.approx(vectors[0], abs=1e-4)
+    assert len(llm.embed("")) == TINY_N_EMBD  # BOS alone still pools to one vector
+
+
+def test_embeddings_of_overlapping_texts_are_closer(llama_cpp, tiny_embed_gguf):
+    llm = _load(llama_cpp, tiny_embed_gguf, embedding=True)
+    a, near, far = llm.embed(
+        ["the shell runs commands", "the shell runs many commands", "git records history"],
+        normalize=True,
+    )
+
+    def cosine(u: list[float], v: list[float]) -> float:
+        return sum(x * y for x, y in zip(u, v, strict=True))
+
+    assert cosine(a, near) > cosine(a, far) + 0.2
 
 
 # --- broken files ----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The one generator of tiny llama-architecture GGUF files for tests, benchmarks and notebooks.
 
 ``write_tiny_gguf`` writes a random-weight llama model that real llama.cpp loads in
-milliseconds: a byte-level BPE vocabulary (``gpt2``: all 256 byte symbols, about 90
+milliseconds: a byte-level BPE vocabulary (``gpt2``: all 256 byte symbols, 114
 merges and the specials ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``), an
 embedded ChatML ``tokenizer.chat_template`` and MEAN pooling, so ``embed()`` returns
 one vector of length ``n_embd`` per input.
@@ -9,20 +9,22 @@ one vector of length ``n_embd`` per input.
 Generation is made useful for tests: channel 0 of the residual stream is a constant
 "bias" channel (no layer writes to it), and the output rows of the special tokens and
 of every token that is not printable ASCII carry a large negative weight on it. So at
-temperature 0 the model never stops on its own (stop it with ``max_tokens``) and the
-text it writes is always valid UTF-8 (gibberish, but deterministic per seed).
+temperature 0 the model never stops on its own (stop it with ``max_tokens`` or ``stop``;
+EOS is practically impossible when sampling too) and the text it writes is printable
+ASCII, so always valid UTF-8 (gibberish, but deterministic per seed). Mean-pooled
+embeddings are lexical: texts sharing tokens get a high cosine similarity.
 
-Approximate sizes (vocabulary of 363 tokens, ``n_ff = 2 * n_embd``, f16 weights):
+Measured sizes (vocabulary of 373 tokens, ``n_ff = 2 * n_embd``, f16 weights):
 
-    n_embd  n_layer  file      note
-    64      2        ~250 KB   the default; writes in ~10 ms
-    128     4        ~1.5 MB
-    256     4        ~5 MB
-    512     8        ~34 MB    benchmark size (~17 MB with quantize="q8_0")
-    768     12       ~115 MB
+    n_embd  n_layer  file       note
+    64      2        270 KB     the default (150 KB with quantize="q8_0"); writes in ~10 ms
+    128     4        1.5 MB
+    256     4        5.6 MB
+    512     8        43 MB      benchmark size (23 MB with quantize="q8_0"); writes in ~0.4 s
+    768     8        96 MB
 
 Each layer holds ``4 * n_embd**2 + 3 * n_embd * n_ff`` weights; ``quantize="q8_0"``
-halves the size again (n_embd and n_ff must then be multiples of 32).
+roughly halves the file (n_embd and n_ff must then be multiples of 32).
 
 ``write_broken_gguf`` writes the bad inputs; see ``BROKEN_KINDS`` for what each does.
 Command line::
