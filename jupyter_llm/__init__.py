@@ -30,3 +30,10 @@ def __getattr__(name: str) -> Any:
     module_name, attr = _LAZY[name]
     module = importlib.import_module(module_name)
     return module if attr is None else getattr(module, attr)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension (``JupyterLLM``), imported only when a server loads it."""
+    from .server.app import JupyterLLM
+
+    return [{"module": "jupyter_llm.server.app", "app": JupyterLLM}]

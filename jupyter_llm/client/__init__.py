@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from .base import Client
-from .local import LocalClient
+import os
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Client", "LocalClient", "connect"]
+from .base import Client
+
+if TYPE_CHECKING:
+    from .local import LocalClient
+    from .remote import RemoteClient
+
+__all__ = ["Client", "LocalClient", "RemoteClient", "connect"]
 
 _default: Client | None = None
 
@@ -13,6 +19,30 @@ _default: Client | None = None
 def connect(*, fresh: bool = False) -> Client:
     """Return the shared client: remote when ``JUPYTER_LLM_URL`` is set, else in-process."""
     global _default
-    if _default is None or fresh:
-        _default = LocalClient()
+    url = os.environ.get("JUPYTER_LLM_URL", "").strip()
+    stale = _default is not None and (
+        (url and getattr(_default, "url", None) != url.rstrip("/") + "/")
+        or (not url and getattr(_default, "url", None) is not None))
+    if _default is None or fresh or stale:
+        if url:
+            from .remote import RemoteClient
+
+            _default = RemoteClient(url, os.environ.get("JUPYTER_LLM_TOKEN", ""))
+        else:
+            from .local import LocalClient
+
+            _default = LocalClient()
     return _default
+
+
+def __getattr__(name: str) -> Any:
+    """Import the client classes lazily (``LocalClient`` pulls in the host)."""
+    if name == "LocalClient":
+        from .local import LocalClient
+
+        return LocalClient
+    if name == "RemoteClient":
+        from .remote import RemoteClient
+
+        return RemoteClient
+    raise AttributeError(f"module 'jupyter_llm.client' has no attribute {name!r}")

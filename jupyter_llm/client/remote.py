@@ -1,0 +1,214 @@
+"""``RemoteClient``: the ``Client`` interface over a jupyter_llm server's native API (HTTP).
+
+Kernels started by a Jupyter server with the extension get ``JUPYTER_LLM_URL`` and
+``JUPYTER_LLM_TOKEN``; ``connect()`` then returns a ``RemoteClient`` so every kernel shares
+the server's loaded models. Errors arrive in the one JSON shape and are raised again as the
+same ``jupyter_llm.errors`` classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from .. import errors
+from ..models import Finish, Message, Request, Response, Usage
+from .base import Client, ProgressCallback
+
+__all__ = ["RemoteClient", "error_from_body"]
+
+TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+
+
+def _error_classes() -> dict[str, type[errors.JupyterLLMError]]:
+    found: dict[str, type[errors.JupyterLLMError]] = {}
+    pending: list[type[errors.JupyterLLMError]] = [errors.JupyterLLMError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.type, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def error_from_body(body: Any, status: int = 500,
+                    headers: httpx.Headers | None = None) -> errors.JupyterLLMError:
+    """Rebuild the ``errors`` class named by a ``{"error": {"type", "message", "details"}}``."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        text = body if isinstance(body, str) else json.dumps(body)
+        exc = errors.BackendError(f"The jupyter-llm server answered {status}: {text[:300]}")
+        exc.status = status
+        return exc
+    cls = _error_classes().get(str(err.get("type")))
+    message = str(err.get("message") or f"HTTP {status}")
+    if cls is None:  # a type this client does not know (e.g. forbidden from auth): keep status
+        cls = {400: errors.InvalidRequest, 403: errors.Forbidden, 404: errors.NotFound,
+               409: errors.Conflict, 503: errors.Busy}.get(status, errors.BackendError)
+    exc = cls.__new__(cls)
+    errors.JupyterLLMError.__init__(exc, message, details=err.get("details"))
+    if isinstance(exc, errors.UnknownModel):
+        exc.model_id = (err.get("details") or {}).get("model", "")
+    if isinstance(exc, errors.Busy):
+        retry = headers.get("Retry-After") if headers is not None else None
+        exc.retry_after = int(retry) if retry and retry.isdigit() else 1
+    return exc
+
+
+class RemoteClient(Client):
+    """Talks to a jupyter_llm server (``JUPYTER_LLM_URL``) with its token."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *,
+                 transport: httpx.BaseTransport | None = None,
+                 timeout: httpx.Timeout | float = TIMEOUT) -> None:
+        url = url or os.environ.get("JUPYTER_LLM_URL")
+        if not url:
+            raise errors.InvalidRequest(
+                "RemoteClient needs a server URL: pass url= or set JUPYTER_LLM_URL "
+                "(e.g. from `jupyter llm serve`).")
+        self.url = url.rstrip("/") + "/"
+        token = os.environ.get("JUPYTER_LLM_TOKEN", "") if token is None else token
+        headers = {"Authorization": f"token {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url + "llm/api/", headers=headers,
+                                  timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"<RemoteClient {self.url}>"
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise errors.BackendError(
+                f"Cannot reach the jupyter-llm server at {self.url}: {e}. Is it running? "
+                "(check JUPYTER_LLM_URL)", details={"url": self.url}) from e
+        return self._json(response)
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.status_code >= 400:
+            raise error_from_body(body, response.status_code, response.headers)
+        return body
+
+    def _lines(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """POST and yield the NDJSON lines; closing the iterator closes the connection."""
+        try:
+            with self._http.stream("POST", path, json=payload) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._json(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.HTTPError as e:
+            raise errors.BackendError(
+                f"The connection to the jupyter-llm server at {self.url} failed: {e}.",
+                details={"url": self.url}) from e
+
+    # -- the Client interface --------------------------------------------------------------
+    def models(self, tag: str | None = None) -> list[dict[str, Any]]:
+        """Every registry model of the server with its state."""
+        return self._call("GET", "models", params={"tag": tag} if tag else None)["models"]
+
+    def pull(self, model_id: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Download a model on the server, calling ``progress`` with each progress dict."""
+        for event in self._lines("pull", {"model": model_id, "stream": True}):
+            if event.get("status") == "error":
+                raise error_from_body(event)
+            if progress is not None:
+                progress(event)
+            if event.get("status") == "done" and "manifest" in event:
+                return event["manifest"]
+        raise errors.BackendError(f"The server ended the download of {model_id!r} without a "
+                                  "result; try again.", details={"model": model_id})
+
+    def cancel_pull(self, model_id: str) -> bool:
+        """Cancel a running download on the server."""
+        return bool(self._call("POST", "pull/cancel", json={"model": model_id})["cancelled"])
+
+    def remove(self, model_id: str) -> bool:
+        """Delete an installed model on the server."""
+        from urllib.parse import quote
+
+        return bool(self._call("DELETE", "models/" + quote(model_id, safe=""))["removed"])
+
+    def load(self, model_id: str, **options: Any) -> dict[str, Any]:
+        """Load a model on the server."""
+        return self._call("POST", "load", json={"model": model_id, "options": options})
+
+    def unload(self, model_id: str) -> bool:
+        """Unload a model on the server."""
+        return bool(self._call("POST", "unload", json={"model": model_id})["unloaded"])
+
+    def ps(self) -> list[dict[str, Any]]:
+        """The server's loaded models."""
+        return self._call("GET", "ps")["models"]
+
+    def _run(self, path: str, payload: dict[str, Any], model: str | None, stream: bool,
+             request: Request) -> Response:
+        if not stream:
+            body = self._call("POST", path, json={**payload, "stream": False})
+            text = body["message"]["content"] if "message" in body else body.get("text", "")
+
+            def once() -> Iterator[str | Finish]:
+                yield text
+                yield _finish(body)
+
+            return Response(once(), model_id=body.get("model") or model or "", request=request)
+        lines = self._lines(path, {**payload, "stream": True})
+        response: Response
+
+        def events() -> Iterator[str | Finish]:
+            try:
+                for event in lines:
+                    if "delta" in event:
+                        yield event["delta"]
+                    elif event.get("done"):
+                        response.model_id = event.get("model") or response.model_id
+                        yield _finish(event)
+                        return
+                    elif "error" in event:
+                        raise error_from_body(event)
+            finally:
+                lines.close()  # closes the HTTP stream: the server cancels the generation
+
+        response = Response(events(), model_id=model or "", request=request)
+        return response
+
+    def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
+             log: bool = True, **options: Any) -> Response:
+        """Chat on the server; iterate the Response for streamed text."""
+        payload = {"model": model, "messages": messages, "options": options, "log": log}
+        return self._run("chat", payload, model, stream, Request(messages=messages))
+
+    def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
+                 log: bool = True, **options: Any) -> Response:
+        """Raw completion on the server."""
+        payload = {"model": model, "prompt": prompt, "options": options, "log": log}
+        return self._run("generate", payload, model, stream, Request(prompt=prompt))
+
+    def embed(self, texts: list[str], model: str | None = None) -> list[list[float]]:
+        """Embeddings from the server."""
+        return self._call("POST", "embed", json={"model": model, "input": list(texts)})["embeddings"]
+
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The server's most recent requests, newest first."""
+        return self._call("GET", "history", params={"limit": limit})["entries"]
+
+
+def _finish(body: dict[str, Any]) -> Finish:
+    usage = body.get("usage") or {}
+    return Finish(body.get("finish_reason") or "stop",
+                  Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))

@@ -1,0 +1,208 @@
+"""The handler base of every jupyter_llm route: auth, pydantic bodies, the one error shape,
+blocking calls off the event loop, and NDJSON / SSE streaming that cancels on disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from jupyter_server.base.handlers import APIHandler
+from pydantic import BaseModel, ValidationError
+from tornado import httputil, web
+from tornado.iostream import StreamClosedError
+
+from ..errors import Busy, InvalidRequest, JupyterLLMError
+
+__all__ = ["LLMHandler", "NotFoundHandler", "error_body", "STREAM_END"]
+
+log = logging.getLogger("jupyter_llm.server")
+
+Body = TypeVar("Body", bound=BaseModel)
+STREAM_END = object()
+_HTTP_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "too_large",
+               422: "invalid_request", 501: "not_implemented", 503: "busy"}
+
+
+def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The one mapping of an exception to ``(status, {"error": ...}, headers)``."""
+    if isinstance(exc, JupyterLLMError):
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else {}
+        return exc.status, exc.to_dict(), headers
+    if isinstance(exc, web.HTTPError):
+        status = exc.status_code
+        message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+        message = message or exc.reason or httputil.responses.get(status, "Error")
+        if status == 403 and not exc.log_message:
+            message = ("Not authenticated. Send the Jupyter token as `Authorization: token <TOKEN>`"
+                       " (or `Bearer <TOKEN>`).")
+        kind = _HTTP_TYPES.get(status, "internal_error" if status >= 500 else "invalid_request")
+        return status, {"error": {"type": kind, "message": message, "details": None}}, {}
+    return 500, {"error": {"type": "internal_error",
+                           "message": "Internal server error; the server log has the details.",
+                           "details": None}}, {}
+
+
+class LLMHandler(APIHandler):
+    """Base of every jupyter_llm handler; subclasses stay thin and call the host."""
+
+    @property
+    def llm(self) -> Any:
+        """The ``JupyterLLM`` extension app (owner of the host, settings and thread pool)."""
+        return self.settings["jupyter_llm"]
+
+    async def host(self) -> Any:
+        """The server's ``ModelHost``, created on first use (off the event loop)."""
+        return await self.run_blocking(lambda: self.llm.host)
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking call in the extension's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.llm.executor, lambda: fn(*args, **kwargs))
+
+    # -- bodies ----------------------------------------------------------------------------
+    def json_body(self) -> Any:
+        """The request body parsed as JSON (400 ``invalid_request`` when malformed)."""
+        raw = self.request.body or b"{}"
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidRequest(f"The request body is not valid JSON: {e}. Send a JSON object.",
+                                 details={"position": getattr(e, "pos", None)}) from None
+
+    def parse(self, model: type[Body]) -> Body:
+        """Parse and validate the body as ``model``; errors name each field."""
+        data = self.json_body()
+        if not isinstance(data, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            fields = [{"field": ".".join(str(p) for p in err["loc"]) or "(body)",
+                       "message": err["msg"]} for err in e.errors()]
+            summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+            raise InvalidRequest(f"Invalid request body — {summary}.",
+                                 details={"fields": fields}) from None
+
+    def user_name(self) -> str | None:
+        """The authenticated user's name, for the history log."""
+        user = self.current_user
+        return getattr(user, "username", None) or (user if isinstance(user, str) else None)
+
+    # -- errors ----------------------------------------------------------------------------
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error is ``{"error": {"type", "message", "details"}}``; never a traceback."""
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else web.HTTPError(status_code)
+        status, body, headers = error_body(exc)
+        if status >= 500 and not isinstance(exc, JupyterLLMError):
+            log.error("Unexpected error in %s %s", self.request.method, self.request.path,
+                      exc_info=exc_info)
+        self.clear_header("Content-Type")
+        self.set_status(status, reason=httputil.responses.get(status, "Client Closed Request"))
+        for key, value in headers.items():
+            self.set_header(key, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        """Finish with a JSON body."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    # -- streaming -------------------------------------------------------------------------
+    def on_connection_close(self) -> None:
+        """The client went away: stop whatever this request is producing."""
+        self._cancel_stream()
+        super().on_connection_close()
+
+    def _cancel_stream(self) -> None:
+        cancel = getattr(self, "_cancel_event", None)
+        if cancel is not None and not cancel.is_set():
+            cancel.set()
+            on_cancel = getattr(self, "_on_cancel", None)
+            if on_cancel is not None:
+                self.llm.executor.submit(on_cancel)
+
+    async def stream(self, produce: Callable[[threading.Event], Iterator[Any]],
+                     encode: Callable[[Any], bytes], content_type: str,
+                     on_cancel: Callable[[], None] | None = None) -> bool:
+        """Run ``produce(cancel)`` in the thread pool and write each item through ``encode``.
+
+        Items are coalesced into one flush when several are ready. When the client
+        disconnects, ``cancel`` is set; ``produce`` must then stop (and cancel its
+        Response) before its next item; ``on_cancel`` (thread-safe) runs at once in the pool.
+        Returns False when the client went away.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = self._cancel_event = threading.Event()
+        self._on_cancel = on_cancel
+
+        def pump() -> None:
+            try:
+                for item in produce(cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                    if cancel.is_set():
+                        break
+            except BaseException as e:  # delivered to the client as the last item
+                loop.call_soon_threadsafe(queue.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, STREAM_END)
+
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        future = loop.run_in_executor(self.llm.executor, pump)
+        connected, ended = True, False
+        try:
+            while not ended:
+                item = await queue.get()
+                batch = [item]
+                while item is not STREAM_END and not queue.empty():
+                    item = queue.get_nowait()
+                    batch.append(item)
+                ended = batch[-1] is STREAM_END
+                if connected and not cancel.is_set():
+                    data = b"".join(encode(i) for i in batch if i is not STREAM_END)
+                    try:
+                        if data:
+                            self.write(data)
+                            await self.flush()
+                    except StreamClosedError:
+                        connected = False
+                        self._cancel_stream()
+        finally:
+            if not ended:  # this coroutine was cancelled: stop the producer too
+                self._cancel_stream()
+            await future
+        if connected and not cancel.is_set():
+            self.finish()
+        return connected and not cancel.is_set()
+
+
+class NotFoundHandler(LLMHandler):
+    """Any other path under ``llm/``: 404 in the JSON error shape."""
+
+    def _missing(self) -> None:
+        raise web.HTTPError(404, f"No route {self.request.path}; see llm/api/openapi.json.")
+
+    @web.authenticated
+    def get(self, *args: Any) -> None:
+        """404."""
+        self._missing()
+
+    @web.authenticated
+    def post(self, *args: Any) -> None:
+        """404."""
+        self._missing()
+
+    @web.authenticated
+    def delete(self, *args: Any) -> None:
+        """404."""
+        self._missing()

@@ -1,0 +1,340 @@
+"""The native API ``llm/api/…``: models, pulls, load/unload, ps, chat, generate, embed,
+history and config. Handlers only parse, call the ``ModelHost`` off the loop, and answer."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from tornado import web
+
+from ..errors import InvalidRequest
+from .base import LLMHandler, error_body
+from .generation import Generation, start_generation
+
+__all__ = ["default_handlers", "ChatBody", "GenerateBody", "EmbedBody", "PullBody", "ModelBody",
+           "LoadBody", "ndjson"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatBody(_Body):
+    """``POST llm/api/chat``."""
+
+    model: str | None = Field(None, description="Id, alias, `tags:A,B` query, or null (default).")
+    messages: list[dict[str, Any]] = Field(description='[{"role": "user", "content": "..."}]')
+    options: dict[str, Any] = Field(default_factory=dict, description="Generation options.")
+    stream: bool = Field(True, description="Stream NDJSON lines.")
+    log: bool = Field(True, description="Record this request in the history.")
+
+
+class GenerateBody(_Body):
+    """``POST llm/api/generate``."""
+
+    model: str | None = None
+    prompt: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = True
+    log: bool = True
+
+
+class EmbedBody(_Body):
+    """``POST llm/api/embed``."""
+
+    model: str | None = None
+    input: str | list[str]
+
+
+class PullBody(_Body):
+    """``POST llm/api/pull``."""
+
+    model: str
+    stream: bool = True
+
+
+class ModelBody(_Body):
+    """``POST llm/api/pull/cancel`` and ``llm/api/unload``."""
+
+    model: str
+
+
+class LoadBody(_Body):
+    """``POST llm/api/load``."""
+
+    model: str
+    options: dict[str, Any] = Field(default_factory=dict, description="Load options, e.g. n_ctx.")
+
+
+def ndjson(item: Any) -> bytes:
+    """Encode one stream item as an NDJSON line (text deltas, dicts, or an error)."""
+    if isinstance(item, str):
+        item = {"delta": item}
+    elif isinstance(item, BaseException):
+        item = error_body(item)[1]
+    return json.dumps(item, default=str).encode() + b"\n"
+
+
+class ModelsHandler(LLMHandler):
+    """``GET llm/api/models[?tag=TAG]``."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        """Every registry model with its state."""
+        host = await self.host()
+        tag = self.get_argument("tag", None)
+        self.write_json({"models": await self.run_blocking(host.models, tag)})
+
+
+class ModelHandler(LLMHandler):
+    """``GET`` / ``DELETE llm/api/models/{id}``."""
+
+    @web.authenticated
+    async def get(self, model_id: str) -> None:
+        """One model with its state."""
+        host = await self.host()
+
+        def find() -> dict[str, Any]:
+            spec = host.registry.get(model_id)
+            return next(m for m in host.models() if m["id"] == spec.id)
+
+        self.write_json(await self.run_blocking(find))
+
+    @web.authenticated
+    async def delete(self, model_id: str) -> None:
+        """Unload and delete an installed model."""
+        host = await self.host()
+        self.write_json({"removed": await self.run_blocking(host.remove, model_id)})
+
+
+class PullHandler(LLMHandler):
+    """``POST llm/api/pull``: NDJSON progress, or one JSON answer with ``stream: false``.
+
+    A disconnect does not cancel the download (others may share it); use ``pull/cancel``.
+    """
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Download a registry model."""
+        body = self.parse(PullBody)
+        host = await self.host()
+        if not body.stream:
+            manifest = await self.run_blocking(host.pull, body.model)
+            self.write_json({"model_id": body.model, "status": "done", "manifest": manifest})
+            return
+
+        def produce(cancel: threading.Event) -> Iterator[Any]:
+            events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            done = object()
+
+            def run() -> None:
+                try:
+                    manifest = host.pull(body.model, progress=lambda p: events.put(p.to_dict()))
+                    events.put({"model_id": body.model, "status": "done", "manifest": manifest})
+                except BaseException as e:
+                    events.put({"model_id": body.model, "status": "error", **error_body(e)[1]})
+                finally:
+                    events.put(done)
+
+            threading.Thread(target=run, daemon=True, name="jupyter-llm-pull").start()
+            while (event := events.get()) is not done:
+                if event.get("status") == "done" and "manifest" not in event:
+                    continue  # the transfer's own "done" event; ours carries the manifest
+                yield event
+                if cancel.is_set():
+                    return
+
+        await self.stream(produce, ndjson, "application/x-ndjson")
+
+
+class PullCancelHandler(LLMHandler):
+    """``POST llm/api/pull/cancel``."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Cancel a running download (the partial file is kept)."""
+        body = self.parse(ModelBody)
+        host = await self.host()
+        self.write_json({"cancelled": await self.run_blocking(host.cancel_pull, body.model)})
+
+
+class DownloadsHandler(LLMHandler):
+    """``GET llm/api/downloads``."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        """The running downloads with their latest progress."""
+        host = await self.host()
+        active = await self.run_blocking(lambda: host.downloads.active())
+        self.write_json({"downloads": [p.to_dict() for p in active]})
+
+
+class LoadHandler(LLMHandler):
+    """``POST llm/api/load``."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Load a model now and answer its ``ps`` entry."""
+        body = self.parse(LoadBody)
+        host = await self.host()
+        self.write_json(await self.run_blocking(host.load, body.model, **body.options))
+
+
+class UnloadHandler(LLMHandler):
+    """``POST llm/api/unload``."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Unload a model and free its memory."""
+        body = self.parse(ModelBody)
+        host = await self.host()
+        self.write_json({"unloaded": await self.run_blocking(host.unload, body.model)})
+
+
+class PsHandler(LLMHandler):
+    """``GET llm/api/ps``."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        """The loaded models."""
+        host = await self.host()
+        self.write_json({"models": await self.run_blocking(host.ps)})
+
+
+class GenerationHandler(LLMHandler):
+    """Shared by chat and generate: start off the loop, then stream NDJSON or answer once."""
+
+    async def respond(self, gen_kwargs: dict[str, Any], stream: bool, key: str) -> None:
+        """Run the generation and answer in the native format (``key``: message or text)."""
+        host = await self.host()
+        gen: Generation = await self.run_blocking(
+            start_generation, host, face="api", user=self.user_name(),
+            history=self.llm.history_log, **gen_kwargs)
+        if not stream:
+            text = await self.run_blocking(gen.text)
+            value: Any = {"role": "assistant", "content": text} if key == "message" else text
+            self.write_json({"model": gen.model_id, key: value,
+                             **{k: v for k, v in gen.summary().items() if k != "model"}})
+            return
+
+        def produce(cancel: threading.Event) -> Iterator[Any]:
+            yield from gen.chunks(cancel)
+            if not cancel.is_set():
+                yield {"done": True, **gen.summary()}
+
+        await self.stream(produce, ndjson, "application/x-ndjson", on_cancel=gen.cancel)
+
+
+class ChatHandler(GenerationHandler):
+    """``POST llm/api/chat``."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Chat with a model."""
+        body = self.parse(ChatBody)
+        await self.respond({"messages": body.messages, "model": body.model,
+                            "options": body.options, "log": body.log}, body.stream, "message")
+
+
+class GenerateHandler(GenerationHandler):
+    """``POST llm/api/generate``."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Raw completion (no chat template)."""
+        body = self.parse(GenerateBody)
+        await self.respond({"prompt": body.prompt, "model": body.model,
+                            "options": body.options, "log": body.log}, body.stream, "text")
+
+
+class EmbedHandler(LLMHandler):
+    """``POST llm/api/embed``."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        """One vector per input text."""
+        body = self.parse(EmbedBody)
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        host = await self.host()
+
+        def embed() -> dict[str, Any]:
+            spec = host.resolve(body.model, embedding=True)
+            return {"model": spec.id, "embeddings": host.embed(texts, spec.id)}
+
+        self.write_json(await self.run_blocking(embed))
+
+
+class HistoryHandler(LLMHandler):
+    """``GET llm/api/history[?limit=N&model=ID]``."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        """The most recent requests, newest first."""
+        raw = self.get_argument("limit", "20")
+        if not raw.isdigit() or int(raw) < 1:
+            raise InvalidRequest("limit must be a positive integer.", details={"field": "limit"})
+        model = self.get_argument("model", None)
+        history = await self.run_blocking(lambda: self.llm.history_log)
+        self.write_json({"entries": await self.run_blocking(history.entries, int(raw), model)})
+
+
+class HistoryStatsHandler(LLMHandler):
+    """``GET llm/api/history/stats``."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        """Counts, tokens, mean time to first token and tokens/s per model."""
+        history = await self.run_blocking(lambda: self.llm.history_log)
+        self.write_json(await self.run_blocking(history.stats))
+
+
+class ConfigHandler(LLMHandler):
+    """``GET llm/api/config``."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        """Version and the non-secret settings."""
+        self.write_json(self.llm.config_summary())
+
+
+class CollectionsHandler(LLMHandler):
+    """``llm/api/collections…``: answers 501 until the retrieval layer has a manager API."""
+
+    def _unavailable(self) -> None:
+        raise web.HTTPError(501, "Collections are not served over HTTP yet; use "
+                                 "jupyter_llm.retrieval.Collection in a notebook or the CLI.")
+
+    @web.authenticated
+    def get(self, *args: Any) -> None:
+        """501."""
+        self._unavailable()
+
+    @web.authenticated
+    def post(self, *args: Any) -> None:
+        """501."""
+        self._unavailable()
+
+
+default_handlers = [
+    (r"/llm/api/models", ModelsHandler),
+    (r"/llm/api/models/(.+)", ModelHandler),
+    (r"/llm/api/pull", PullHandler),
+    (r"/llm/api/pull/cancel", PullCancelHandler),
+    (r"/llm/api/downloads", DownloadsHandler),
+    (r"/llm/api/load", LoadHandler),
+    (r"/llm/api/unload", UnloadHandler),
+    (r"/llm/api/ps", PsHandler),
+    (r"/llm/api/chat", ChatHandler),
+    (r"/llm/api/generate", GenerateHandler),
+    (r"/llm/api/embed", EmbedHandler),
+    (r"/llm/api/history", HistoryHandler),
+    (r"/llm/api/history/stats", HistoryStatsHandler),
+    (r"/llm/api/config", ConfigHandler),
+    (r"/llm/api/collections", CollectionsHandler),
+    (r"/llm/api/collections/([^/]+)/(ingest|search|ask)", CollectionsHandler),
+]
