@@ -24,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 
 from ._version import __version__
 from .errors import (
@@ -32,6 +33,7 @@ from .errors import (
     Forbidden,
     InvalidRequest,
     JupyterLLMError,
+    options_error_from_pydantic,
 )
 from .registry import ModelSpec
 from .store import ModelState, Store, safe_id
@@ -186,8 +188,11 @@ def spec_from_url(url: str, *, model_id: str | None = None, sha256: str | None =
     check_url(url, model_id or url)
     name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or "model.gguf"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model.gguf"
-    return ModelSpec(id=model_id or f"url:{name}", name=name, backend="llama_cpp", url=url,
-                     filename=name, sha256=sha256, size_bytes=size_bytes)
+    try:
+        return ModelSpec(id=model_id or f"url:{name}", name=name, backend="llama_cpp", url=url,
+                         filename=name, sha256=sha256, size_bytes=size_bytes)
+    except ValidationError as e:
+        raise options_error_from_pydantic(e, what="download field") from None
 
 
 class DownloadManager:

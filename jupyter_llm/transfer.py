@@ -208,7 +208,8 @@ class Transfer:
                                             "status": status})
 
     def _write_body(self, r: httpx.Response, start: int, total: int | None, digest: Any) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if start else os.O_TRUNC)
+        flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
+                 | (os.O_APPEND if start else os.O_TRUNC))
         done, buf = start, bytearray()
         try:
             fd = os.open(self.part, flags, 0o644)
@@ -317,9 +318,7 @@ class Transfer:
         size = self._part_size()
         if (not isinstance(meta, dict) or meta.get("url") != self.url or not size
                 or meta.get("sha256") != self.expected
-                or (meta.get("total_bytes") and size > meta["total_bytes"])
-                or (self.spec.size_bytes and meta.get("total_bytes")
-                    and meta["total_bytes"] != self.spec.size_bytes)):
+                or (meta.get("total_bytes") and size > meta["total_bytes"])):
             return {}
         return meta
 

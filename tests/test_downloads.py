@@ -82,6 +82,8 @@ def test_full_download_installs_the_file_with_a_manifest(http_server, manager):
     last = events.items[-1]
     assert last.done_bytes == last.total_bytes == len(DATA)
     assert all(e.total_bytes == len(DATA) for e in events.items if e.status == "downloading")
+    assert any(e.rate_bytes_per_s > 0 and e.eta_s is not None
+               for e in events.items if e.status == "downloading")
     json.dumps(last.to_dict())
 
 
@@ -431,6 +433,10 @@ def test_spec_from_url_makes_a_safe_id_and_file_name():
     assert spec.id == "url:My-20Model-v2.gguf"
     assert spec.file_name == "My-20Model-v2.gguf"
     assert spec.backend == "llama_cpp" and not spec.is_remote
+    with pytest.raises(InvalidRequest, match="id"):
+        spec_from_url("https://example.org/x.gguf", model_id="bad id!")
+    with pytest.raises(InvalidRequest, match="sha256"):
+        spec_from_url("https://example.org/x.gguf", sha256="not-a-hash")
 
 
 def test_hf_token_goes_only_to_hugging_face_hosts(http_server_factory, manager, monkeypatch):
