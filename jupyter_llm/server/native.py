@@ -302,22 +302,32 @@ class ConfigHandler(LLMHandler):
         self.write_json(self.llm.config_summary())
 
 
+def _collections_unavailable() -> None:
+    raise web.HTTPError(501, "Collections are not served over HTTP yet; use "
+                             "jupyter_llm.retrieval.Collection in a notebook or the CLI.")
+
+
 class CollectionsHandler(LLMHandler):
-    """``llm/api/collections…``: answers 501 until the retrieval layer has a manager API."""
-
-    def _unavailable(self) -> None:
-        raise web.HTTPError(501, "Collections are not served over HTTP yet; use "
-                                 "jupyter_llm.retrieval.Collection in a notebook or the CLI.")
+    """``llm/api/collections``: answers 501 until the retrieval layer has a manager API."""
 
     @web.authenticated
-    def get(self, *args: Any) -> None:
+    def get(self) -> None:
         """501."""
-        self._unavailable()
+        _collections_unavailable()
 
     @web.authenticated
-    def post(self, *args: Any) -> None:
+    def post(self) -> None:
         """501."""
-        self._unavailable()
+        _collections_unavailable()
+
+
+class CollectionActionHandler(LLMHandler):
+    """``llm/api/collections/{name}/(ingest|search|ask)``: 501 until served."""
+
+    @web.authenticated
+    def post(self, name: str, action: str) -> None:
+        """501."""
+        _collections_unavailable()
 
 
 default_handlers = [
@@ -336,5 +346,5 @@ default_handlers = [
     (r"/llm/api/history/stats", HistoryStatsHandler),
     (r"/llm/api/config", ConfigHandler),
     (r"/llm/api/collections", CollectionsHandler),
-    (r"/llm/api/collections/([^/]+)/(ingest|search|ask)", CollectionsHandler),
+    (r"/llm/api/collections/([^/]+)/(ingest|search|ask)", CollectionActionHandler),
 ]
