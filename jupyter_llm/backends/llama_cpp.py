@@ -244,7 +244,8 @@ class LlamaCppBackend(Backend):
         """A model reading the installed file of ``spec`` from the store."""
         from ..store import Store
 
-        return LlamaCppModel(spec.id, spec, path=Store().path_for(spec))
+        store = Store()
+        return LlamaCppModel(spec.id, spec, path=store.installed_path(spec) or store.path_for(spec))
 
 
 @hookimpl
