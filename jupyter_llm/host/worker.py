@@ -93,6 +93,7 @@ class _Worker:
             self.send(("fin", rid, "cancelled", None))
             return
         stream = self.model.execute(request)
+        count = 0
         try:
             for event in stream:
                 if isinstance(event, Finish):
@@ -100,9 +101,10 @@ class _Worker:
                     self.send(("fin", rid, event.reason,
                                (usage.prompt_tokens, usage.completion_tokens) if usage else None))
                     return
+                count += 1
                 self.send(("tok", rid, event))
-                if rid in self.cancelled:
-                    self.send(("fin", rid, "cancelled", None))
+                if rid in self.cancelled:  # the prompt's token count is unknown here
+                    self.send(("fin", rid, "cancelled", (0, count)))
                     return
             self.send(("fin", rid, "stop", None))
         finally:
