@@ -64,8 +64,8 @@ class LlamaCppModel(Model):
                  embedding: bool | None = None) -> None:
         super().__init__(model_id, spec)
         self.path = Path(path)
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads or _env_int("JUPYTER_LLM_THREADS")
+        self.n_ctx = n_ctx or _env_int("JUPYTER_LLM_N_CTX")
+        self.n_threads = n_threads or _env_int("JUPYTER_LLM_N_THREADS")
         self.embedding = bool(spec and spec.is_embedding) if embedding is None else embedding
         self._llama: Any = None
         self._loaded_n_ctx: int | None = None
