@@ -1,0 +1,82 @@
+"""``jupyter llm history``: the most recent requests (from the server when
+``JUPYTER_LLM_URL`` is set, else from this machine's history file)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``history`` command."""
+    p = subparsers.add_parser("history", help="show recent requests (prompts, models, tokens)",
+                              description="Show the request history, newest first.")
+    p.add_argument("-n", "--limit", type=int, default=20, help="how many entries (default 20)")
+    p.add_argument("--model", default=None, help="only this model's entries (local history)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--stats", action="store_true",
+                   help="print counts, tokens, mean time to first token and tokens/s per model")
+    p.set_defaults(func=run)
+
+
+def _entries(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if os.environ.get("JUPYTER_LLM_URL"):
+        from ..client import connect
+
+        return connect().history(args.limit)
+    from ..history import History
+
+    return History().entries(args.limit, model=args.model)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the history (or its statistics)."""
+    if args.limit < 1:
+        from ..errors import InvalidRequest
+
+        raise InvalidRequest("-n must be at least 1.")
+    if args.stats:
+        from ..history import History
+
+        stats = History().stats()
+        if args.json:
+            print(json.dumps(stats, indent=2))
+            return 0
+        print(f"{'model':32} {'requests':>8} {'errors':>6} {'tokens in':>10} {'tokens out':>10}"
+              f" {'ttft s':>7} {'tok/s':>7}")
+        for model, s in stats["models"].items():
+            print(f"{model[:32]:32} {s['requests']:>8} {s['errors']:>6} {s['prompt_tokens']:>10}"
+                  f" {s['completion_tokens']:>10} {_num(s['mean_ttft_s'], 3):>7}"
+                  f" {_num(s['mean_tokens_per_s'], 1):>7}")
+        return 0
+    entries = _entries(args)
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return 0
+    if not entries:
+        print("No requests recorded yet.")
+        return 0
+    for e in entries:
+        when = _dt.datetime.fromtimestamp(e["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        prompt = e.get("prompt")
+        if prompt is None and e.get("messages"):
+            prompt = e["messages"][-1].get("content", "")
+        tokens = f"{e.get('prompt_tokens') or 0}→{e.get('completion_tokens') or 0} tok"
+        status = f"ERROR {e['error']}" if e.get("error") else _one_line(e.get("response") or "", 50)
+        print(f"{when}  {e.get('model') or '?'}  [{e.get('face') or '-'}]  {tokens}  "
+              f"{_one_line(prompt or '', 40)!r} → {status!r}")
+    return 0
+
+
+def _one_line(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
