@@ -1,0 +1,195 @@
+"""Search a collection: ``dense`` (vectors), ``lexical`` (FTS5 BM25) or ``hybrid`` (RRF).
+
+Every result carries a citation, and every search says whether the collection
+really covers the query (``supported``): the best cosine similarity between the
+query and any chunk must reach the collection's support threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jupyter_llm.errors import InvalidRequest
+from jupyter_llm.retrieval.citations import Citation
+
+if TYPE_CHECKING:
+    from jupyter_llm.retrieval.collection import Collection
+
+__all__ = ["MODES", "SearchResult", "SearchResults", "search", "fts_query", "RRF_K"]
+
+MODES = ("dense", "lexical", "hybrid")
+RRF_K = 60
+MAX_K = 1000
+_STOPWORDS = frozenset("""a about above after again against all am an and any are as at be because
+been before being below between both but by can could did do does doing down during each few for
+from further had has have having he her here hers herself him himself his how i if in into is it
+its itself just me more most my myself no nor not now of off on once only or other our ours
+ourselves out over own same she should so some such than that the their theirs them themselves
+then there these they this those through to too under until up very was we were what when where
+which while who whom why will with would you your yours yourself yourselves""".split())
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class SearchResult:
+    """One retrieved chunk with its score and citation."""
+
+    chunk_id: int
+    text: str
+    score: float
+    source: str
+    path: str
+    title: str
+    heading: str
+    start_line: int | None
+    end_line: int | None
+    cell_index: int | None
+    page: int | None
+    similarity: float | None = None
+
+    def citation(self, n: int = 1) -> Citation:
+        """This result as citation number ``n``."""
+        return Citation(n, self.source, self.path, self.title, self.heading, self.start_line,
+                        self.end_line, self.cell_index, self.page)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the batch-search shape plus extras)."""
+        return {"source": self.source, "text": self.text, "score": self.score,
+                "heading": self.heading, "start_line": self.start_line,
+                "end_line": self.end_line, "cell_index": self.cell_index, "page": self.page,
+                "title": self.title, "similarity": self.similarity, "chunk_id": self.chunk_id}
+
+
+@dataclass
+class SearchResults:
+    """The results of one query, best first, and whether the collection covers it."""
+
+    query: str
+    mode: str
+    results: list[SearchResult] = field(default_factory=list)
+    supported: bool = False
+    top_similarity: float | None = None
+    threshold: float = 0.0
+
+    def __iter__(self):  # noqa: ANN204 - a plain iterator
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> SearchResult:
+        return self.results[i]
+
+    def citations(self) -> list[Citation]:
+        """One numbered citation per result."""
+        return [r.citation(i) for i, r in enumerate(self.results, start=1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: query, mode, supported, top_similarity, threshold, results."""
+        return {"query": self.query, "mode": self.mode, "supported": self.supported,
+                "top_similarity": self.top_similarity, "threshold": self.threshold,
+                "results": [r.to_dict() for r in self.results]}
+
+    def _repr_markdown_(self) -> str:
+        head = (f"**{len(self)} results** for *{self.query}* ({self.mode})"
+                + ("" if self.supported else
+                   " — ⚠️ the collection does not seem to cover this question"))
+        lines = [head, ""]
+        for c, r in zip(self.citations(), self.results, strict=True):
+            snippet = " ".join(r.text.split())[:240]
+            lines.append(f"- {c.to_markdown()} — score {r.score:.3f}<br>{snippet}")
+        return "\n".join(lines)
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into a safe FTS5 query: quoted terms joined by OR, stopwords dropped."""
+    tokens = [t.lower() for t in _TOKEN.findall(text)]
+    terms = [t for t in tokens if t not in _STOPWORDS] or tokens
+    unique = list(dict.fromkeys(terms))
+    return " OR ".join(f'"{t}"' for t in unique)
+
+
+def _source_chunk_ids(coll: Collection, source: str) -> list[int]:
+    """Chunk ids whose document matches ``source``: a glob, a file, or a folder prefix."""
+    if any(ch in source for ch in "*?["):
+        where, params = "d.path GLOB ?", [source]
+    else:
+        key = source.rstrip("/")
+        where, params = "(d.path = ? OR d.path LIKE ? ESCAPE '\\')", [
+            key, key.replace("%", "\\%").replace("_", "\\_") + "/%"]
+        if not key.startswith("/"):  # also match relative to an absolute recorded path
+            where += " OR d.path LIKE ? ESCAPE '\\'"
+            params.append("%/" + key.replace("%", "\\%").replace("_", "\\_") + "%")
+    return [r[0] for r in coll.db.execute(
+        f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {where}",
+        params)]
+
+
+def _lexical(coll: Collection, query: str, n: int, within: list[int] | None) -> list[tuple[int, float]]:
+    match = fts_query(query)
+    if not match or (within is not None and not within):
+        return []
+    sql = "SELECT rowid, bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
+    params: list[Any] = [match]
+    if within is not None:
+        sql += " AND rowid IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(within))
+    sql += " ORDER BY s LIMIT ?"
+    params.append(n)
+    return [(int(r), -float(s)) for r, s in coll.db.execute(sql, params)]
+
+
+def _fetch(coll: Collection, scored: list[tuple[int, float]],
+           sims: dict[int, float]) -> list[SearchResult]:
+    if not scored:
+        return []
+    ids = [i for i, _ in scored]
+    rows = coll.db.execute(
+        "SELECT c.id, c.text, d.path, d.title, c.heading, c.start_line, c.end_line, "
+        "c.cell_index, c.page FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE c.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+    by_id = {r[0]: r for r in rows}
+    out = []
+    for i, score in scored:
+        r = by_id.get(i)
+        if r is None:
+            continue
+        out.append(SearchResult(i, r[1], float(score), r[2], str(coll.resolve_source(r[2])), r[3],
+                                r[4], r[5], r[6], r[7], r[8], sims.get(i)))
+    return out
+
+
+def search(coll: Collection, query: str, *, k: int = 5, mode: str = "hybrid",
+           source: str | None = None, threshold: float | None = None) -> SearchResults:
+    """Return the ``k`` best chunks for ``query`` with citations and a ``supported`` verdict."""
+    if mode not in MODES:
+        raise InvalidRequest(f"Unknown search mode {mode!r}; choose one of {', '.join(MODES)}.")
+    if not query or not query.strip():
+        raise InvalidRequest("The query is empty; give a question or some keywords.")
+    if not 1 <= int(k) <= MAX_K:
+        raise InvalidRequest(f"k must be between 1 and {MAX_K}, not {k}.")
+    k = int(k)
+    threshold = coll.support_threshold if threshold is None else float(threshold)
+    within = _source_chunk_ids(coll, source) if source else None
+    n_candidates = max(2 * k, 50) if mode == "hybrid" else k
+    qv = coll.embedder.embed_query(query)
+    dense = coll.index.search(qv, n_candidates if mode != "lexical" else 1, within)
+    sims = dict(dense)
+    top = dense[0][1] if dense else None
+    if mode == "dense":
+        scored = dense[:k]
+    else:
+        lexical = _lexical(coll, query, n_candidates, within)
+        if mode == "lexical":
+            scored = lexical[:k]
+        else:
+            fused: dict[int, float] = {}
+            for ranking in (dense, lexical):
+                for rank, (i, _) in enumerate(ranking):
+                    fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
+            scored = sorted(fused.items(), key=lambda t: -t[1])[:k]
+    supported = top is not None and top >= threshold
+    return SearchResults(query, mode, _fetch(coll, scored, sims), supported, top, threshold)
