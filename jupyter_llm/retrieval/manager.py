@@ -63,6 +63,11 @@ class CollectionManager:
         with self._lock:
             coll = self._open.get(path)
             if coll is None:
+                if not path.is_file():
+                    raise NotFound(
+                        f"No collection {os.fspath(name_or_path)!r} (looked for {path}). Build it "
+                        f"with `jupyter llm ingest {os.fspath(name_or_path)} FOLDER`.",
+                        details={"collection": os.fspath(name_or_path), "path": str(path)})
                 coll = Collection.open(path, embedder=embedder)
                 self._open[path] = coll
             elif embedder is not None:
