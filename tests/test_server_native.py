@@ -199,8 +199,9 @@ async def test_disconnect_cancels_the_generation(tiny_registry, jp_fetch, llm_ur
         if len(entries) == 2:
             break
         await asyncio.sleep(0.05)
-    cancelled = entries[0]
-    assert cancelled["completion_tokens"] < full_tokens / 2, cancelled["completion_tokens"]
+    summary = [(e["error"], e["completion_tokens"]) for e in entries]
+    assert [e["error"] for e in entries] == ["cancelled", None], summary
+    assert entries[0]["completion_tokens"] < full_tokens / 2, summary
     # and the server still answers
     status, body, _ = await call(jp_fetch, "llm", "api", "ps")
     assert status == 200

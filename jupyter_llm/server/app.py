@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from jupyter_server.auth.authorizer import Authorizer
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
@@ -17,7 +18,7 @@ from traitlets import Bool, Float, Integer, Unicode
 
 from .._version import __version__
 
-__all__ = ["JupyterLLM", "URL_ENV", "TOKEN_ENV"]
+__all__ = ["JupyterLLM", "LLMOnlyAuthorizer", "URL_ENV", "TOKEN_ENV"]
 
 URL_ENV = "JUPYTER_LLM_URL"
 TOKEN_ENV = "JUPYTER_LLM_TOKEN"
@@ -111,12 +112,12 @@ class JupyterLLM(ExtensionApp):
 
     @property
     def history_log(self) -> Any:
-        """The request history of this server (the host's when it has one)."""
-        history = getattr(self.host, "history", None)
+        """The request history the host writes to (blocking: may create the host)."""
+        history = self.host.history
         if history is None:
             from ..history import History
 
-            history = self.__dict__.setdefault("_history", History())
+            history = History()
         return history
 
     async def stop_extension(self) -> None:
@@ -158,6 +159,16 @@ class JupyterLLM(ExtensionApp):
 
         return {"version": __version__, "data_dir": str(paths.data_dir()),
                 "settings": self.llm_settings.model_dump(), "host_started": self._host is not None}
+
+
+class LLMOnlyAuthorizer(Authorizer):
+    """For ``jupyter llm serve``: refuse Jupyter's own services (kernels, contents, terminals,
+    sessions…), so the token of a shared model host grants no code execution or file access.
+    The jupyter_llm routes need only authentication and are unaffected."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        """Allow only the read-only ``api`` resource (``/api/status``, ``/api``)."""
+        return resource == "api" and action == "read"
 
 
 main = launch_new_instance = JupyterLLM.launch_instance

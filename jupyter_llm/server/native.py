@@ -32,6 +32,7 @@ class ChatBody(_Body):
     options: dict[str, Any] = Field(default_factory=dict, description="Generation options.")
     stream: bool = Field(True, description="Stream NDJSON lines.")
     log: bool = Field(True, description="Record this request in the history.")
+    keep_alive: float | None = Field(None, ge=0, description="Seconds to keep the model loaded.")
 
 
 class GenerateBody(_Body):
@@ -42,6 +43,7 @@ class GenerateBody(_Body):
     options: dict[str, Any] = Field(default_factory=dict)
     stream: bool = True
     log: bool = True
+    keep_alive: float | None = Field(None, ge=0)
 
 
 class EmbedBody(_Body):
@@ -213,8 +215,7 @@ class GenerationHandler(LLMHandler):
         """Run the generation and answer in the native format (``key``: message or text)."""
         host = await self.host()
         gen: Generation = await self.run_blocking(
-            start_generation, host, face="api", user=self.user_name(),
-            history=self.llm.history_log, **gen_kwargs)
+            start_generation, host, face="api", user=self.user_name(), **gen_kwargs)
         if not stream:
             text = await self.run_blocking(gen.text)
             value: Any = {"role": "assistant", "content": text} if key == "message" else text
@@ -238,7 +239,8 @@ class ChatHandler(GenerationHandler):
         """Chat with a model."""
         body = self.parse(ChatBody)
         await self.respond({"messages": body.messages, "model": body.model,
-                            "options": body.options, "log": body.log}, body.stream, "message")
+                            "options": body.options, "log": body.log,
+                            "keep_alive": body.keep_alive}, body.stream, "message")
 
 
 class GenerateHandler(GenerationHandler):
@@ -249,7 +251,8 @@ class GenerateHandler(GenerationHandler):
         """Raw completion (no chat template)."""
         body = self.parse(GenerateBody)
         await self.respond({"prompt": body.prompt, "model": body.model,
-                            "options": body.options, "log": body.log}, body.stream, "text")
+                            "options": body.options, "log": body.log,
+                            "keep_alive": body.keep_alive}, body.stream, "text")
 
 
 class EmbedHandler(LLMHandler):

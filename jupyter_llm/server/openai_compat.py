@@ -151,7 +151,7 @@ class _CompletionHandler(LLMHandler):
         host = await self.host()
         gen: Generation = await self.run_blocking(
             start_generation, host, model=body.model, options=body.options(), face="openai",
-            user=body.user or self.user_name(), history=self.llm.history_log, **gen_kwargs)
+            user=body.user or self.user_name(), **gen_kwargs)
         rid = f"{'chatcmpl' if self.object_name.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         base = {"id": rid, "created": created, "model": gen.model_id}

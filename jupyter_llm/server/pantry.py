@@ -82,7 +82,7 @@ def _call_llm(llm: Any, params: dict[str, Any], user: str | None) -> dict[str, A
         messages = ([{"role": "system", "content": p.system}] if p.system else []) + [
             {"role": "user", "content": p.prompt}]
     gen = start_generation(host, messages=messages, model=spec.id, options=p.options,
-                           log=p.log, face="pantry", user=user, history=llm.history_log)
+                           log=p.log, face="pantry", user=user)
     text = gen.text()
     return {"text": text, **gen.summary()}
 
