@@ -138,7 +138,9 @@ class JupyterLLM(ExtensionApp):
         """This server's URL including its base_url, e.g. ``http://127.0.0.1:8888/``."""
         serverapp = self.serverapp
         assert serverapp is not None
-        ip = serverapp.ip if serverapp.ip not in ("", "0.0.0.0", "::", "*") else "127.0.0.1"
+        # a wildcard or "localhost" (which may resolve to ::1 first) becomes 127.0.0.1
+        ip = serverapp.ip if serverapp.ip not in ("", "0.0.0.0", "::", "*", "localhost") \
+            else "127.0.0.1"
         host = f"[{ip}]" if ":" in ip else ip
         scheme = "https" if serverapp.certfile else "http"
         return url_path_join(f"{scheme}://{host}:{serverapp.port}", serverapp.base_url)
