@@ -37,3 +37,17 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import JupyterLLM
 
     return [{"module": "jupyter_llm.server.app", "app": JupyterLLM}]
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext jupyter_llm``: register ``%llm`` and ``%%llm`` (imported only now)."""
+    from .magics import load_ipython_extension as load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """``%unload_ext jupyter_llm``: remove the magics."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(shell)
