@@ -60,6 +60,13 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _DIV = re.compile(r"^ {0,3}:{3,}\s*\{?\s*\.?([A-Za-z-]*)[^:]*:*\s*$")
 
 
+def _blank_margins(lines: list[str]) -> tuple[int, int]:
+    """Count blank lines before the first and after the last non-blank line."""
+    lead = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    trail = next((i for i, line in enumerate(reversed(lines)) if line.strip()), 0)
+    return lead, trail
+
+
 def _front_matter(lines: list[str]) -> tuple[dict, int]:
     """Parse a leading ``---`` YAML block; return (data, number of lines it spans)."""
     if not lines or lines[0].strip() != "---":
@@ -93,7 +100,9 @@ def _markdown_sections(text: str, *, first_line: int = 1, cell_index: int | None
     def flush(end: int) -> None:
         content = "\n".join(body).strip()
         if content:
-            sections.append(Section(content, list(stack), body_start, end, cell_index))
+            lead, trail = _blank_margins(body)
+            sections.append(Section(content, list(stack), body_start + lead, end - trail,
+                                    cell_index))
         body.clear()
 
     for i, line in enumerate(lines[skip:], start=skip):
@@ -259,7 +268,8 @@ def _load_rst(text: str, path: Path) -> LoadedDocument:
     def flush(end: int) -> None:
         content = "\n".join(body).strip()
         if content:
-            sections.append(Section(content, list(stack), start, end))
+            lead, trail = _blank_margins(body)
+            sections.append(Section(content, list(stack), start + lead, end - trail))
         body.clear()
 
     while i < len(lines):
