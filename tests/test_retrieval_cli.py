@@ -1,0 +1,72 @@
+"""``jupyter llm ingest | search | ask`` end to end, in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jupyter_llm.cli import main
+from tests.fixtures.retrieval import copy_course_subset
+
+FILES = ["git-novice/episodes/06-ignore.md", "git-novice/episodes/11-licensing.md"]
+
+
+@pytest.fixture
+def small_course(course_root, tmp_path, minilm):
+    return copy_course_subset(course_root, tmp_path / "course", FILES)
+
+
+def test_ingest_search_and_batch_search_on_a_named_collection(small_course, tmp_path, capsys,
+                                                              llm_home):
+    assert main(["ingest", "course", str(small_course), "--exclude", "*licensing*"]) == 0
+    out = capsys.readouterr().out
+    assert "1 added" in out and str(llm_home / "collections" / "course.sqlite") in out
+    assert main(["ingest", "course", str(small_course), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["added"]) == 1 and len(report["unchanged"]) == 1
+
+    assert main(["search", "course", "ignore files with .gitignore", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[1] ") and "06-ignore.md" in out
+
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "a", "question": "Which license should I use?"}) + "\n"
+                       + json.dumps({"id": "b", "question": "How do I bake bread?"}) + "\n")
+    assert main(["search", "course", "--queries", str(queries), "-k", "3", "--json",
+                 "--mode", "dense"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["id"] for x in lines] == ["a", "b"]
+    assert lines[0]["supported"] is True and lines[1]["supported"] is False
+    assert set(lines[0]["results"][0]) == {"source", "text", "score", "heading", "start_line",
+                                           "end_line"}
+    assert lines[0]["results"][0]["source"].endswith("11-licensing.md")
+    assert len(lines[0]["results"]) == 3
+
+
+def test_ask_without_a_model_prints_passages_and_sources(small_course, tmp_path, capsys):
+    coll = tmp_path / "c.sqlite"
+    assert main(["ingest", str(coll), str(small_course), "--vector-backend", "vss"]) == 0
+    capsys.readouterr()
+    assert main(["ask", str(coll), "What does a .gitignore file do?", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Retrieval only") and "Sources:" in out and "06-ignore.md" in out
+    assert main(["ask", str(coll), "What is the capital of France?", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["supported"] is False and "do not cover" in data["answer"]
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys, minilm):
+    assert main(["search", "missing", "anything"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "jupyter llm ingest missing" in err
+    assert main(["ingest", str(tmp_path / "x.sqlite"), str(tmp_path / "nope")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.md").write_text("# A\n\nalpha\n")
+    assert main(["ingest", str(tmp_path / "y.sqlite"), str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "y.sqlite"), "--queries", str(bad)]) == 1
+    assert "bad.jsonl:1" in capsys.readouterr().err
