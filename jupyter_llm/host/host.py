@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,10 @@ from .memory import (
     MB,
     Candidate,
     Reaper,
+    Resident,
     choose_victims,
     default_budget_bytes,
     estimate_model_bytes,
-    process_rss,
 )
 from .records import record_history
 from .scheduler import ModelQueue
@@ -54,19 +53,6 @@ REMOTE_CONCURRENCY = 4
 _LOAD_OPTIONS = ("n_ctx", "n_threads")
 
 
-@dataclass
-class _Loaded:
-    """A local model in memory, with what eviction and ``ps`` need."""
-
-    spec: ModelSpec
-    model: Model
-    bytes: int
-    n_ctx: int | None
-    keep_alive: float | None
-    loaded_at: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.time)
-
-
 class ModelHost:
     """Loads models once and shares them with every caller in this process."""
 
@@ -81,8 +67,8 @@ class ModelHost:
         self._downloads: Any = None
         self._history = history
         self._lock = threading.RLock()
-        self._loaded: dict[str, _Loaded] = {}
-        self._loading: dict[str, Future[_Loaded]] = {}
+        self._loaded: dict[str, Resident] = {}
+        self._loading: dict[str, Future[Resident]] = {}
         self._reserved: dict[str, int] = {}
         self._queues: dict[str, ModelQueue] = {}
         self._in_process: dict[str, Model] = {}
@@ -209,7 +195,7 @@ class ModelHost:
         return None if value < 0 else float(value)
 
     def _acquire(self, spec: ModelSpec, *, auto_load: bool | None = None,
-                 load_options: dict[str, Any] | None = None) -> _Loaded:
+                 load_options: dict[str, Any] | None = None) -> Resident:
         """The loaded entry of a local model, loading it once for all concurrent callers."""
         while True:
             with self._lock:
@@ -235,7 +221,7 @@ class ModelHost:
             if getattr(entry.model, "alive", True):
                 return entry
 
-    def _load_into(self, spec: ModelSpec, future: Future[_Loaded], options: dict[str, Any]) -> None:
+    def _load_into(self, spec: ModelSpec, future: Future[Resident], options: dict[str, Any]) -> None:
         try:
             path = self._path_of(spec)
             n_ctx = options.get("n_ctx") or self.settings.n_ctx
@@ -247,7 +233,7 @@ class ModelHost:
             model = self._new_local_model(spec, path, n_ctx, options)
             info = model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
             loaded_ctx = (info or {}).get("n_ctx") if isinstance(info, dict) else None
-            entry = _Loaded(spec=spec, model=model, bytes=need,
+            entry = Resident(spec=spec, model=model, bytes=need,
                             n_ctx=loaded_ctx or getattr(model, "_loaded_n_ctx", None) or n_ctx,
                             keep_alive=self._keep_alive(options.get("keep_alive")))
             with self._lock:
@@ -261,7 +247,7 @@ class ModelHost:
                 self._reserved.pop(spec.id, None)
         self._poke_reaper()
 
-    def _make_room(self, spec: ModelSpec, need: int) -> list[_Loaded]:
+    def _make_room(self, spec: ModelSpec, need: int) -> list[Resident]:
         """Reserve ``need`` bytes for a load; take the LRU idle models that must go."""
         budget = self.memory_budget_bytes
         if need > budget:
@@ -356,24 +342,7 @@ class ModelHost:
         """The loaded local models: pid, memory, queue, last use, expiry and context size."""
         with self._lock:
             entries = list(self._loaded.values())
-        out = []
-        for e in entries:
-            queue = self._queues.get(e.spec.id)
-            pid = getattr(e.model, "pid", None)
-            idle = queue is None or queue.idle
-            idle_since = max(e.last_used, queue.idle_since if queue else 0.0)
-            out.append({
-                "id": e.spec.id, "backend": e.model.backend, "pid": pid,
-                "memory_bytes": process_rss(pid) if pid else None,
-                "estimated_bytes": e.bytes,
-                "queue_depth": queue.depth if queue else 0,
-                "active": queue.active if queue else 0,
-                "last_used": e.last_used, "loaded_at": e.loaded_at,
-                "expires_at": idle_since + e.keep_alive if idle and e.keep_alive is not None
-                else None,
-                "keep_alive": e.keep_alive, "n_ctx": e.n_ctx,
-            })
-        return out
+        return [e.ps_entry(self._queues.get(e.spec.id)) for e in entries]
 
     # -- keep-alive --------------------------------------------------------------------------
     def _poke_reaper(self) -> None:
@@ -387,14 +356,13 @@ class ModelHost:
 
     def _reap(self, now: float) -> float | None:
         """Unload the idle models whose keep-alive ran out; return the next expiry."""
-        expired: list[_Loaded] = []
+        expired: list[Resident] = []
         next_at: float | None = None
         with self._lock:
             for mid, e in list(self._loaded.items()):
-                queue = self._queues.get(mid)
-                if e.keep_alive is None or (queue is not None and not queue.idle):
+                expires = e.expires_at(self._queues.get(mid))
+                if expires is None:
                     continue
-                expires = max(e.last_used, queue.idle_since if queue else 0.0) + e.keep_alive
                 if expires <= now:
                     expired.append(self._loaded.pop(mid))
                 else:
@@ -424,6 +392,8 @@ class ModelHost:
             model = entry.model
             if keep_alive is not None:
                 entry.keep_alive = self._keep_alive(keep_alive)
+            if options.get("n_ctx"):
+                entry.n_ctx = options["n_ctx"]  # the worker reloads its context at this size
         else:
             model = self._in_process_model(spec)
         request = make(model.options(options))

@@ -12,10 +12,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["default_budget_bytes", "estimate_model_bytes", "read_gguf_dims", "process_rss",
+if TYPE_CHECKING:
+    from ..models import Model
+    from ..registry import ModelSpec
+    from .scheduler import ModelQueue
+
+__all__ = ["Resident", "default_budget_bytes", "estimate_model_bytes", "read_gguf_dims", "process_rss",
            "Candidate", "choose_victims", "Reaper"]
 
 log = logging.getLogger(__name__)
@@ -91,6 +97,37 @@ def estimate_model_bytes(path: str | Path | None, *, ram_bytes: int | None = Non
     else:
         kv = size // 8  # no header: a rough share of the weights
     return size + kv + OVERHEAD_BYTES
+
+
+@dataclass
+class Resident:
+    """A local model in memory, with what eviction, the reaper and ``ps`` need."""
+
+    spec: ModelSpec
+    model: Model
+    bytes: int
+    n_ctx: int | None
+    keep_alive: float | None  # idle seconds before unloading; None: never
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+
+    def expires_at(self, queue: ModelQueue | None) -> float | None:
+        """When the reaper unloads this model (None while busy or kept for ever)."""
+        if self.keep_alive is None or (queue is not None and not queue.idle):
+            return None
+        return max(self.last_used, queue.idle_since if queue else 0.0) + self.keep_alive
+
+    def ps_entry(self, queue: ModelQueue | None) -> dict[str, Any]:
+        """The ``ps`` row: worker pid and resident memory, queue, last use, expiry, context."""
+        pid = getattr(self.model, "pid", None)
+        return {
+            "id": self.spec.id, "backend": self.model.backend, "pid": pid,
+            "memory_bytes": process_rss(pid), "estimated_bytes": self.bytes,
+            "queue_depth": queue.depth if queue else 0, "active": queue.active if queue else 0,
+            "last_used": self.last_used, "loaded_at": self.loaded_at,
+            "expires_at": self.expires_at(queue), "keep_alive": self.keep_alive,
+            "n_ctx": self.n_ctx,
+        }
 
 
 # -- eviction ----------------------------------------------------------------------------

@@ -31,14 +31,23 @@ def write_frame(stream: IO[bytes], message: tuple[Any, ...]) -> None:
 
 def read_frame(stream: IO[bytes]) -> tuple[Any, ...] | None:
     """Read one message; None at end of file (the other side is gone)."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+    header = _read_exact(stream, _HEADER.size)
+    if header is None:
         return None
     (size,) = _HEADER.unpack(header)
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    return pickle.loads(body)
+    body = _read_exact(stream, size)
+    return None if body is None else pickle.loads(body)
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
+    """``size`` bytes (looping over short reads of unbuffered pipes); None at end of file."""
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def error_to_wire(exc: BaseException) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """The worker process: one llama.cpp model, driven over stdin/stdout by ``WorkerModel``.
 
-Run as ``python -m jupyter_llm.host.worker``. A reader thread takes commands from
-stdin, so a ``cancel`` arrives while the main thread is generating; the main thread
-runs one command at a time (a llama.cpp context is single-stream) and checks for
-cancellation between tokens. When the parent goes away (stdin closes), the worker exits.
+Run as ``python -m jupyter_llm.host.worker``. The main thread runs one command at a time
+(a llama.cpp context is single-stream). Between two tokens it looks for a ``cancel``
+without blocking: on POSIX it polls stdin itself, so stopping never waits for another
+thread to be scheduled; elsewhere a reader thread takes the commands. When the parent
+goes away (stdin closes), the worker exits.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import sys
@@ -18,13 +20,19 @@ __all__ = ["main"]
 
 
 class _Worker:
-    """The child's state: the loaded model, the command queue and the cancelled ids."""
+    """The child's state: the loaded model, commands not yet run and the cancelled ids."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
+        self.inp = inp
         self.out = out
-        self.commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.pending: collections.deque[tuple[Any, ...]] = collections.deque()
         self.cancelled: set[int] = set()
         self.model: Any = None
+        self.polling = os.name == "posix"
+        self.commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        if not self.polling:
+            threading.Thread(target=self._read_commands, name="jupyter-llm-worker-reader",
+                             daemon=True).start()
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Write one message to the parent (only the main thread writes)."""
@@ -32,29 +40,57 @@ class _Worker:
 
         write_frame(self.out, message)
 
-    def read_commands(self, inp: IO[bytes]) -> None:
-        """Reader thread: queue commands, note cancellations at once, quit at end of file."""
+    def _receive(self) -> tuple[Any, ...]:
+        """Read one command (blocking); end of file reads as ``quit``."""
         from .protocol import read_frame
 
+        try:
+            message = read_frame(self.inp)
+        except Exception:  # noqa: BLE001 - a torn pipe means the parent is gone
+            message = None
+        return ("quit",) if message is None else message
+
+    def _read_commands(self) -> None:
+        """Reader thread (non-POSIX): note cancellations at once, queue the rest."""
         while True:
-            try:
-                message = read_frame(inp)
-            except Exception:  # noqa: BLE001 - a torn pipe means the parent is gone
-                message = None
-            if message is None:
-                self.commands.put(("quit",))
-                return
+            message = self._receive()
             if message[0] == "cancel":
                 self.cancelled.add(message[1])
-            else:
-                self.commands.put(message)
+                continue
+            self.commands.put(message)
+            if message[0] == "quit":
+                return
+
+    def _take(self, message: tuple[Any, ...]) -> None:
+        if message[0] == "cancel":
+            self.cancelled.add(message[1])
+        else:
+            self.pending.append(message)
+
+    def poll(self) -> None:
+        """Take the commands that have arrived, without blocking (POSIX)."""
+        if not self.polling:
+            return
+        import select
+
+        while not (self.pending and self.pending[-1][0] == "quit") and \
+                select.select([self.inp], [], [], 0)[0]:
+            self._take(self._receive())
+
+    def next_command(self) -> tuple[Any, ...]:
+        """The next command to run, in arrival order."""
+        if not self.polling:
+            return self.commands.get()
+        while not self.pending:
+            self._take(self._receive())
+        return self.pending.popleft()
 
     def run(self) -> None:
         """Main loop: execute commands in arrival order until ``quit``."""
         from .protocol import error_to_wire
 
         while True:
-            message = self.commands.get()
+            message = self.next_command()
             kind = message[0]
             if kind == "quit":
                 return
@@ -83,14 +119,16 @@ class _Worker:
         self.model = LlamaCppModel(model_id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
                                    embedding=embedding)
         llama = self.model.load()
-        return {"n_ctx": llama.n_ctx(), "n_threads": self.model.n_threads, "pid": os.getpid()}
+        return {"n_ctx": llama.n_ctx(), "n_threads": getattr(llama, "n_threads", n_threads),
+                "pid": os.getpid()}
 
     def execute(self, rid: int, request: Any) -> None:
         """Stream one generation, stopping within a token of a ``cancel``."""
         from ..models import Finish
 
+        self.poll()
         if rid in self.cancelled:
-            self.send(("fin", rid, "cancelled", None))
+            self.send(("fin", rid, "cancelled", (0, 0)))
             return
         stream = self.model.execute(request)
         count = 0
@@ -103,6 +141,7 @@ class _Worker:
                     return
                 count += 1
                 self.send(("tok", rid, event))
+                self.poll()
                 if rid in self.cancelled:  # the prompt's token count is unknown here
                     self.send(("fin", rid, "cancelled", (0, count)))
                     return
@@ -116,12 +155,9 @@ def main() -> None:
     os.environ.setdefault("GGML_NO_BACKTRACE", "1")
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # C code printing to stdout can't corrupt frames
-    worker = _Worker(out)
-    reader = threading.Thread(target=worker.read_commands, args=(sys.stdin.buffer,),
-                              name="jupyter-llm-worker-reader", daemon=True)
-    reader.start()
+    inp = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)  # unbuffered: select() is exact
     try:
-        worker.run()
+        _Worker(inp, out).run()
     except BrokenPipeError:
         pass
     os._exit(0)  # skip interpreter teardown: llama.cpp's globals need no cleanup

@@ -82,6 +82,11 @@ class WorkerStream:
         self.cancel()
 
     @property
+    def received(self) -> int:
+        """Messages received from the worker so far (read or not)."""
+        return self._pieces + self._messages.qsize()
+
+    @property
     def done(self) -> bool:
         """True once the worker finished this execution (its slot is free)."""
         return self._done.is_set()
@@ -151,7 +156,10 @@ class WorkerModel(Model):
         if self._proc is not None:
             return self.info
         env = dict(os.environ, GGML_NO_BACKTRACE="1", PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        if Path(_PACKAGE_ROOT).name not in ("site-packages", "dist-packages"):
+            # a source checkout: let the child import the same jupyter_llm as this process
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self._loading = True
         self._proc = subprocess.Popen(
             [sys.executable or "python", "-m", "jupyter_llm.host.worker"],
@@ -187,6 +195,9 @@ class WorkerModel(Model):
             return
         with self._state_lock:
             self._closing = True
+            running = list(self._streams)
+        for rid in running:  # stop a generation at once rather than waiting for its end
+            self._send_quiet(("cancel", rid))
         self._send_quiet(("quit",))
         try:
             proc.wait(timeout=STOP_TIMEOUT_S)
@@ -204,7 +215,7 @@ class WorkerModel(Model):
     def execute(self, request: Request) -> WorkerStream:
         """Start one execution in the worker and return its stream."""
         stream = self._open()
-        self._send(("exec", stream._rid, request), stream)
+        self._send(("exec", stream._rid, request))
         return stream
 
     def embed(self, texts: list[str]) -> list[list[float]]:
@@ -213,7 +224,7 @@ class WorkerModel(Model):
 
     def _call(self, kind: str, payload: Any) -> Any:
         stream = self._open()
-        self._send((kind, stream._rid, payload), stream)
+        self._send((kind, stream._rid, payload))
         message = stream._messages.get()
         if message[0] == "err":
             raise message[2]
@@ -229,13 +240,9 @@ class WorkerModel(Model):
             self._streams[stream._rid] = stream
             return stream
 
-    def _send(self, message: tuple[Any, ...], stream: WorkerStream) -> None:
-        try:
-            with self._write_lock:
-                assert self._proc is not None and self._proc.stdin is not None
-                write_frame(self._proc.stdin, message)
-        except (OSError, ValueError):
-            pass  # the worker is gone: the reader thread reports the crash to this stream
+    def _send(self, message: tuple[Any, ...]) -> None:
+        """Send a command; if the worker is gone, the reader thread fails the stream."""
+        self._send_quiet(message)
 
     def _send_quiet(self, message: tuple[Any, ...]) -> None:
         proc = self._proc
@@ -285,12 +292,15 @@ class WorkerModel(Model):
             else:
                 error = self._crash_error(code)
             self._dead = error
-        for stream in pending:
-            stream._deliver(("err", stream._rid, error))
-        if not expected:
+        if not expected and not self._loading:
             log.warning("%s", error.message)
         if self.on_exit is not None and not self._loading:
-            self.on_exit(self, None if expected else error)
+            try:  # first forget the model, so whoever sees the error can load it again
+                self.on_exit(self, None if expected else error)
+            except Exception:  # noqa: BLE001 - the streams must still get their error
+                log.exception("on_exit callback failed")
+        for stream in pending:
+            stream._deliver(("err", stream._rid, error))
 
     def _crash_error(self, code: int) -> WorkerCrashed:
         exit_text = _describe_exit(code)
