@@ -278,7 +278,7 @@ def test_line_commands_manage_models(ip, llm):
     run(ip, "%llm rm tiny-embed")
     assert {m["id"]: m["state"] for m in llm.client.models()}["tiny-embed"] == "available"
     line = one_line_error(run(ip, "%llm pull")[0], InvalidRequest)
-    assert "%llm pull qwen2.5-0.5b-instruct" in line
+    assert "%llm pull qwen2.5-0.5b-instruct-q4_k_m" in line
     line = one_line_error(run(ip, "%llm modls")[0], InvalidRequest)
     assert "`%llm models`" in line
 
@@ -356,3 +356,34 @@ def test_import_and_load_ext_stay_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[-2:] == ["[]", "[]"]
+
+
+def test_ground_on_a_missing_collection_is_one_clear_error(ip, llm):
+    result, _ = run(ip, "%%llm -g no-such-collection\nHow do I undo a commit?")
+    err = result.error_in_exec
+    assert err is not None and len(err._render_traceback_()) == 1
+    assert "no-such-collection" in err._render_traceback_()[0]
+
+
+def test_cell_help_lists_every_option(ip):
+    doc = ip.find_cell_magic("llm").__doc__
+    for flag in ("--model", "--system", "--template", "--ground", "--format", "--temperature",
+                 "--max-tokens", "--seed", "--option", "--continue", "--new", "--no-stream",
+                 "--no-log"):
+        assert flag in doc
+
+
+def test_every_command_and_flag_is_in_the_notebook_docs():
+    from pathlib import Path
+
+    from jupyter_llm.magics.arguments import cell_arguments
+    from jupyter_llm.magics.line import COMMANDS
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "notebooks.md").read_text()
+    for command in COMMANDS:
+        if command != "remove":  # an alias of rm
+            assert f"`%llm {command}" in docs, command
+    for action in cell_arguments.parser._actions:
+        for flag in action.option_strings:
+            if flag not in ("-h", "--help"):
+                assert f"`{flag}`" in docs, flag

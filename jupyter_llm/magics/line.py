@@ -83,7 +83,7 @@ def cmd_models(shell: Any, s: Session, args: list[str]) -> list[dict[str, Any]]:
 
 def cmd_pull(shell: Any, s: Session, args: list[str]) -> dict[str, Any]:
     """Download a model with a progress bar."""
-    model = s.resolve(_need(args, "pull qwen2.5-0.5b-instruct"))
+    model = s.resolve(_need(args, "pull qwen2.5-0.5b-instruct-q4_k_m"))
     callback, close = progress_callback(f"{model}")
     try:
         manifest = s.client.pull(model, progress=callback)
