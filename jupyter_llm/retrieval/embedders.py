@@ -262,11 +262,14 @@ class OpenAIEmbedder(Embedder):
         return [d.embedding for d in data]
 
 
-def get_embedder(spec: str | Embedder | None = None) -> Embedder:
+def get_embedder(spec: str | Embedder | Any | None = None) -> Embedder:
     """Build an embedder from an id: ``all-MiniLM-L6-v2``, ``sentence-transformers/…``, a folder,
-    or ``openai:MODEL[@BASE_URL]``; an ``Embedder`` passes through; None gives the default."""
+    or ``openai:MODEL[@BASE_URL]``; an ``Embedder`` passes through; an object with
+    ``embed(texts)`` and ``model_id`` is wrapped; None gives the default."""
     if isinstance(spec, Embedder):
         return spec
+    if spec is not None and not isinstance(spec, str) and callable(getattr(spec, "embed", None)):
+        return HostEmbedder(spec)  # a model from the host: embed(texts) plus model_id
     spec = spec or DEFAULT_EMBEDDER
     if spec.startswith("openai:"):
         model, _, base_url = spec[len("openai:"):].partition("@")
