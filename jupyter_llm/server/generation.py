@@ -34,10 +34,15 @@ class Generation:
             pass
 
     def chunks(self, cancel: threading.Event | None = None) -> Iterator[str]:
-        """The text pieces; stops (and cancels the response) once ``cancel`` is set."""
-        for chunk in self.response:
+        """The text pieces; once ``cancel`` is set, cancels the response and drains it (a
+        worker's stream ends within about a token), so the model is freed and the request
+        logged now rather than whenever the abandoned stream is garbage-collected."""
+        iterator = iter(self.response)
+        for chunk in iterator:
             if cancel is not None and cancel.is_set():
                 self.cancel()
+                for _ in iterator:
+                    pass
                 return
             yield chunk
 
