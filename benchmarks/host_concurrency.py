@@ -57,6 +57,21 @@ def _concurrent(host: ModelHost, streams: int, opts: dict, tokens: int) -> tuple
     return sum(c for c, _ in results) / wall, cut
 
 
+def _relay_cpu_share(host: ModelHost, opts: dict, tokens: int) -> float:
+    """CPU seconds this process spends relaying a stream, over the worker's CPU seconds."""
+    import psutil
+
+    me = psutil.Process()
+    worker = psutil.Process(host.ps()[0]["pid"])
+    parent_cpu = worker_cpu = 0.0
+    for _ in range(3):
+        p0, w0 = sum(me.cpu_times()[:2]), sum(worker.cpu_times()[:2])
+        _stream_rate(host.generate(PROMPT, "bench", **opts), tokens)
+        parent_cpu += sum(me.cpu_times()[:2]) - p0
+        worker_cpu += sum(worker.cpu_times()[:2]) - w0
+    return parent_cpu / worker_cpu
+
+
 def _cancel_overshoot(host: ModelHost, after: int) -> tuple[int, float]:
     """Tokens the worker made after ``cancel()`` (beyond those already sent), and seconds
     from ``cancel()`` until the next queued request got its first token."""
@@ -114,6 +129,7 @@ def main() -> None:
                 worker_rates.append(_stream_rate(host.generate(PROMPT, "bench", **opts),
                                                  args.tokens))
             direct.close()
+            relay = _relay_cpu_share(host, opts, args.tokens)
             ratios = [w / d for w, d in zip(worker_rates, direct_rates, strict=True)]
             print(f"model: n_embd={args.n_embd} n_layer={args.n_layer} ({size_mb:.0f} MB), "
                   f"{args.tokens} tokens per stream, {args.rounds} paired rounds")
@@ -121,6 +137,8 @@ def main() -> None:
             print(f"worker (host)       : {statistics.median(worker_rates):8.1f} tokens/s (median)")
             print(f"ratio worker/direct : {statistics.median(ratios):8.3f} (median of "
                   f"{', '.join(f'{r:.3f}' for r in ratios)})")
+            print(f"relay CPU share     : {relay:8.3f} (parent CPU per token / worker CPU per "
+                  "token; insensitive to machine load)")
 
             singles, aggregates, interrupted = [], [], 0
             for _ in range(max(1, args.rounds // 2)):
