@@ -21,9 +21,9 @@ from jupyter_llm.models import Response
 @pytest.fixture(scope="module")
 def ip():
     """The global test IPython shell with ``%load_ext jupyter_llm``."""
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # started once per process
     shell.run_line_magic("load_ext", "jupyter_llm")
     return shell
 
@@ -346,7 +346,7 @@ def test_import_and_load_ext_stay_light():
         import sys
         import jupyter_llm
         after_import = set(sys.modules)
-        from IPython.testing.globalipapp import start_ipython
+        from IPython.testing.globalipapp import get_ipython, start_ipython
         start_ipython().run_line_magic("load_ext", "jupyter_llm")
         heavy = ("llama_cpp", "torch", "sentence_transformers", "ipywidgets", "httpx", "pydantic",
                  "jupyter_llm.host", "jupyter_llm.client.local", "jupyter_llm.retrieval.collection")

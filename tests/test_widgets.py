@@ -170,12 +170,12 @@ def test_panel_works_against_a_remote_server(llm_serve):
 
 
 def test_llm_panel_magic_shares_the_default_with_use(tiny_registry):
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
     from jupyter_llm.magics import magics_of
     from jupyter_llm.magics.session import Session
 
-    ip = start_ipython()
+    ip = start_ipython() or get_ipython()  # started once per process
     ip.run_line_magic("load_ext", "jupyter_llm")
     client = LocalClient()
     session = magics_of(ip).session = Session(client_=client, live=True)
