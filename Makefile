@@ -32,6 +32,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml $(PY)
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -e ".[test]"
+	$(VENV)/bin/jupyter server extension enable jupyter_llm --sys-prefix >/dev/null
 	touch $@
 
 install: system-deps $(VENV)/.installed

@@ -99,3 +99,13 @@ def test_jupyter_subcommand_is_installed():
                           timeout=60, env={**__import__("os").environ,
                                            "PATH": f"{sys.prefix}/bin:" + __import__("os").environ["PATH"]})
     assert proc.returncode == 0 and "jupyter-llm" in proc.stdout
+
+
+def test_local_client_history_records_prompts(tiny_registry, capsys):
+    from jupyter_llm.client import connect
+
+    assert main(["prompt", "-m", "tiny", "-o", "max_tokens=3", "first"]) == 0
+    assert main(["prompt", "-m", "tiny", "-o", "max_tokens=3", "--no-log", "secret"]) == 0
+    entries = connect().history(10)
+    assert [e["model"] for e in entries] == ["tiny-chat"]
+    assert "first" in json.dumps(entries[0]) and "secret" not in json.dumps(entries)

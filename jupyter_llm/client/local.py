@@ -64,5 +64,6 @@ class LocalClient(Client):
         return self.host.embed(texts, model)
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The most recent requests (empty until the history log exists)."""
-        return []
+        """The most recent requests, newest first (empty when history is off)."""
+        log = self.host.history
+        return [] if log is None else log.entries(limit)
