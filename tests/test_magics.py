@@ -260,6 +260,9 @@ def test_no_log_keeps_the_request_out_of_the_history(ip, llm):
     assert len(history.entries(100)) == before + 1
     run(ip, "%%llm --no-log --max-tokens 2\nnot logged")
     assert len(history.entries(100)) == before + 1
+    _, outputs = run(ip, "%llm history 5")
+    table = outputs[0].data["text/markdown"]
+    assert "| tiny-chat | logged |" in table and "not logged" not in table
 
 
 def test_line_commands_manage_models(ip, llm):

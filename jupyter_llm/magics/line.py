@@ -177,15 +177,30 @@ def cmd_history(shell: Any, s: Session, args: list[str]) -> list[dict[str, Any]]
     if rows:
         import time
 
-        shown = [{**r, "created_at": time.strftime("%Y-%m-%d %H:%M:%S",
-                                                   time.localtime(r["created_at"]))}
-                 if isinstance(r.get("created_at"), (int, float)) else r for r in rows]
+        shown = [_history_row(r, time) for r in rows]
         columns = [c for c in ("created_at", "model", "prompt", "completion_tokens",
                                "duration_s", "error") if any(c in r for r in rows)]
         _show_markdown(markdown_table(shown, columns or list(rows[0])))
     else:
         _show_markdown("No requests recorded yet.")
     return rows
+
+
+def _history_row(row: dict[str, Any], time: Any) -> dict[str, Any]:
+    """A history entry for the table: local time, the user's prompt, rounded duration."""
+    out = dict(row)
+    if isinstance(row.get("created_at"), (int, float)):
+        out["created_at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
+    prompt = row.get("prompt")
+    if not prompt and isinstance(row.get("messages"), list):
+        users = [m.get("content", "") for m in row["messages"]
+                 if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = users[-1] if users else ""
+    prompt = str(prompt or "")
+    out["prompt"] = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    if isinstance(row.get("duration_s"), (int, float)):
+        out["duration_s"] = round(row["duration_s"], 2)
+    return out
 
 
 def cmd_panel(shell: Any, s: Session, args: list[str]) -> Any:
