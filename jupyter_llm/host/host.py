@@ -60,8 +60,8 @@ class ModelHost:
                  store: Store | None = None, history: Any = None,
                  use_workers: bool = True) -> None:
         self.settings = settings or Settings.from_env()
-        self.registry = registry_with_plugins(registry or Registry.load())
         self.store = store or Store()
+        self.registry = self._with_url_models(registry_with_plugins(registry or Registry.load()))
         self.use_workers = use_workers
         self.memory_budget_bytes = default_budget_bytes(self.settings.memory_budget_mb)
         self._downloads: Any = None
@@ -77,7 +77,20 @@ class ModelHost:
     # -- registry and state ----------------------------------------------------------------
     def reload_registry(self) -> None:
         """Re-read every registry file (after a user edits one)."""
-        self.registry = registry_with_plugins(Registry.load())
+        self.registry = self._with_url_models(registry_with_plugins(Registry.load()))
+
+    def _with_url_models(self, registry: Registry) -> Registry:
+        """Add entries for models once downloaded from a URL (``url:*``), from their manifests."""
+        from ..downloads import spec_from_url
+
+        for manifest in self.store.installed():
+            model_id, url = manifest.get("id", ""), manifest.get("source_url")
+            if model_id.startswith("url:") and url and model_id not in registry.models:
+                try:
+                    registry.add(spec_from_url(url, model_id=model_id, sha256=manifest.get("sha256")))
+                except Exception as e:  # a bad manifest must not stop the host
+                    log.warning("Skipping URL-installed model %s: %s", model_id, e)
+        return registry
 
     @property
     def downloads(self) -> Any:
@@ -160,7 +173,7 @@ class ModelHost:
         """Unload and delete an installed model."""
         spec = self.registry.get(model_id)
         self.unload(spec.id)
-        return self.store.remove(spec)
+        return self.downloads.remove(spec)  # cancels a running download first
 
     # -- loading ---------------------------------------------------------------------------
     def _is_local(self, spec: ModelSpec) -> bool:
