@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Collection", "EmbedderMismatch", "NotACollection", "DEFAULT_SUPPORT_THRESHOLD"]
 
 # Calibrated on the course corpus with all-MiniLM-L6-v2 (see docs/retrieval.md).
-DEFAULT_SUPPORT_THRESHOLD = 0.40
+DEFAULT_SUPPORT_THRESHOLD = 0.45
 
 
 class EmbedderMismatch(Conflict):
