@@ -196,3 +196,16 @@ def test_collection_file_is_portable(course_collection, tmp_path, memo_minilm):
     assert coll.embedder.id == memo_minilm.id
     assert coll.search(IN_SCOPE[1][0], k=1)[0].source == f"course/{IN_SCOPE[1][1]}"
     coll.close()
+
+
+def test_support_threshold_is_stored_in_the_file(course_collection):
+    question = IN_SCOPE[0][0]
+    try:
+        course_collection.set_support_threshold(0.99)
+        reopened = Collection.open(course_collection.path)
+        assert reopened.support_threshold == 0.99
+        assert not reopened.search(question).supported
+        reopened.close()
+    finally:
+        course_collection.set_support_threshold(None)
+    assert course_collection.search(question).supported
