@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..models import Message, Response
+
+if TYPE_CHECKING:
+    from ..retrieval.answer import Answer
+    from ..retrieval.search import SearchResults
 
 __all__ = ["Client", "ProgressCallback"]
 
@@ -62,6 +66,41 @@ class Client(ABC):
     @abstractmethod
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent requests, newest first."""
+
+    # -- retrieval collections ---------------------------------------------------------------
+    @abstractmethod
+    def collections(self) -> list[dict[str, Any]]:
+        """Every collection: name, path, documents, chunks, embedding_model, vector_backend."""
+
+    @abstractmethod
+    def create_collection(self, name: str, vector_backend: str | None = None, *,
+                          embedding_model: str | None = None) -> dict[str, Any]:
+        """Create a collection (or return a matching existing one) and describe it."""
+
+    @abstractmethod
+    def delete_collection(self, name: str) -> bool:
+        """Delete a collection file (the source files are untouched)."""
+
+    @abstractmethod
+    def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
+               exclude: Sequence[str] = (),
+               progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Add, update and remove documents; ``progress`` gets one dict per file. Returns the
+        summary: added, updated, unchanged, removed, failed (with reasons), chunks."""
+
+    @abstractmethod
+    def search(self, name: str, query: str, k: int = 5, mode: str = "hybrid", *,
+               source: str | None = None) -> SearchResults:
+        """The ``k`` best chunks (``dense``, ``lexical`` or ``hybrid``) with citations and
+        whether the collection covers the query (``supported``)."""
+
+    @abstractmethod
+    def ask(self, name: str, question: str, model: str | None = None, stream: bool = False, *,
+            k: int = 5, mode: str = "hybrid", source: str | None = None, log: bool = True,
+            **options: Any) -> Answer | Response:
+        """A grounded answer citing the collection (``model`` None: the default chat model, or
+        a retrieval-only answer when there is none): an ``Answer``, or with ``stream=True`` a
+        ``Response`` whose ``answer`` and ``citations`` are set when the stream ends."""
 
     def prompt(self, text: str, model: str | None = None, *, system: str | None = None,
                **options: Any) -> Response:

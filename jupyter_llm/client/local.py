@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..host import ModelHost
 from ..models import Message, Response
 from .base import Client, ProgressCallback
+
+if TYPE_CHECKING:
+    from ..retrieval.answer import Answer
+    from ..retrieval.search import SearchResults
+    from .collections import HostCollections
 
 __all__ = ["LocalClient"]
 
@@ -16,6 +22,7 @@ class LocalClient(Client):
 
     def __init__(self, host: ModelHost | None = None) -> None:
         self.host = host or ModelHost()
+        self._colls: HostCollections | None = None
 
     def __repr__(self) -> str:
         return "<LocalClient (in-process host)>"
@@ -67,3 +74,51 @@ class LocalClient(Client):
         """The most recent requests, newest first (empty when history is off)."""
         log = self.host.history
         return [] if log is None else log.entries(limit)
+
+    # -- retrieval collections (the retrieval manager in this process) -------------------------
+    @property
+    def collections_service(self) -> HostCollections:
+        """Collections next to this client's host (names in the data directory, or paths)."""
+        if self._colls is None:
+            from .collections import HostCollections
+
+            self._colls = HostCollections(lambda: self.host)
+        return self._colls
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Every collection in the data directory."""
+        return self.collections_service.list()
+
+    def create_collection(self, name: str, vector_backend: str | None = None, *,
+                          embedding_model: str | None = None) -> dict[str, Any]:
+        """Create a collection (name or ``.sqlite`` path), or return a matching existing one."""
+        info, _ = self.collections_service.create(name, vector_backend=vector_backend,
+                                                  embedding_model=embedding_model)
+        return info
+
+    def delete_collection(self, name: str) -> bool:
+        """Delete a collection file."""
+        return self.collections_service.delete(name)
+
+    def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
+               exclude: Sequence[str] = (),
+               progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Ingest files and folders (relative to the working directory)."""
+        return self.collections_service.ingest(name, paths, include=include, exclude=exclude,
+                                               progress=progress)
+
+    def search(self, name: str, query: str, k: int = 5, mode: str = "hybrid", *,
+               source: str | None = None) -> SearchResults:
+        """Search a collection in this process."""
+        return self.collections_service.search(name, query, k=k, mode=mode, source=source)
+
+    def ask(self, name: str, question: str, model: str | None = None, stream: bool = False, *,
+            k: int = 5, mode: str = "hybrid", source: str | None = None, log: bool = True,
+            **options: Any) -> Answer | Response:
+        """A grounded answer with this process's host as the chat model."""
+        from .collections import stream_answer
+
+        run = self.collections_service.prepare_ask(
+            name, question, model=model, k=k, mode=mode, source=source, options=options,
+            log=log, face="python")
+        return stream_answer(run) if stream else run.run()

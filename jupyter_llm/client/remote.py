@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 
 from .. import errors
 from ..models import Finish, Message, Request, Response, Usage
 from .base import Client, ProgressCallback
+
+if TYPE_CHECKING:
+    from ..retrieval.answer import Answer
+    from ..retrieval.search import SearchResults
 
 __all__ = ["RemoteClient", "error_from_body"]
 
@@ -140,8 +145,6 @@ class RemoteClient(Client):
 
     def remove(self, model_id: str) -> bool:
         """Delete an installed model on the server."""
-        from urllib.parse import quote
-
         return bool(self._call("DELETE", "models/" + quote(model_id, safe=""))["removed"])
 
     def load(self, model_id: str, **options: Any) -> dict[str, Any]:
@@ -206,6 +209,106 @@ class RemoteClient(Client):
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         """The server's most recent requests, newest first."""
         return self._call("GET", "history", params={"limit": limit})["entries"]
+
+    # -- retrieval collections ----------------------------------------------------------------
+    def collections(self) -> list[dict[str, Any]]:
+        """The server's collections."""
+        return self._call("GET", "collections")["collections"]
+
+    def create_collection(self, name: str, vector_backend: str | None = None, *,
+                          embedding_model: str | None = None) -> dict[str, Any]:
+        """Create a collection on the server (or return a matching existing one)."""
+        return self._call("POST", "collections", json={
+            "name": name, "vector_backend": vector_backend, "embedding_model": embedding_model})
+
+    def delete_collection(self, name: str) -> bool:
+        """Delete a collection on the server."""
+        return bool(self._call("DELETE", _coll(name))["removed"])
+
+    def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
+               exclude: Sequence[str] = (),
+               progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Ingest files and folders on the server (paths relative to its root_dir)."""
+        payload = {"paths": [paths] if isinstance(paths, str) else list(paths),
+                   "include": list(include), "exclude": list(exclude)}
+        for event in self._lines(_coll(name, "ingest"), payload):
+            if isinstance(event.get("error"), dict):  # the stream failed (not a skipped file)
+                raise error_from_body(event)
+            if event.get("done") is True:
+                return event
+            if progress is not None:
+                progress(event)
+        raise errors.BackendError(f"The server ended the ingest into {name!r} without a "
+                                  "summary; run it again (finished files are kept).",
+                                  details={"collection": name})
+
+    def search(self, name: str, query: str, k: int = 5, mode: str = "hybrid", *,
+               source: str | None = None) -> SearchResults:
+        """Search a collection on the server."""
+        body = self._call("POST", _coll(name, "search"),
+                          json={"query": query, "k": k, "mode": mode, "source": source})
+        return _search_results(body)
+
+    def ask(self, name: str, question: str, model: str | None = None, stream: bool = False, *,
+            k: int = 5, mode: str = "hybrid", source: str | None = None, log: bool = True,
+            **options: Any) -> Answer | Response:
+        """A grounded answer from the server (streamed as a ``Response`` with ``stream``)."""
+        payload = {"question": question, "model": model, "k": k, "mode": mode,
+                   "source": source, "options": options, "log": log}
+        if not stream:
+            body = self._call("POST", _coll(name, "ask"), json={**payload, "stream": False})
+            return _answer(question, body, body["message"]["content"])
+        lines = self._lines(_coll(name, "ask"), {**payload, "stream": True})
+        pieces: list[str] = []
+        response: Response
+
+        def events() -> Iterator[str | Finish]:
+            try:
+                for event in lines:
+                    if "delta" in event:
+                        pieces.append(event["delta"])
+                        yield event["delta"]
+                    elif event.get("done"):
+                        answer = _answer(question, event, "".join(pieces))
+                        response.answer = answer
+                        response.citations = answer.citations
+                        response.model_id = answer.model or response.model_id
+                        yield _finish(event)
+                        return
+                    elif "error" in event:
+                        raise error_from_body(event)
+            finally:
+                lines.close()  # closes the HTTP stream: the server cancels the generation
+
+        response = Response(events(), model_id=model or "", request=Request(prompt=question))
+        return response
+
+
+def _coll(name: str, action: str | None = None) -> str:
+    path = "collections/" + quote(name, safe="")
+    return f"{path}/{action}" if action else path
+
+
+def _search_results(body: dict[str, Any]) -> SearchResults:
+    from ..retrieval.search import SearchResult, SearchResults
+
+    results = [SearchResult(r.get("chunk_id", 0), r["text"], r["score"], r["source"],
+                            r.get("path") or r["source"], r.get("title") or "",
+                            r.get("heading") or "", r.get("start_line"), r.get("end_line"),
+                            r.get("cell_index"), r.get("page"), r.get("similarity"))
+               for r in body.get("results", [])]
+    return SearchResults(body.get("query", ""), body.get("mode", ""), results,
+                         bool(body.get("supported")), body.get("top_similarity"),
+                         body.get("threshold") or 0.0)
+
+
+def _answer(question: str, body: dict[str, Any], text: str) -> Answer:
+    from ..retrieval.answer import Answer
+    from ..retrieval.citations import Citation
+
+    citations = [Citation(**c) for c in body.get("citations", [])]
+    return Answer(question, text, citations, bool(body.get("supported")),
+                  bool(body.get("retrieval_only")), body.get("model"), body.get("note"))
 
 
 def _finish(body: dict[str, Any]) -> Finish:

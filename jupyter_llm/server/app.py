@@ -22,7 +22,7 @@ __all__ = ["JupyterLLM", "LLMOnlyAuthorizer", "URL_ENV", "TOKEN_ENV"]
 
 URL_ENV = "JUPYTER_LLM_URL"
 TOKEN_ENV = "JUPYTER_LLM_TOKEN"
-HANDLER_MODULES = ("native", "openai_compat", "pantry", "openapi")
+HANDLER_MODULES = ("native", "collections", "openai_compat", "pantry", "openapi")
 
 # (trait name, Settings field) for every setting the extension exposes as config.
 SETTING_TRAITS = ("default_model", "default_embedding_model", "allow_downloads",
@@ -79,6 +79,8 @@ class JupyterLLM(ExtensionApp):
         self.llm_settings = Settings.from_env(**overrides)
         self._host: Any = None
         self._host_lock = threading.Lock()
+        self._collections: Any = None
+        self._collections_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(self.thread_pool_size, thread_name_prefix="jupyter-llm")
         self._saved_env: dict[str, str | None] = {}
         if self.export_env:
@@ -111,6 +113,20 @@ class JupyterLLM(ExtensionApp):
         return self._host
 
     @property
+    def collections(self) -> Any:
+        """The server's retrieval collections (a ``CollectionManager`` next to the host, with
+        ingest paths confined to ``root_dir``; created on first use)."""
+        if self._collections is None:
+            with self._collections_lock:
+                if self._collections is None:
+                    from ..client.collections import HostCollections
+
+                    root = self.serverapp.root_dir if self.serverapp is not None else None
+                    self._collections = HostCollections(lambda: self.host, root=root,
+                                                        names_only=True)
+        return self._collections
+
+    @property
     def history_log(self) -> Any:
         """The request history the host writes to (blocking: may create the host)."""
         history = self.host.history
@@ -122,6 +138,9 @@ class JupyterLLM(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Unload every model (killing the workers) and restore the environment."""
+        colls, self._collections = self._collections, None
+        if colls is not None:
+            colls.close()
         host, self._host = self._host, None
         if host is not None:
             await asyncio.get_running_loop().run_in_executor(None, host.close)

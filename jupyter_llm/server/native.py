@@ -1,5 +1,6 @@
 """The native API ``llm/api/…``: models, pulls, load/unload, ps, chat, generate, embed,
-history and config. Handlers only parse, call the ``ModelHost`` off the loop, and answer."""
+history and config (collections: ``collections.py``). Handlers only parse, call the
+``ModelHost`` off the loop, and answer."""
 
 from __future__ import annotations
 
@@ -305,34 +306,6 @@ class ConfigHandler(LLMHandler):
         self.write_json(self.llm.config_summary())
 
 
-def _collections_unavailable() -> None:
-    raise web.HTTPError(501, "Collections are not served over HTTP yet; use "
-                             "jupyter_llm.retrieval.Collection in a notebook or the CLI.")
-
-
-class CollectionsHandler(LLMHandler):
-    """``llm/api/collections``: answers 501 until the retrieval layer has a manager API."""
-
-    @web.authenticated
-    def get(self) -> None:
-        """501."""
-        _collections_unavailable()
-
-    @web.authenticated
-    def post(self) -> None:
-        """501."""
-        _collections_unavailable()
-
-
-class CollectionActionHandler(LLMHandler):
-    """``llm/api/collections/{name}/(ingest|search|ask)``: 501 until served."""
-
-    @web.authenticated
-    def post(self, name: str, action: str) -> None:
-        """501."""
-        _collections_unavailable()
-
-
 default_handlers = [
     (r"/llm/api/models", ModelsHandler),
     (r"/llm/api/models/(.+)", ModelHandler),
@@ -348,6 +321,4 @@ default_handlers = [
     (r"/llm/api/history", HistoryHandler),
     (r"/llm/api/history/stats", HistoryStatsHandler),
     (r"/llm/api/config", ConfigHandler),
-    (r"/llm/api/collections", CollectionsHandler),
-    (r"/llm/api/collections/([^/]+)/(ingest|search|ask)", CollectionActionHandler),
 ]

@@ -47,18 +47,33 @@ _ROUTES: dict[str, dict[str, tuple[str, str | None, str, bool]]] = {
                                        '{"requests", "errors", "models": {...}}', False)},
     "/llm/api/config": {"get": ("Version and non-secret settings", None, "config", False)},
     "/llm/api/collections": {
-        "get": ("List collections (501 until served)", None, '{"collections": [...]}', False),
-        "post": ("Create a collection (501 until served)", None, "the collection", False)},
-    "/llm/api/collections/{name}/{action}": {
-        "post": ("Ingest, search or ask a collection (501 until served)", None,
-                 "NDJSON progress, results, or an answer with citations", False)},
+        "get": ("List collections", None, '{"collections": [{"name", "path", "documents", '
+                '"chunks", "embedding_model", "vector_backend", "updated_at", ...}]}', False),
+        "post": ("Create a collection", "CreateCollectionBody",
+                 "the collection (201 created; 200 when a matching one exists)", False)},
+    "/llm/api/collections/{name}": {
+        "get": ("One collection", None, "the collection", False),
+        "delete": ("Delete a collection file", None, '{"removed": true}', False)},
+    "/llm/api/collections/{name}/ingest": {
+        "post": ("Ingest files and folders under root_dir", "IngestBody",
+                 'NDJSON {"done", "total", "path", "status", "chunks", "error"} lines ending '
+                 'with {"done": true, "status": "done", "summary", "added", "updated", '
+                 '"unchanged", "removed", "failed"}', True)},
+    "/llm/api/collections/{name}/search": {
+        "post": ("Search a collection", "SearchBody",
+                 '{"supported", "top_similarity", "threshold", "results": [{"source", "path", '
+                 '"text", "score", "heading", "start_line", "end_line", ...}]}', False)},
+    "/llm/api/collections/{name}/ask": {
+        "post": ("Answer from a collection with citations", "AskBody",
+                 'as chat, plus "citations", "supported", "retrieval_only", "note", "cited"',
+                 True)},
     "/llm/api/openapi.json": {"get": ("This document", None, "OpenAPI 3.1", False)},
 }
 
 
 def openapi_document() -> dict[str, Any]:
     """Build the OpenAPI 3.1 document of the native API."""
-    from . import native
+    from . import collections, native
 
     schemas: dict[str, Any] = {"Error": _ERROR}
     paths: dict[str, Any] = {}
@@ -78,7 +93,7 @@ def openapi_document() -> dict[str, Any]:
                 op["parameters"] = [{"name": p, "in": "path", "required": True,
                                      "schema": {"type": "string"}} for p in params]
             if body:
-                model = getattr(native, body)
+                model = getattr(native, body, None) or getattr(collections, body)
                 schemas[body] = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 op["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{body}"}}}}
