@@ -4,13 +4,17 @@ all-MiniLM-L6-v2 embedder, real SQLite vector indexes and the tiny GGUF chat mod
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from jupyter_llm.client.local import LocalClient
 from jupyter_llm.client.remote import RemoteClient
+from jupyter_llm.errors import Forbidden
 
 from .test_server_native import assert_error, call
 
@@ -237,3 +241,67 @@ async def test_remote_and_local_clients_search_alike(minilm, jp_fetch, course_di
         assert local.collections() == []
     finally:
         remote.close()
+
+
+async def test_clients_stream_the_same_grounded_answer(minilm, tiny_registry, jp_fetch,
+                                                       course_dir, llm_url, llm_token):
+    await create_and_ingest(jp_fetch)
+    remote = RemoteClient(llm_url, llm_token)
+    local = LocalClient()
+    try:
+        kwargs = {"model": "tiny-chat", "k": 2, "max_tokens": 10, "temperature": 0}
+
+        def read(client):
+            response = client.ask("course", IN_SCOPE, stream=True, **kwargs)
+            return "".join(response), response
+
+        there_text, there = await asyncio.to_thread(read, remote)
+        here_text, here = read(local)
+        assert there_text == here_text == there.answer.text and there_text
+        assert there.answer.supported and not there.answer.retrieval_only
+        assert there.citations[0].source == "course/shell.md"
+        assert [c.path for c in there.citations] == [c.path for c in here.citations]
+        assert there.model_id == here.model_id == "tiny-chat"
+        assert there.usage.completion_tokens == here.usage.completion_tokens >= 1
+        once = await asyncio.to_thread(remote.ask, "course", IN_SCOPE, **kwargs)
+        assert once.text == there_text and once.model == "tiny-chat"
+    finally:
+        remote.close()
+        local.host.close()
+
+
+async def test_disconnecting_from_ask_cancels_the_generation(minilm, tiny_registry, jp_fetch,
+                                                             course_dir, llm_url, llm_token):
+    await create_and_ingest(jp_fetch)
+    payload = {"question": IN_SCOPE, "model": "tiny-chat", "k": 1,
+               "options": {"max_tokens": 1500, "temperature": 0}}
+    status, full, _ = await call(jp_fetch, "llm", "api", "collections", "course", "ask",
+                                 body=payload)
+    full_tokens = full[-1]["usage"]["completion_tokens"]
+    assert full_tokens > 500
+
+    def read_one_line_and_hang_up() -> str:
+        with httpx.Client(headers={"Authorization": f"token {llm_token}"}) as client:
+            with client.stream("POST", llm_url + "llm/api/collections/course/ask",
+                               json=payload) as r:
+                return next(r.iter_lines())
+
+    assert "delta" in json.loads(await asyncio.to_thread(read_one_line_and_hang_up))
+    deadline = time.monotonic() + 10
+    entries = []
+    while time.monotonic() < deadline and len(entries) < 2:
+        status, body, _ = await call(jp_fetch, "llm", "api", "history", params={"limit": "5"})
+        entries = body["entries"]
+        await asyncio.sleep(0.05)
+    assert [e["error"] for e in entries] == ["cancelled", None], entries
+    assert entries[0]["completion_tokens"] < full_tokens / 2
+
+
+def test_a_shared_llm_serve_host_refuses_to_ingest_its_files(llm_serve):
+    client = RemoteClient(llm_serve.url, llm_serve.token)
+    try:
+        with pytest.raises(Forbidden, match="does not let you read its files"):
+            client.ingest("course", ["."])
+        assert client.collections() == []
+    finally:
+        client.close()

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from ..errors import Cancelled
+from ..errors import Cancelled, Forbidden
 from .base import LLMHandler
 from .native import ndjson
 
@@ -149,6 +149,12 @@ class IngestHandler(CollectionsHandlerBase):
     async def post(self, name: str) -> None:
         """Add, update and remove documents; a disconnect stops after the current batch."""
         body = self.parse(IngestBody)
+        if not self.authorizer.is_authorized(self, self.current_user, "read", "contents"):
+            raise Forbidden(
+                "Ingesting reads files on the server, and this server does not let you read "
+                "its files (`jupyter llm serve` refuses file access). Build the collection "
+                "where the files are (`jupyter llm ingest NAME FOLDER`) and copy the .sqlite "
+                "file into the host's collections folder.")
         colls = await self.collections()
         # errors that need their own status: unknown collection, path outside root_dir, missing
         await self.run_blocking(lambda: (colls.open(name), colls.resolve_paths(body.paths)))
