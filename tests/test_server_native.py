@@ -147,11 +147,6 @@ async def test_unknown_route_under_llm_is_a_json_404(tiny_registry, jp_fetch):
     assert_error(status, body, 404, "not_found")
 
 
-async def test_collections_answer_501_until_served(tiny_registry, jp_fetch):
-    status, body, _ = await call(jp_fetch, "llm", "api", "collections")
-    assert_error(status, body, 501, "not_implemented")
-
-
 async def test_config_shows_settings_and_version(tiny_registry, jp_fetch):
     status, body, _ = await call(jp_fetch, "llm", "api", "config")
     assert status == 200 and body["version"]
