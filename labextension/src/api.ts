@@ -1,0 +1,248 @@
+/**
+ * Typed calls of the native REST API (see docs/rest.md); all go through `requestAPI` and
+ * `streamAPI`.
+ */
+import { requestAPI, streamAPI } from './request';
+
+/** A model's state on this server. */
+export type ModelState = 'available' | 'downloading' | 'installed' | 'loaded';
+
+/** A registry model with its state (`GET llm/api/models`). */
+export interface IModel {
+  id: string;
+  name?: string;
+  family?: string;
+  backend: string;
+  tags?: string[];
+  size_bytes?: number | null;
+  context_length?: number | null;
+  quantization?: string | null;
+  ram_bytes?: number | null;
+  license?: string | null;
+  description?: string | null;
+  state: ModelState;
+  [key: string]: unknown;
+}
+
+/** One progress line of a download (`POST llm/api/pull`). */
+export interface IPullProgress {
+  model_id: string;
+  done_bytes?: number;
+  total_bytes?: number | null;
+  rate_bytes_per_s?: number | null;
+  eta_s?: number | null;
+  status: string;
+  message?: string | null;
+  manifest?: unknown;
+}
+
+/** A loaded model (`GET llm/api/ps`). */
+export interface IPsEntry {
+  id: string;
+  backend: string;
+  memory_bytes?: number | null;
+  queue_depth?: number;
+  last_used?: number | string | null;
+  expires_at?: number | string | null;
+}
+
+/** A chat message. */
+export interface IMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+/** A citation of a grounded answer (`jupyter_llm.retrieval.Citation`). */
+export interface ICitation {
+  n: number;
+  source: string;
+  path: string;
+  title?: string;
+  heading?: string;
+  start_line?: number | null;
+  end_line?: number | null;
+  cell_index?: number | null;
+  page?: number | null;
+}
+
+/** One line of a chat or ask stream: a text delta, the final summary, or citations. */
+export interface IChatLine {
+  delta?: string;
+  done?: boolean;
+  model?: string;
+  finish_reason?: string;
+  usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number } | null;
+  timings?: Record<string, number> | null;
+  citations?: ICitation[];
+  /** The citation numbers the answer actually uses. */
+  cited?: number[];
+  supported?: boolean;
+  /** True when no model answered and the passages themselves are the answer. */
+  retrieval_only?: boolean;
+  note?: string | null;
+}
+
+/** A collection (`GET llm/api/collections`). */
+export interface ICollection {
+  name: string;
+  path?: string;
+  documents?: number;
+  chunks?: number;
+  embedding_model?: string;
+  vector_backend?: string;
+  updated_at?: string | number | null;
+  error?: string;
+}
+
+/** One progress line of an ingest, or its final summary. */
+export interface IIngestLine {
+  done?: number | boolean;
+  total?: number;
+  path?: string;
+  status?: string;
+  chunks?: number;
+  error?: string | null;
+  summary?: string;
+  [key: string]: unknown;
+}
+
+/** A search hit (`POST llm/api/collections/{name}/search`). */
+export interface ISearchResult {
+  source: string;
+  path?: string;
+  text: string;
+  score: number;
+  heading?: string;
+  start_line?: number | null;
+  end_line?: number | null;
+  cell_index?: number | null;
+  page?: number | null;
+}
+
+/** The server's non-secret settings (`GET llm/api/config`). */
+export interface IServerConfig {
+  version?: string;
+  data_dir?: string;
+  root_dir?: string;
+  settings?: Record<string, unknown>;
+}
+
+const enc = encodeURIComponent;
+
+/** The registry with each model's state, optionally only those with `tag`. */
+export async function listModels(tag?: string): Promise<IModel[]> {
+  const query = tag ? `?tag=${enc(tag)}` : '';
+  return (await requestAPI<{ models: IModel[] }>(`models${query}`)).models;
+}
+
+/** The loaded models with their memory use. */
+export async function listLoaded(): Promise<IPsEntry[]> {
+  return (await requestAPI<{ models: IPsEntry[] }>('ps')).models;
+}
+
+/** The running downloads with their latest progress. */
+export async function listDownloads(): Promise<IPullProgress[]> {
+  return (await requestAPI<{ downloads: IPullProgress[] }>('downloads')).downloads;
+}
+
+/** Download a model, reporting each progress line; resolves on `done`. */
+export async function pull(
+  model: string,
+  onProgress: (p: IPullProgress) => void,
+  signal?: AbortSignal
+): Promise<void> {
+  await streamAPI<IPullProgress>('pull', { model, stream: true }, onProgress, signal);
+}
+
+/** Cancel a running download (the partial file is kept for resuming). */
+export async function cancelPull(model: string): Promise<boolean> {
+  return (await requestAPI<{ cancelled: boolean }>('pull/cancel', {
+    method: 'POST',
+    body: { model }
+  })).cancelled;
+}
+
+/** Load a model into memory now. */
+export async function load(model: string): Promise<IPsEntry> {
+  return requestAPI<IPsEntry>('load', { method: 'POST', body: { model } });
+}
+
+/** Unload a model and free its memory. */
+export async function unload(model: string): Promise<boolean> {
+  return (await requestAPI<{ unloaded: boolean }>('unload', {
+    method: 'POST',
+    body: { model }
+  })).unloaded;
+}
+
+/** Delete an installed model's files. */
+export async function removeModel(model: string): Promise<boolean> {
+  return (await requestAPI<{ removed: boolean }>(`models/${enc(model)}`, {
+    method: 'DELETE'
+  })).removed;
+}
+
+/** Stream a chat answer; `model` null means the server's default. */
+export async function chat(
+  model: string | null,
+  messages: IMessage[],
+  onLine: (line: IChatLine) => void,
+  signal?: AbortSignal
+): Promise<void> {
+  await streamAPI<IChatLine>('chat', { model, messages, stream: true }, onLine, signal);
+}
+
+/** Stream an answer grounded on a collection, with citations. */
+export async function ask(
+  collection: string,
+  question: string,
+  model: string | null,
+  onLine: (line: IChatLine) => void,
+  signal?: AbortSignal
+): Promise<void> {
+  await streamAPI<IChatLine>(
+    `collections/${enc(collection)}/ask`,
+    { question, model, stream: true },
+    onLine,
+    signal
+  );
+}
+
+/** The collections on this server. */
+export async function listCollections(): Promise<ICollection[]> {
+  return (await requestAPI<{ collections: ICollection[] }>('collections')).collections;
+}
+
+/** Create an empty collection. */
+export async function createCollection(name: string): Promise<ICollection> {
+  return requestAPI<ICollection>('collections', { method: 'POST', body: { name } });
+}
+
+/** Ingest files or folders (server file-system paths) into a collection, with progress. */
+export async function ingest(
+  collection: string,
+  paths: string[],
+  onLine: (line: IIngestLine) => void,
+  signal?: AbortSignal
+): Promise<void> {
+  await streamAPI<IIngestLine>(`collections/${enc(collection)}/ingest`, { paths }, onLine,
+    signal);
+}
+
+/** Search a collection. */
+export async function search(
+  collection: string,
+  query: string,
+  k = 5,
+  mode: 'dense' | 'lexical' | 'hybrid' = 'hybrid'
+): Promise<{ supported?: boolean; results: ISearchResult[] }> {
+  return requestAPI(`collections/${enc(collection)}/search`, {
+    method: 'POST',
+    body: { query, k, mode }
+  });
+}
+
+/** The server's version and settings. */
+export async function serverConfig(): Promise<IServerConfig> {
+  return requestAPI<IServerConfig>('config');
+}
