@@ -32,4 +32,8 @@ def llm_home(tmp_path_factory, monkeypatch):
     import jupyter_llm.client
 
     monkeypatch.setattr(jupyter_llm.client, "_default", None)
-    return home
+    yield home
+    client = jupyter_llm.client._default
+    host = getattr(client, "host", None)
+    if host is not None:  # stop the worker processes an in-process client started
+        host.close()

@@ -101,6 +101,7 @@ def _start_reading(response, pieces: list[str], seen: threading.Event, after: in
 
 # -- concurrency and the queue -------------------------------------------------------------
 def test_sixteen_concurrent_streams_match_sequential_outputs(make_host):
+    before = _children()
     host = make_host()
     prompts = [[{"role": "user", "content": f"Question {i % 4}"}] for i in range(16)]
     expected = [host.chat(p, "a", temperature=0, max_tokens=40).text() for p in prompts[:4]]
@@ -116,7 +117,7 @@ def test_sixteen_concurrent_streams_match_sequential_outputs(make_host):
         t.join(60)
     assert all(r is not None and len(r) == 40 for r in results)
     assert ["".join(r) for r in results] == [expected[i % 4] for i in range(16)]
-    assert len(host.ps()) == 1 and len(psutil.Process().children()) == 1
+    assert len(host.ps()) == 1 and len(_new_children(before)) == 1
 
 
 def test_waiting_requests_run_in_arrival_order(make_host):
@@ -263,17 +264,28 @@ def test_killing_a_worker_mid_stream_fails_the_request_and_the_next_one_reloads(
 
 
 def test_a_bad_file_raises_a_clear_load_error(make_host, tmp_path):
+    before = _children()
     host = make_host()
     truncated = write_broken_gguf(tmp_path / "cut.gguf", "truncated")
     host.registry.add(_spec("cut", truncated))
     with pytest.raises(ModelLoadError) as info:
         host.load("cut")
     assert "cut.gguf" in info.value.message
-    assert host.ps() == [] and psutil.Process().children() == []
+    assert host.ps() == [] and _new_children(before) == []
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children()}
+
+
+def _new_children(before: set[int]) -> list[int]:
+    """Child processes started since ``before`` (other tests' leftovers do not count)."""
+    return sorted(_children() - before)
 
 
 # -- loading and memory ------------------------------------------------------------------
 def test_concurrent_first_requests_share_one_load(make_host):
+    before = _children()
     host = make_host()
     results: list[dict] = []
     threads = [threading.Thread(target=lambda: results.append(host.load("a"))) for _ in range(6)]
@@ -282,7 +294,7 @@ def test_concurrent_first_requests_share_one_load(make_host):
     for t in threads:
         t.join(30)
     assert len({r["pid"] for r in results}) == 1 and len(results) == 6
-    assert len(psutil.Process().children()) == 1
+    assert len(_new_children(before)) == 1
 
 
 def test_max_loaded_models_evicts_the_least_recently_used_idle_model(make_host):
