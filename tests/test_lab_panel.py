@@ -2,12 +2,16 @@
 real ``jupyter lab`` whose registry serves a tiny generated model from a local HTTP server.
 
 Screenshots land in ``test-results/lab/*.png``. Chromium comes from the system
-(``apt-get install -y chromium``); these tests skip only when it is absent.
+(``apt-get install -y chromium``); the browser tests skip only when it is absent. The
+packaging and docs checks at the top need no browser.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +29,8 @@ from tests.lab.server import (
 )
 
 CHROMIUM = chromium_path()
-if CHROMIUM is None:
-    pytest.skip("Debian chromium is not installed (apt-get install -y chromium; `make install` "
-                "does it): the lab panel browser tests need it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-results" / "lab"
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-results" / "lab"
 PANEL = ".jp-llm-Panel"
 TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="jupyter-llm-panel"]'
 TIMEOUT_MS = 60_000
@@ -71,6 +71,32 @@ def shot(page: Any, name: str) -> Path:
     return path
 
 
+def test_the_labextension_is_installed_and_enabled_with_the_package_version():
+    """`pip install -e .` builds the extension and `jupyter labextension list` shows it OK."""
+    import jupyter_llm
+
+    assert labextension_installed() is not None, "run `pip install -e .` to build it"
+    out = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"],
+                         capture_output=True, text=True, timeout=120)
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    line = next((ln for ln in listing.splitlines() if ln.strip().startswith("jupyter-llm ")), "")
+    assert line.split()[:4] == ["jupyter-llm", f"v{jupyter_llm.__version__}", "enabled", "OK"], \
+        listing
+    package = json.loads((REPO / "labextension" / "package.json").read_text())
+    assert package["version"] == jupyter_llm.__version__
+
+
+def test_every_command_and_setting_is_documented():
+    """docs/lab.md names every command id the plugin registers and every setting."""
+    docs = (REPO / "docs" / "lab.md").read_text()
+    source = (REPO / "labextension" / "src" / "index.ts").read_text()
+    commands = re.findall(r"= '(jupyter-llm:[a-z-]+)';", source)
+    assert len(commands) >= 7
+    settings = json.loads((REPO / "labextension" / "schema" / "plugin.json").read_text())
+    names = [f"`{c}`" for c in commands] + [f"`{k}`" for k in settings["properties"]]
+    assert [n for n in names if n not in docs] == []
+
+
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A local HTTP server with a ~5 MB tiny model (big enough for several progress events);
@@ -92,6 +118,9 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, model_server: dict[str, Any]) -> Iterator[LabServer]:
     """A running ``jupyter lab`` with the panel installed and a course folder to ingest."""
+    if CHROMIUM is None:
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium; `make "
+                    "install` does it): the lab panel browser tests need it")
     if labextension_installed() is None:
         pytest.fail("The jupyter-llm labextension is not installed: run `pip install -e .` "
                     "(or `make install`), which builds it with node.")
@@ -108,6 +137,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, model_server: dict[str, Any]) 
 @pytest.fixture(scope="module")
 def lab_page(lab: LabServer) -> Iterator[Any]:
     """One Chromium page on JupyterLab, with the LLM panel open."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 800})

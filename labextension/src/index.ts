@@ -42,6 +42,7 @@ async function insertIntoNotebook(tracker: INotebookTracker | null, text: string
   if (!panel) {
     throw new Error('Open a notebook first: the answer is inserted below its active cell.');
   }
+  await panel.context.ready; // a notebook still loading would drop the new cell
   const notebook = panel.content;
   NotebookActions.insertBelow(notebook);
   NotebookActions.changeCellType(notebook, 'markdown');
