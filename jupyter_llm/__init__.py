@@ -51,3 +51,8 @@ def unload_ipython_extension(shell: Any) -> None:
     from .magics import unload_ipython_extension as unload
 
     unload(shell)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab extension lives (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "jupyter-llm"}]
