@@ -83,7 +83,8 @@ def latency(sizes: list[int], n_queries: int, workdir: Path) -> None:
         x = rng.standard_normal((n, DIM)).astype(np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         picks = rng.integers(0, n, n_queries)
-        queries = x[picks] + 0.3 * rng.standard_normal((n_queries, DIM)).astype(np.float32)
+        noise = rng.standard_normal((n_queries, DIM)).astype(np.float32) / np.sqrt(DIM)
+        queries = x[picks] + 0.5 * noise  # a near neighbour of a stored vector
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         times = []
         for q in queries:
