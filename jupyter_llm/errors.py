@@ -5,12 +5,15 @@ the CLI render these errors; they never show a traceback to a user.
 
     JupyterLLMError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
-    │   └── InvalidOptions (422 invalid_options)    an option value out of range; names the field
+    │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
+    │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
+    │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
     ├── NotFound (404 not_found)
     │   └── UnknownModel (404 unknown_model)        suggests close ids
     ├── Conflict (409 conflict)
-    │   └── ModelNotReady (409 model_not_ready)     not installed / not loaded
+    │   ├── ModelNotReady (409 model_not_ready)     not installed / not loaded
+    │   └── EmbedderMismatch (409 embedder_mismatch) querying with another embedder than built with
     ├── RegistryError (422 registry_error)           a malformed registry file; names file and entry
     ├── ModelLoadError (422 model_load_failed)       corrupt or unsupported model file
     ├── Cancelled (499 cancelled)
@@ -38,6 +41,9 @@ __all__ = [
     "UnknownModel",
     "Conflict",
     "ModelNotReady",
+    "EmbedderMismatch",
+    "NotACollection",
+    "LoaderError",
     "RegistryError",
     "ModelLoadError",
     "Cancelled",
@@ -117,6 +123,24 @@ class ModelNotReady(Conflict):
     """The model exists but is not installed or not loaded."""
 
     type = "model_not_ready"
+
+
+class EmbedderMismatch(Conflict):
+    """The query embedder differs from the one the collection was built with."""
+
+    type = "embedder_mismatch"
+
+
+class NotACollection(InvalidRequest):
+    """The file exists but is not a jupyter-llm collection."""
+
+    type = "not_a_collection"
+
+
+class LoaderError(InvalidRequest):
+    """A file could not be read or parsed (corrupt, wrong encoding, unsupported)."""
+
+    type = "unreadable_file"
 
 
 class RegistryError(JupyterLLMError):

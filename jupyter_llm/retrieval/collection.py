@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jupyter_llm.errors import Conflict, InvalidRequest, ModelNotReady, NotFound
+from jupyter_llm.errors import (
+    Conflict,
+    EmbedderMismatch,
+    ModelNotReady,
+    NotACollection,
+    NotFound,
+)
 from jupyter_llm.retrieval.chunking import Chunk, ChunkerSettings
 from jupyter_llm.retrieval.db import Database, connect
 from jupyter_llm.retrieval.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
@@ -26,18 +32,6 @@ __all__ = ["Collection", "EmbedderMismatch", "NotACollection", "DEFAULT_SUPPORT_
 
 # Calibrated on the course corpus with all-MiniLM-L6-v2 (see docs/retrieval.md).
 DEFAULT_SUPPORT_THRESHOLD = 0.45
-
-
-class EmbedderMismatch(Conflict):
-    """The query embedder differs from the one the collection was built with."""
-
-    type = "embedder_mismatch"
-
-
-class NotACollection(InvalidRequest):
-    """The file exists but is not a jupyter-llm collection."""
-
-    type = "not_a_collection"
 
 
 class Collection:

@@ -17,19 +17,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupyter_llm.errors import InvalidRequest, MissingDependency
+from jupyter_llm.errors import LoaderError, MissingDependency
 
 __all__ = ["Section", "LoadedDocument", "LoaderError", "SUPPORTED_SUFFIXES", "SKIPPED_DIRS",
            "load_file", "load_text", "walk"]
 
 SKIPPED_DIRS = frozenset({"node_modules", "build", "dist", "_build", "site", "__pycache__",
                           "venv", ".venv", "env", "_site", ".ipynb_checkpoints"})
-
-
-class LoaderError(InvalidRequest):
-    """A file could not be read or parsed (corrupt, wrong encoding, unsupported)."""
-
-    type = "unreadable_file"
 
 
 @dataclass
