@@ -69,7 +69,7 @@ def test_openai_embedder_batches_orders_and_normalises(embeddings_server):
 
 def test_openai_embedder_errors_say_what_to_check(embeddings_server):
     emb = OpenAIEmbedder("missing", base_url=embeddings_server, api_key="k")
-    with pytest.raises(BackendError, match="base URL"):
+    with pytest.raises(BackendError, match="model .missing.. answered 404"):
         emb.embed(["x"])
 
 

@@ -226,40 +226,17 @@ class HostEmbedder(Embedder):
 
 # --- OpenAI-compatible ----------------------------------------------------------------------
 
-class OpenAIEmbedder(Embedder):
-    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (``openai`` client)."""
+class OpenAIEmbedder(HostEmbedder):
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint, through the
+    ``openai`` backend's model (the same client, key handling and error messages)."""
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 batch_size: int = 128, dimensions: int | None = None, client: Any = None) -> None:
-        self.model = model
-        self.id = f"openai:{model}" + (f"@{base_url}" if base_url else "")
-        self.batch_size = batch_size
-        self._dimensions = dimensions
-        if client is None:
-            try:
-                import openai
-            except ImportError as e:
-                raise MissingDependency("openai", "OpenAI-compatible embeddings") from e
-            client = openai.OpenAI(base_url=base_url,
-                                   api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none")
-        self.client = client
+                 batch_size: int = 128, dimensions: int | None = None) -> None:
+        from jupyter_llm.backends.openai import OpenAIModel
 
-    @property
-    def dimensions(self) -> int:
-        """Vector length, probed once when not given."""
-        if self._dimensions is None:
-            self._dimensions = int(np.asarray(self._embed_batch(["dimension probe"])).shape[1])
-        return self._dimensions
-
-    def _embed_batch(self, texts: list[str]) -> Any:
-        try:
-            response = self.client.embeddings.create(model=self.model, input=list(texts))
-        except Exception as e:
-            raise BackendError(
-                f"The embeddings endpoint failed for model {self.model!r}: {e}. "
-                "Check the base URL, the API key and that the server serves this model.") from e
-        data = sorted(response.data, key=lambda d: d.index)
-        return [d.embedding for d in data]
+        super().__init__(OpenAIModel(model, api_base=base_url, api_key=api_key),
+                         f"openai:{model}" + (f"@{base_url}" if base_url else ""),
+                         batch_size=batch_size, dimensions=dimensions)
 
 
 def get_embedder(spec: str | Embedder | Any | None = None) -> Embedder:
