@@ -454,3 +454,15 @@ def test_the_real_history_log_gets_each_request(make_host):
     host.chat(HI, "a", max_tokens=2).text()
     (entry,) = History().entries()
     assert entry["model"] == "a" and entry["face"] == "python"
+
+
+def test_a_request_cancelled_before_anyone_reads_it_is_recorded_and_frees_the_queue(make_host):
+    recorder = _Recorder()
+    host = make_host(recorder=recorder)
+    response = host.chat(HI, "a", max_tokens=50)
+    response.cancel()  # e.g. the HTTP client hung up before the first token
+    assert response.text() == "" and response.cancelled
+    (entry,) = recorder.records
+    assert entry["error"] == "cancelled" and entry["completion_tokens"] == 0
+    assert host.chat(HI, "a", max_tokens=3).text()  # the model's queue is free
+    assert all(p["queue_depth"] == 0 for p in host.ps())

@@ -346,8 +346,20 @@ def test_insert_into_notebook_adds_the_answer_as_a_markdown_cell(lab_page, lab):
     saved = lab.api("GET", "api/contents/scratch.ipynb")["content"]["cells"]
     assert [c["cell_type"] for c in saved] == ["code", "markdown"]
     assert "".join(saved[1]["source"]).strip()
-    page.evaluate("window.jupyterapp.commands.execute('application:close-all').then(() => true)")
-    page.wait_for_selector(".jp-NotebookPanel", state="detached")
+    close_all_documents(page)
+
+
+def close_all_documents(page) -> None:
+    """Close every open document, answering a "save changes?" dialog by discarding."""
+    page.evaluate("window.jupyterapp.commands.execute('application:close-all')")
+    for _ in range(60):
+        if page.query_selector(".jp-NotebookPanel") is None:
+            return
+        discard = page.query_selector(".jp-Dialog .jp-Dialog-button.jp-mod-warn")
+        if discard is not None:
+            discard.click()
+        page.wait_for_timeout(500)
+    page.wait_for_selector(".jp-NotebookPanel", state="detached", timeout=5000)
 
 
 def test_unknown_model_error_is_shown_in_the_panel(lab_page, lab):

@@ -32,6 +32,7 @@ class HostStream:
         self._inner: Iterator[str | Finish] | None = None
         self._lock = threading.Lock()
         self._cancelled = False
+        self._reading = False
         self._ended = False
         self.pieces: list[str] = []
         self.finish: Finish | None = None
@@ -72,6 +73,8 @@ class HostStream:
         return event
 
     def _begin(self) -> None:
+        with self._lock:
+            self._reading = True
         granted = self._ticket.wait()
         with self._lock:
             stop = self._cancelled or not granted
@@ -96,11 +99,13 @@ class HostStream:
         """Stop: leave the queue if still waiting, else stop the execution within a token."""
         with self._lock:
             self._cancelled = True
-            inner = self._inner
-        if inner is None:
-            self._ticket.release()  # wakes the reader, which then ends the stream
-        else:
+            inner, reading = self._inner, self._reading
+        if inner is not None:
             _cancel(inner)
+        elif reading:
+            self._ticket.release()  # wakes the waiting reader, which then ends the stream
+        else:
+            self._end()  # nobody started reading: leave the queue and report it now
 
     def close(self) -> None:
         """The reader abandoned the stream: stop it."""
