@@ -11,7 +11,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from jupyter_llm.client.local import LocalClient
-from jupyter_llm.errors import InvalidOptions, InvalidRequest, ModelNotReady, UnknownModel
+from jupyter_llm.errors import InvalidOptions, InvalidRequest, ModelNotReady, NotFound, UnknownModel
 from jupyter_llm.magics import magics_of
 from jupyter_llm.magics.render import extract_code, for_magics
 from jupyter_llm.magics.session import Session
@@ -390,3 +390,43 @@ def test_every_command_and_flag_is_in_the_notebook_docs():
         for flag in action.option_strings:
             if flag not in ("-h", "--help"):
                 assert f"`{flag}`" in docs, flag
+
+
+def _notes(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "loops.md").write_text("# Loops\n\nA for loop repeats a block for each item.\n")
+    (folder / "lists.md").write_text("# Lists\n\nA list holds items in order; append adds one.\n")
+    return folder
+
+
+def test_ingest_and_search_magics_build_and_query_a_collection(ip, llm, tmp_path):
+    folder = _notes(tmp_path)
+    line = f"%llm ingest notes {folder} --embedder tiny-embed"
+    result, outputs = run(ip, line)
+    assert result.error_in_exec is None
+    assert "2 added" in outputs[-1].data["text/markdown"]
+    _, again = run(ip, line)
+    assert "2 unchanged" in again[-1].data["text/markdown"]
+    results = run(ip, "%llm search notes for loop -k 1 --mode lexical")[0].result
+    assert len(results) == 1 and results[0].source.endswith("loops.md")
+    assert "[1] [" in results._repr_markdown_() and "loops.md" in results._repr_markdown_()
+    line = one_line_error(run(ip, "%llm search no-such-notes loops")[0], NotFound)
+    assert "no-such-notes" in line and "notes" in line
+    assert "Give a query" in one_line_error(run(ip, "%llm search notes")[0], InvalidRequest)
+
+
+def test_ground_answers_through_the_client_and_abstains_when_not_covered(ip, llm, tmp_path):
+    run(ip, f"%llm ingest notes {_notes(tmp_path)} --embedder tiny-embed")
+    coll = llm.client.collections_service.open("notes")
+    coll.set_support_threshold(-1.0)  # everything is covered: the chat model answers
+    result, _ = run(ip, "%%llm -g notes -k 2\nWhat does a for loop do?")
+    response = result.result
+    assert response.model_id == "tiny-chat" and response.text()
+    assert {c.source.rsplit("/", 1)[-1] for c in response.citations} <= {"loops.md", "lists.md"}
+    prompt = llm.client.history(1)[0]["messages"][-1]["content"]
+    assert "[1]" in prompt and "for loop repeats" in prompt
+    coll.set_support_threshold(1.01)  # nothing is covered: no invented answer
+    response = run(ip, "%%llm -g notes\nWho won the 1966 World Cup?")[0].result
+    assert response.text().startswith("The course materials do not cover this question.")
+    assert response.finish_reason == "not_covered"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidRequest, MissingDependency
-from ..models import Finish, Message, Response
+from ..errors import InvalidRequest
+from ..models import Message, Response
 from ..options import parse_option_pairs
 from .arguments import cell_arguments, parse_line
 from .interpolate import LAST_ERROR, error_text, interpolate
@@ -47,30 +47,11 @@ def _template_model(session: Session, template: Any) -> str | None:
 
 
 def _grounded(session: Session, collection: str, question: str, k: int, model: str | None,
-              stream: bool, log: bool, options: dict[str, Any]) -> Response:
-    """Retrieve from ``collection``, ask the model with numbered sources, attach citations."""
-    try:
-        from ..retrieval.answer import NOT_COVERED, build_messages
-        from ..retrieval.manager import CollectionManager
-    except ImportError as e:  # pragma: no cover - retrieval extra missing
-        raise MissingDependency(e.name or "sentence-transformers", "Grounding (-g)",
-                                "retrieval") from None
-    results = CollectionManager().open(collection).search(question, k=k)
-    citations = results.citations()
-    if not results.supported:
-        text = NOT_COVERED + (" The closest passages are listed below, but they do not answer it."
-                              if results.results else "")
-
-        def once() -> Any:
-            yield text
-            yield Finish("not_covered")
-
-        response = Response(once(), model_id=f"retrieval:{collection}")
-    else:
-        response = session.client.chat(build_messages(question, results), model, stream=stream,
-                                       log=log, **options)
-    response.citations = citations
-    return response
+              log: bool, options: dict[str, Any]) -> Response:
+    """Ask ``collection`` through the client: numbered sources cited as [n], "not covered"
+    when the collection does not cover the question, retrieval only with no chat model."""
+    return session.client.ask(collection, question, model, stream=True, k=k, log=log,
+                              **options)
 
 
 def hide_markdown_once(response: Response) -> Response:
@@ -117,7 +98,7 @@ def run_cell(shell: Any, session: Session, line: str, cell: str) -> Response | N
     if args.ground:
         if args.cont:
             raise InvalidRequest("-g answers one question from the collection; drop -c.")
-        response = _grounded(session, args.ground, text, args.top_k, model, stream, log, options)
+        response = _grounded(session, args.ground, text, args.top_k, model, log, options)
         messages: list[Message] = [{"role": "user", "content": text}]
     else:
         messages = list(session.messages) if args.cont else []
@@ -134,7 +115,7 @@ def run_cell(shell: Any, session: Session, line: str, cell: str) -> Response | N
         display.show(response)
     if response.error is None:
         session.messages = [*messages, {"role": "assistant", "content": response.text()}]
-        grounded_only = response.model_id.startswith("retrieval:")
+        grounded_only = response.model_id.startswith("retrieval")
         session.conversation_model = model if grounded_only else (response.model_id or model)
     session.last_response = response
     if args.format == "code":

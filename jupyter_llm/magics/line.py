@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..models import Response
 from .interpolate import error_text
-from .render import StreamDisplay, markdown_table, progress_callback
+from .render import StreamDisplay, ingest_progress, markdown_table, progress_callback
 from .session import Session
 
 __all__ = ["COMMANDS", "HELP", "run_line"]
@@ -30,6 +30,8 @@ HELP = """\
 | `%llm history [N]` | the most recent requests |
 | `%llm panel` | the model panel widget |
 | `%llm fix` | explain the last exception with the default model |
+| `%llm ingest COLLECTION PATH... [--include GLOB] [--exclude GLOB]` | build or update a retrieval collection (`--vector-backend vss`, `--embedder MODEL` for a new one) |
+| `%llm search COLLECTION QUERY [-k N] [--mode MODE]` | the passages that match, with citations (mode: hybrid, dense or lexical) |
 | `%llm new` | forget the conversation (`%%llm -c` continues it) |
 | `%llm help` | this help |
 
@@ -228,6 +230,56 @@ def cmd_fix(shell: Any, s: Session, args: list[str]) -> Response:
     return hide_markdown_once(response)
 
 
+def _parser(command: str) -> Any:
+    from IPython.core.magic_arguments import MagicArgumentParser
+
+    return MagicArgumentParser(prog=f"%llm {command}", add_help=False)
+
+
+def cmd_ingest(shell: Any, s: Session, args: list[str]) -> dict[str, Any]:
+    """Add, update and remove a collection's documents, with a progress bar."""
+    import os
+
+    p = _parser("ingest")
+    p.add_argument("collection")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--include", action="append", default=[])
+    p.add_argument("--exclude", action="append", default=[])
+    p.add_argument("--vector-backend", choices=["vec", "vss"], default=None)
+    p.add_argument("--embedder", default=None)
+    a = p.parse_args(args)
+    if not a.paths:
+        raise InvalidRequest(f"Give files or folders to ingest: `%llm ingest {a.collection} "
+                             "course/`.")
+    s.client.create_collection(a.collection, a.vector_backend, embedding_model=a.embedder)
+    callback, close = ingest_progress(a.collection)
+    try:
+        summary = s.client.ingest(a.collection, [os.path.abspath(x) for x in a.paths],
+                                  include=a.include, exclude=a.exclude, progress=callback)
+    finally:
+        close()
+    text = f"**{a.collection}**: {summary['summary']}."
+    if summary.get("failed"):
+        text += "\n\n**Skipped**\n\n" + "\n".join(
+            f"- `{f['path']}`: {f['error']}" for f in summary["failed"])
+    _show_markdown(text + f"\n\nAsk it with `%%llm -g {a.collection}`.")
+    return summary
+
+
+def cmd_search(shell: Any, s: Session, args: list[str]) -> Any:
+    """The passages of a collection that match a query, with citations."""
+    p = _parser("search")
+    p.add_argument("collection")
+    p.add_argument("query", nargs="*")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
+    a = p.parse_args(args)
+    if not a.query:
+        raise InvalidRequest(f"Give a query: `%llm search {a.collection} how do I undo a "
+                             "commit`.")
+    return s.client.search(a.collection, " ".join(a.query), k=a.k, mode=a.mode)
+
+
 def cmd_new(shell: Any, s: Session, args: list[str]) -> None:
     """Forget the conversation."""
     s.forget_conversation()
@@ -242,11 +294,11 @@ COMMANDS: dict[str, Callable[[Any, Session, list[str]], Any]] = {
     "models": cmd_models, "pull": cmd_pull, "rm": cmd_rm, "remove": cmd_rm, "load": cmd_load,
     "unload": cmd_unload, "ps": cmd_ps, "use": cmd_use, "alias": cmd_alias,
     "templates": cmd_templates, "history": cmd_history, "panel": cmd_panel, "fix": cmd_fix,
-    "new": cmd_new, "help": cmd_help,
+    "new": cmd_new, "help": cmd_help, "ingest": cmd_ingest, "search": cmd_search,
 }
 
 _QUIET = {"rm", "remove", "unload", "use", "alias", "new", "help", "models", "ps", "templates",
-          "history", "pull", "load"}
+          "history", "pull", "load", "ingest"}
 """Commands that show their result themselves; the magic returns None for them."""
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..models import Response
 
 __all__ = ["StreamDisplay", "FORMATS", "cell_error", "extract_code", "for_magics",
-           "footer", "markdown_table", "progress_callback"]
+           "footer", "ingest_progress", "markdown_table", "progress_callback"]
 
 _CLI = re.compile(r"`jupyter llm (models|pull|rm|load|unload|ps)\b")
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
@@ -184,6 +184,37 @@ def progress_callback(label: str) -> tuple[Any, Any]:
 
     text_bar = ProgressBar(label, stream=sys.stdout)
     return text_bar, lambda: None
+
+
+def ingest_progress(label: str) -> tuple[Any, Any]:
+    """A progress bar over the files of an ingest (ipywidgets, else a text line per file).
+    Returns ``(callback, close)``; the callback takes the client's progress dicts."""
+    from IPython.display import display
+
+    try:
+        import ipywidgets as w
+    except ImportError:  # pragma: no cover - ipywidgets is in the notebook extra
+        w = None
+    if w is None:
+        def line(event: dict[str, Any]) -> None:
+            print(f"{event.get('done')}/{event.get('total')} {event.get('status')} "
+                  f"{event.get('path')}")
+
+        return line, lambda: None
+    bar = w.IntProgress(value=0, min=0, max=1, description=label[:20],
+                        layout=w.Layout(width="60%"))
+    info = w.Label("")
+    display(w.HBox([bar, info]))
+
+    def update(event: dict[str, Any]) -> None:
+        bar.max = max(1, event.get("total") or 1)
+        bar.value = min(bar.max, event.get("done") or 0)
+        info.value = f"{bar.value}/{bar.max} {event.get('status', '')} {event.get('path', '')}"
+
+    def close() -> None:
+        bar.bar_style = "success" if bar.value >= bar.max else "warning"
+
+    return update, close
 
 
 def _human(n: float | None) -> str:
