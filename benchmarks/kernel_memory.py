@@ -15,11 +15,7 @@ involved (server + workers + kernels, or kernels + their workers), and the ratio
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
-import tempfile
-from pathlib import Path
 
 CODE = ("import jupyter_llm\n"
         "c = jupyter_llm.connect()\n"
@@ -77,22 +73,12 @@ def main() -> None:
     parser.add_argument("--kernels", type=int, default=4)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from jupyter_llm.registry import ModelSpec
-    from jupyter_llm.store import Store
-    from jupyter_llm.testing.tiny_gguf import write_tiny_gguf
+    from _setup import install_bench_model
+
     from tests.fixtures.server import start_serve
 
-    work = Path(tempfile.mkdtemp(prefix="kernel-mem-"))
-    os.environ["JUPYTER_LLM_HOME"] = str(work / "home")
-    os.environ["GGML_NO_BACKTRACE"] = "1"
-    gguf = write_tiny_gguf(work / "bench.gguf", n_embd=args.n_embd, n_layer=args.n_layer,
-                           n_head=8, context_length=1024)
-    spec = {"id": "bench", "backend": "llama_cpp", "tags": ["CONVERSATIONAL"],
-            "filename": gguf.name, "context_length": 1024}
-    registry = work / "registry.json"
-    registry.write_text(json.dumps({"models": [spec]}))
-    Store().install_file(ModelSpec.model_validate(spec), gguf, verified=True)
+    work, gguf, registry = install_bench_model("kernel-mem-", n_embd=args.n_embd,
+                                               n_layer=args.n_layer, context_length=1024)
     os.environ["JUPYTER_LLM_REGISTRY_PATH"] = str(registry)
     print(f"model: {gguf.stat().st_size / 1e6:.0f} MB GGUF; {args.kernels} kernels")
 

@@ -14,13 +14,8 @@ Runs alternate so machine noise hits both alike. Prints, measured in this run:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 PROMPT = "The students opened their notebooks and"
 
@@ -67,27 +62,17 @@ def main() -> None:
 
     import llama_cpp
     import openai
+    from _setup import install_bench_model
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from jupyter_llm.registry import ModelSpec
-    from jupyter_llm.store import Store
-    from jupyter_llm.testing.tiny_gguf import write_tiny_gguf
     from tests.fixtures.server import start_serve
 
-    work = Path(tempfile.mkdtemp(prefix="v1-bench-"))
-    os.environ["JUPYTER_LLM_HOME"] = str(work / "home")
-    os.environ["GGML_NO_BACKTRACE"] = "1"
-    gguf = write_tiny_gguf(work / "bench.gguf", n_embd=args.n_embd, n_layer=args.n_layer,
-                           n_head=8, context_length=2048)
-    spec = {"id": "bench", "backend": "llama_cpp", "tags": ["CONVERSATIONAL"],
-            "filename": gguf.name, "context_length": 2048}
-    (work / "registry.json").write_text(json.dumps({"models": [spec]}))
-    Store().install_file(ModelSpec.model_validate(spec), gguf, verified=True)
+    work, gguf, registry = install_bench_model("v1-bench-", n_embd=args.n_embd,
+                                               n_layer=args.n_layer, context_length=2048)
     print(f"model: n_embd={args.n_embd} n_layer={args.n_layer} "
           f"({gguf.stat().st_size / 1e6:.1f} MB), {args.tokens} tokens, {args.threads} threads")
 
     served = start_serve(work, "--port", "0", env={
-        "JUPYTER_LLM_REGISTRY_PATH": str(work / "registry.json"),
+        "JUPYTER_LLM_REGISTRY_PATH": str(registry),
         "JUPYTER_LLM_N_THREADS": str(args.threads), "JUPYTER_LLM_N_CTX": "2048"})
     try:
         client = openai.OpenAI(base_url=served.url + "llm/v1", api_key=served.token,
