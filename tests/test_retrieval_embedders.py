@@ -98,3 +98,13 @@ def test_minilm_is_the_offline_default(minilm):
     same = minilm.embed(["Git records snapshots of a project."])[0]
     assert float(same @ v[0]) == pytest.approx(1.0, abs=1e-5)
     assert minilm.count_tokens("hello world") == 2
+
+
+def test_a_folder_that_is_not_a_sentence_transformers_model_is_one_clear_error(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from jupyter_llm.errors import ModelNotReady
+    from jupyter_llm.retrieval.embedders import SentenceTransformerEmbedder
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelNotReady, match="Cannot load the embedding model .* Give a"):
+        SentenceTransformerEmbedder(str(tmp_path)).embed(["x"])

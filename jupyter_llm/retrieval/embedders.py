@@ -152,7 +152,15 @@ class SentenceTransformerEmbedder(Embedder):
                     except ImportError as e:
                         raise MissingDependency("sentence-transformers", "Local embeddings",
                                                 "retrieval") from e
-                    _ST_CACHE[key] = SentenceTransformer(self.location, device=self.device)
+                    try:
+                        _ST_CACHE[key] = SentenceTransformer(self.location, device=self.device)
+                    except (OSError, ValueError) as e:
+                        raise ModelNotReady(
+                            f"Cannot load the embedding model {self.name!r} with "
+                            f"sentence-transformers ({type(e).__name__}: {e}). Give a "
+                            "sentence-transformers model name or folder, a registry embedding "
+                            "model id, or leave it out for all-MiniLM-L6-v2.",
+                            details={"model": self.name}) from e
                 self._model = _ST_CACHE[key]
         return self._model
 
