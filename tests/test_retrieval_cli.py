@@ -70,3 +70,27 @@ def test_errors_are_one_clear_line(tmp_path, capsys, minilm):
     capsys.readouterr()
     assert main(["search", str(tmp_path / "y.sqlite"), "--queries", str(bad)]) == 1
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_a_registry_gguf_embedder_and_chat_model_run_in_the_host(tiny_registry, tmp_path,
+                                                                  capsys):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "loops.md").write_text("# Loops\n\nA for loop repeats a block for each item.\n")
+    assert main(["ingest", "notes", str(folder), "--embedder", "tiny-embed"]) == 0
+    assert "1 added" in capsys.readouterr().out
+    assert main(["search", "notes", "for loop", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["results"][0]["source"].endswith("loops.md")
+    assert main(["ingest", "notes", str(folder), "--embedder", "all-MiniLM-L6-v2"]) == 1
+    assert "built with the embedding model 'tiny-embed'" in capsys.readouterr().err
+    from jupyter_llm.retrieval import CollectionManager
+
+    CollectionManager().open("notes").set_support_threshold(-1.0)  # covered: the model answers
+    assert main(["ask", "notes", "What does a for loop do?", "-m", "tiny-chat", "-k", "1",
+                 "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["model"] == "tiny-chat" and not answer["retrieval_only"] and answer["answer"]
+    assert answer["citations"][0]["source"].endswith("loops.md")
+    assert main(["ask", "notes", "What does a for loop do?", "-m", "nope"]) == 1
+    assert "Unknown model 'nope'" in capsys.readouterr().err

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
-from ..errors import BackendError, InvalidRequest, MissingDependency, ModelNotReady, NotFound
+from ..errors import InvalidRequest, NotFound
 
 __all__ = ["register"]
 
@@ -42,10 +43,41 @@ class _IngestBar:
         self._clear()
 
 
-def _manager() -> Any:
-    from ..retrieval.manager import CollectionManager
+_HOSTS: list[Any] = []
+"""The in-process model host of this command, if it needed one (closed when it ends)."""
 
-    return CollectionManager()
+
+def _host() -> Any:
+    if not _HOSTS:
+        from ..client.local import LocalClient
+
+        _HOSTS.append(LocalClient().host)
+    return _HOSTS[0]
+
+
+def _collections() -> Any:
+    """Collections by name or path; registry (GGUF) embedders and chat models run in an
+    in-process host, started only when one is needed."""
+    from ..client.collections import HostCollections
+
+    return HostCollections(_host)
+
+
+def _closing(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run ``command``, then stop the host's workers it started."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        finally:
+            while _HOSTS:
+                _HOSTS.pop().close()
+
+    return run
+
+
+def _open(name: str) -> Any:
+    collections = _collections()
+    return collections.attach(collections.manager.open(name))
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -59,8 +91,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                                        else args.chunk_overlap)
         except ValueError as e:
             raise InvalidRequest(f"Invalid chunking settings: {e}") from e
-    coll = _manager().create(args.collection, embedder=args.embedder,
-                             vector_backend=args.vector_backend, chunking=chunking)
+    collections = _collections()
+    coll = collections.attach(collections.manager.create(
+        args.collection, embedder=collections.embedder(args.embedder),
+        vector_backend=args.vector_backend, chunking=chunking))
     bar = _IngestBar()
     try:
         report = coll.ingest(args.paths, include=args.include or (), exclude=args.exclude or (),
@@ -99,7 +133,7 @@ def _read_queries(path: str) -> list[dict[str, Any]]:
 def _cmd_search(args: argparse.Namespace) -> int:
     if args.queries is None and not args.query:
         raise InvalidRequest("Give a QUERY, or --queries FILE.jsonl for a batch search.")
-    coll = _manager().open(args.collection)
+    coll = _open(args.collection)
     if args.queries is not None:
         for item in _read_queries(args.queries):
             res = coll.search(item["question"], k=args.k, mode=args.mode, source=args.source,
@@ -123,22 +157,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    coll = _manager().open(args.collection)
-    model = None
-    note = None
-    if args.model:
-        try:
-            from ..models import get_model
-
-            model = get_model(args.model)
-        except (MissingDependency, ModelNotReady, BackendError) as e:
-            note = f"model {args.model!r} unavailable: {e.message}"
-    stream = None if args.json or model is None else (
+    stream = None if args.json or not args.model else (
         lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-    answer = coll.ask(args.question, model=model, k=args.k, mode=args.mode, source=args.source,
-                      on_text=stream)
-    if note and not answer.note:
-        answer.note = note
+    if args.model:  # the chat model runs in a worker of an in-process host
+        answer = _collections().prepare_ask(
+            args.collection, args.question, model=args.model, k=args.k, mode=args.mode,
+            source=args.source, face="cli").run(on_text=stream)
+    else:
+        answer = _open(args.collection).ask(args.question, k=args.k, mode=args.mode,
+                                            source=args.source)
     if args.json:
         print(json.dumps(answer.to_dict()))
         return 0
@@ -170,11 +197,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip matching files")
     p.add_argument("--embedder", default=None,
                    help="embedding model for a new collection (default: all-MiniLM-L6-v2; "
-                   "or openai:MODEL@BASE_URL)")
+                   "a registry embedding model id such as bge-small-en-v1.5-q8_0, run in a "
+                   "worker; a sentence-transformers name or folder; or openai:MODEL@BASE_URL)")
     p.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (200)")
     p.add_argument("--chunk-overlap", type=int, default=None, help="overlap in tokens (32)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_cmd_ingest)
+    p.set_defaults(func=_closing(_cmd_ingest))
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
@@ -190,7 +218,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--threshold", type=float, default=None,
                    help="support threshold (best cosine similarity) for 'supported'")
     common(s)
-    s.set_defaults(func=_cmd_search)
+    s.set_defaults(func=_closing(_cmd_search))
 
     a = subparsers.add_parser("ask", help="answer a question from a collection, with citations")
     a.add_argument("collection", help=coll_help)
@@ -198,4 +226,4 @@ def register(subparsers: Any) -> None:
     a.add_argument("-m", "--model", default=None,
                    help="chat model id; without it, the answer is the cited passages")
     common(a)
-    a.set_defaults(func=_cmd_ask)
+    a.set_defaults(func=_closing(_cmd_ask))

@@ -246,7 +246,7 @@ class HostCollections:
 
         return HostEmbedder(_HostEmbedding(host, spec.id), spec.id)
 
-    def _attach(self, coll: Collection) -> Collection:
+    def attach(self, coll: Collection) -> Collection:
         """Give a collection built with a host model its embedder (once per open file)."""
         eid = coll.meta.embedder_id
         with self._lock:
@@ -272,7 +272,7 @@ class HostCollections:
         path = self.path(name)
         if not path.is_file():
             raise self._not_found(name)
-        return self._attach(self.manager.open(path))
+        return self.attach(self.manager.open(path))
 
     def info(self, coll: Collection) -> dict[str, Any]:
         """The collection's summary, with ``embedding_model`` and a displayable path."""
@@ -309,10 +309,10 @@ class HostCollections:
                              "vector_backend": coll.meta.vector_backend})
             if embedding_model is not None:
                 coll.use_embedder(self.embedder(embedding_model))  # EmbedderMismatch (409)
-            return self.info(self._attach(coll)), False
+            return self.info(self.attach(coll)), False
         coll = self.manager.create(path, embedder=self.embedder(embedding_model),
                                    vector_backend=vector_backend or "vec", exist_ok=True)
-        return self.info(self._attach(coll)), True
+        return self.info(self.attach(coll)), True
 
     def delete(self, name: str | os.PathLike[str]) -> bool:
         """Delete a collection file (404 when it does not exist)."""
