@@ -19,12 +19,13 @@ __all__ = ["StreamDisplay", "FORMATS", "cell_error", "extract_code", "for_magics
            "footer", "ingest_progress", "markdown_table", "progress_callback"]
 
 _CLI = re.compile(r"`jupyter llm (models|pull|rm|load|unload|ps)\b")
+_SAME = re.compile(r"(`%llm ([^`]+)`) \(or `%llm \2`\)")
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
 
 def for_magics(message: str) -> str:
     """Point the CLI's next steps (`jupyter llm pull X`) at the magic (`%llm pull X`)."""
-    return _CLI.sub(r"`%llm \1", message)
+    return _SAME.sub(r"\1", _CLI.sub(r"`%llm \1", message))
 
 
 def cell_error(err: JupyterLLMError) -> JupyterLLMError:
