@@ -141,6 +141,7 @@ def test_last_error_and_fix_explain_the_last_exception(ip, llm):
 
 def test_fix_without_an_error_says_what_to_do(ip, llm):
     magics_of(ip).session.last_error = None
+    assert run(ip, "%%llm --temperature warm\nhi")[0].error_in_exec is not None  # UsageError
     line = one_line_error(run(ip, "%llm fix")[0], InvalidRequest)
     assert "run a cell that fails" in line
 
@@ -341,6 +342,8 @@ def test_templates_and_help_are_listed(ip, llm):
 def test_cli_hints_are_rewritten_for_the_magic():
     assert for_magics("Run `jupyter llm pull x` or `jupyter llm serve`.") == \
         "Run `%llm pull x` or `jupyter llm serve`."
+    both = "Run `jupyter llm pull m` (or `%llm pull m`)."
+    assert for_magics(both) == "Run `%llm pull m`."
 
 
 def test_import_and_load_ext_stay_light():

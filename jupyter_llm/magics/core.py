@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..errors import JupyterLLMError
@@ -40,8 +41,8 @@ class LLMMagics(Magics):
     def record_error(self, result: Any) -> None:
         """``post_run_cell`` hook: remember the last failing cell for `%llm fix`."""
         error = getattr(result, "error_in_exec", None)
-        if error is None or isinstance(error, JupyterLLMError):
-            return
+        if error is None or isinstance(error, JupyterLLMError | UsageError):
+            return  # the magic's own one-line errors are not the code to explain
         self.session.last_error = error
         info = getattr(result, "info", None)
         self.session.last_error_cell = getattr(info, "raw_cell", None)
