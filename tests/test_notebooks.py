@@ -95,6 +95,9 @@ def test_tutoring_runs_and_grounds_answers_in_the_course(notebook_models, tmp_pa
     grounded = markdown_of(outputs_of(nb, "%%llm -g course-demo -k 2"))
     assert "**Sources**" in grounded and "git-05-history.md" in grounded
     assert "git-05-history.md" in text_of(outputs_of(nb, "for citation in _.citations"))
+    assert "2 added" in markdown_of(outputs_of(nb, "%llm ingest course-demo"))
+    found = outputs_of(nb, "%llm search course-demo")[0]["data"]["text/markdown"]
+    assert "**2 results**" in found and "course/" in found
     assert "tiny-chat" in markdown_of(outputs_of(nb, "%%llm -t hint-ladder"))
 
 
