@@ -337,15 +337,15 @@ def test_insert_into_notebook_adds_the_answer_as_a_markdown_cell(lab_page, lab):
     page.click(f'{answer} button[aria-label="Insert answer into notebook"]')
     cell = ".jp-NotebookPanel .jp-MarkdownCell .jp-RenderedMarkdown"
     page.wait_for_function("(c) => document.querySelector(c)?.innerText.trim()", arg=cell)
-    # The same markdown renderer drew both: the cell shows exactly the panel's answer.
-    assert " ".join(page.inner_text(cell).split()) == " ".join(
-        page.inner_text(f"{answer} .jp-llm-message-body").split())
     assert page.is_hidden("#jp-llm-section-chat .jp-llm-error")
     shot(page, "07-inserted-into-notebook")
     page.evaluate("window.jupyterapp.commands.execute('docmanager:save').then(() => true)")
     saved = lab.api("GET", "api/contents/scratch.ipynb")["content"]["cells"]
     assert [c["cell_type"] for c in saved] == ["code", "markdown"]
-    assert "".join(saved[1]["source"]).strip()
+    # The cell's source is exactly the answer (compared as text: the notebook typesets
+    # `$...$` as math, so the random tiny model's rendered output may differ).
+    last = lab.api("GET", "llm/api/history?limit=1")["entries"][0]
+    assert "".join(saved[1]["source"]) == last["response"] != ""
     close_all_documents(page)
 
 
