@@ -265,6 +265,12 @@ class Response:
                 self._finish()
 
     def _stop_stream(self, stoppable: bool) -> None:
+        """Nobody reads the stream any more: stop it (a host stream also finishes its
+        bookkeeping, such as the history entry, without a reader)."""
+        abandon = getattr(self._stream, "abandon", None)
+        if callable(abandon):
+            abandon()
+            return
         if stoppable:
             self._stream.cancel()  # type: ignore[attr-defined]
             return

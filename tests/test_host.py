@@ -466,3 +466,19 @@ def test_a_request_cancelled_before_anyone_reads_it_is_recorded_and_frees_the_qu
     assert entry["error"] == "cancelled" and entry["completion_tokens"] == 0
     assert host.chat(HI, "a", max_tokens=3).text()  # the model's queue is free
     assert all(p["queue_depth"] == 0 for p in host.ps())
+
+
+def test_a_reader_that_abandons_a_stream_mid_way_frees_the_model_and_is_recorded(make_host):
+    recorder = _Recorder()
+    host = make_host(recorder=recorder)
+    response = host.chat(HI, "a", max_tokens=1500)
+    for i, _ in enumerate(response):
+        if i == 2:
+            break  # e.g. an exception in the reader's loop
+    del response
+    deadline = time.monotonic() + 10
+    while not recorder.records and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (entry,) = recorder.records
+    assert entry["error"] == "cancelled" and entry["completion_tokens"] < 1500
+    assert host.chat(HI, "a", max_tokens=3).text()

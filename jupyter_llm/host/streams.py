@@ -109,7 +109,24 @@ class HostStream:
 
     def close(self) -> None:
         """The reader abandoned the stream: stop it."""
+        self.abandon()
+
+    def abandon(self) -> None:
+        """No one will read on: stop the execution, then drain it in the background so the
+        slot is freed and the end reported (history) as soon as the worker stops."""
         self.cancel()
+        with self._lock:
+            running = self._inner is not None and not self._ended
+        if running:
+            threading.Thread(target=self._drain, daemon=True,
+                             name="jupyter-llm-drain").start()
+
+    def _drain(self) -> None:
+        try:
+            for _ in self:
+                pass
+        except BaseException:  # noqa: BLE001 - already reported by _end
+            pass
 
     @property
     def cancelled(self) -> bool:
