@@ -114,6 +114,18 @@ async def test_malformed_json_is_400(tiny_registry, jp_fetch):
     assert "not valid JSON" in body["error"]["message"]
 
 
+async def test_client_errors_log_one_line_not_an_uncaught_traceback(tiny_registry, jp_fetch,
+                                                                     caplog):
+    caplog.set_level("DEBUG")
+    status, _, _ = await call(jp_fetch, "llm", "api", "chat", body='{"messages": [')
+    assert status == 400
+    status, _, _ = await call(jp_fetch, "llm", "api", "chat", body={
+        "model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    assert status == 404
+    assert not [r for r in caplog.records if r.exc_info or "Uncaught" in r.getMessage()]
+    assert any("Unknown model 'nope'" in r.getMessage() for r in caplog.records)
+
+
 async def test_missing_and_unknown_body_fields_are_400_naming_the_field(tiny_registry, jp_fetch):
     status, body, _ = await call(jp_fetch, "llm", "api", "chat", body={"model": "tiny-chat"})
     assert_error(status, body, 400, "invalid_request")

@@ -94,6 +94,15 @@ class LLMHandler(APIHandler):
         return getattr(user, "username", None) or (user if isinstance(user, str) else None)
 
     # -- errors ----------------------------------------------------------------------------
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        """Our own errors are answered to the client: log one line, not an "Uncaught" traceback."""
+        if isinstance(value, JupyterLLMError):
+            level = logging.ERROR if value.status >= 500 else logging.DEBUG
+            log.log(level, "%s %s: %s %s", self.request.method, self.request.path,
+                    value.status, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error is ``{"error": {"type", "message", "details"}}``; never a traceback."""
         exc_info = kwargs.get("exc_info")
