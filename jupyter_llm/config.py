@@ -45,11 +45,19 @@ class Settings(BaseModel):
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is not None and raw != "":
                 values[name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
         try:
             return cls.model_validate(values)
         except ValidationError as e:
-            raise options_error_from_pydantic(e, what="setting") from None
+            error = options_error_from_pydantic(e, what="setting")
+            names = sorted({ENV_PREFIX + str(err["loc"][0]).upper() for err in e.errors()
+                            if err.get("loc") and err["loc"][0] in values
+                            and err["loc"][0] not in given})
+            if names:
+                error = InvalidOptions(f"{error.message}. Fix or unset {', '.join(names)}.",
+                                       details=error.details)
+            raise error from None
 
 
 def env_name(field: str) -> str:

@@ -45,11 +45,17 @@ def server_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until it is interrupted."""
+    from ..config import Settings
+    from ..errors import JupyterLLMError
     from ..server.app import JupyterLLM
 
+    Settings.from_env()  # a bad JUPYTER_LLM_* value: one clear line instead of a hollow server
     serverapp = JupyterLLM.initialize_server(argv=server_argv(args))
     extension = serverapp.extension_manager.extension_apps.get("jupyter_llm", set())
     app = next(iter(extension), None)
+    if app is None or not hasattr(app, "llm_settings"):
+        raise JupyterLLMError("The jupyter_llm extension failed to load (the warning above says "
+                              "why); fix the setting it names and run `jupyter llm serve` again.")
     url = app.server_url() if app is not None else serverapp.connection_url
     token = serverapp.identity_provider.token
     print(f"jupyter-llm serving at {url} with token {token}", flush=True)

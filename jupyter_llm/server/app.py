@@ -138,6 +138,8 @@ class JupyterLLM(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Unload every model (killing the workers) and restore the environment."""
+        if not hasattr(self, "executor"):  # initialize_settings failed: nothing was started
+            return
         colls, self._collections = self._collections, None
         if colls is not None:
             colls.close()
