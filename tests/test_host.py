@@ -14,7 +14,14 @@ import pytest
 
 from jupyter_llm.backends.llama_cpp import LlamaCppModel
 from jupyter_llm.config import Settings
-from jupyter_llm.errors import Busy, InvalidRequest, ModelLoadError, ModelNotReady, WorkerCrashed
+from jupyter_llm.errors import (
+    Busy,
+    InvalidRequest,
+    ModelLoadError,
+    ModelNotReady,
+    UnknownModel,
+    WorkerCrashed,
+)
 from jupyter_llm.host import ModelHost
 from jupyter_llm.registry import ModelSpec, Registry
 from jupyter_llm.testing.tiny_gguf import write_broken_gguf, write_tiny_gguf
@@ -272,6 +279,14 @@ def test_a_bad_file_raises_a_clear_load_error(make_host, tmp_path):
         host.load("cut")
     assert "cut.gguf" in info.value.message
     assert host.ps() == [] and _new_children(before) == []
+
+
+def test_a_gguf_path_that_does_not_exist_says_so(make_host, tmp_path):
+    host = make_host()
+    with pytest.raises(UnknownModel) as info:
+        host.resolve(str(tmp_path / "missing.gguf"))
+    assert "No GGUF file at" in info.value.message and "missing.gguf" in info.value.message
+    assert host.resolve(str(write_tiny_gguf(tmp_path / "here.gguf"))).id == "here"
 
 
 def _children() -> set[int]:
