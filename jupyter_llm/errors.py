@@ -107,7 +107,7 @@ class UnknownModel(NotFound):
         close = difflib.get_close_matches(model_id, list(known), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         message = f"Unknown model {model_id!r}.{hint} Run `jupyter llm models` to list the models."
-        if model_id.endswith(".gguf"):  # a path, not an id: say the file is missing
+        if model_id.endswith(".gguf") and not model_id.startswith("url:"):  # a missing file
             close, message = [], (f"No GGUF file at {model_id}: check the path, or name a model "
                                   "from `jupyter llm models`.")
         super().__init__(message, details={"model": model_id, "suggestions": close})

@@ -14,6 +14,18 @@ def test_url_download_is_refused_by_default(http_server, tiny_gguf):
         host.downloads.download_url(http_server.url("/m.gguf"))
 
 
+def test_pull_of_a_url_is_refused_by_default_and_installs_when_allowed(http_server, tiny_gguf):
+    http_server.serve("/m.gguf", file=tiny_gguf)
+    host = ModelHost(Settings.from_env(), use_workers=False)
+    with pytest.raises(Forbidden, match="JUPYTER_LLM_ALLOW_URL_DOWNLOADS"):
+        host.pull(http_server.url("/m.gguf"))
+    allowed = ModelHost(Settings.from_env(allow_url_downloads=True), use_workers=False)
+    manifest = allowed.pull(http_server.url("/m.gguf"))
+    assert manifest["id"] == "url:m.gguf"
+    assert allowed.chat([{"role": "user", "content": "hi"}], "url:m.gguf", max_tokens=2).text()
+    allowed.close()
+
+
 def test_url_installed_model_survives_a_restart(http_server, tiny_gguf):
     http_server.serve("/m.gguf", file=tiny_gguf)
     host = ModelHost(Settings.from_env(), use_workers=False)
