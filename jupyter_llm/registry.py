@@ -156,7 +156,8 @@ class Registry:
             elif src not in optional:
                 registry.problems.append(RegistryProblem(str(src), None, "no such file or folder"))
         for problem in registry.problems:
-            log.warning("Registry problem: %s", problem)
+            log.warning("Registry problem: %s (fix or remove it; every other entry still loads)",
+                        problem)
         return registry
 
     def add_file(self, path: Path) -> None:

@@ -22,7 +22,7 @@ def entry(id, tags=("CONVERSATIONAL",), **kw):
             "description": "", **kw}
 
 
-def test_malformed_file_is_named_and_others_still_load(tmp_path):
+def test_malformed_file_is_named_and_others_still_load(tmp_path, caplog):
     good = write(tmp_path / "good.json", [entry("a"), entry("b")])
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"models": [ {"id": "x",, } ]}')
@@ -32,6 +32,8 @@ def test_malformed_file_is_named_and_others_still_load(tmp_path):
     problems = [str(p) for p in registry.problems]
     assert any("bad.json" in p and "malformed JSON at line 1" in p for p in problems)
     assert any("bad_entry.json (entry d)" in p and "backend" in p for p in problems)
+    warned = [r.getMessage() for r in caplog.records if "Registry problem" in r.getMessage()]
+    assert len(warned) == 2 and all("fix or remove it" in w for w in warned)
 
 
 def test_wrong_top_level_shape_is_reported(tmp_path):
