@@ -109,3 +109,34 @@ def test_local_client_history_records_prompts(tiny_registry, capsys):
     entries = connect().history(10)
     assert [e["model"] for e in entries] == ["tiny-chat"]
     assert "first" in json.dumps(entries[0]) and "secret" not in json.dumps(entries)
+
+
+def test_ctrl_c_during_pull_says_how_to_resume(tiny_gguf, http_server, tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    from jupyter_llm.testing.tiny_gguf import sha256_file
+
+    http_server.serve("/slow.gguf", file=tiny_gguf, chunk_size=4096, chunk_delay=0.05)
+    registry = tmp_path / "r.json"
+    registry.write_text(json.dumps({"models": [{
+        "id": "slow", "name": "s", "backend": "llama_cpp", "tags": ["CONVERSATIONAL"],
+        "url": http_server.url("/slow.gguf"), "sha256": sha256_file(tiny_gguf),
+        "size_bytes": tiny_gguf.stat().st_size}]}))
+    env = {**os.environ, "JUPYTER_LLM_REGISTRY_PATH": str(registry)}
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_llm.cli", "pull", "slow"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    part = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        part = next(iter(Store().downloads_root.glob("*/*.part")), None)
+        if part is not None:  # the transfer runs (bytes reach the file in 1 MiB writes)
+            time.sleep(0.3)
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert part is not None and part.exists()  # kept for the resume

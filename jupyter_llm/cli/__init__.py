@@ -17,6 +17,12 @@ __all__ = ["main", "build_parser"]
 COMMAND_MODULES = ("models", "prompt", "retrieval", "serve", "history")
 
 
+_RESUME_HINTS = {
+    "pull": "; the partial download is kept: run the same command again to resume",
+    "ingest": "; the files ingested so far are kept: run the same command again to continue",
+}
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one clear line, exit 2
         self.exit(2, f"jupyter llm: error: {message} (see `{self.prog} --help`)\n")
@@ -56,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jupyter llm: error: {e.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("jupyter llm: interrupted", file=sys.stderr)
+        print("jupyter llm: interrupted" + _RESUME_HINTS.get(args.command, ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

@@ -155,16 +155,18 @@ class ModelHost:
         return spec
 
     # -- downloads -------------------------------------------------------------------------
-    def pull(self, model_id: str, progress: Any = None) -> dict[str, Any]:
-        """Download a registry model or allowed URL (shared by concurrent pulls); its manifest."""
+    def pull(self, model_id: str, progress: Any = None, *, sha256: str | None = None) -> dict[str, Any]:
+        """Download a registry model or allowed URL (shared by concurrent pulls); its manifest.
+
+        ``sha256`` is checked for URL downloads (registry models carry their own)."""
         if not self.settings.allow_downloads:
             raise Forbidden("Downloads are disabled on this server (allow_downloads is off).")
         if "://" in model_id and model_id not in self.registry:  # a URL that no registry lists
             from ..downloads import spec_from_url
 
-            self.downloads.download_url(model_id, progress=progress,
+            self.downloads.download_url(model_id, progress=progress, sha256=sha256,
                                         allow_url_downloads=self.settings.allow_url_downloads)
-            self.registry.add(spec := spec_from_url(model_id))
+            self.registry.add(spec := spec_from_url(model_id, sha256=sha256))
             return self.store.manifest(spec) or {"id": spec.id}
         spec = self.registry.get(model_id)
         if spec.is_remote:

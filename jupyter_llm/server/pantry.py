@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tornado import web
 
 from .._version import __version__
-from ..errors import Forbidden, InvalidRequest, JupyterLLMError
+from ..errors import InvalidRequest, JupyterLLMError
 from .base import LLMHandler, log
 from .generation import start_generation
 
@@ -102,22 +102,8 @@ def _download_model(llm: Any, params: dict[str, Any], user: str | None) -> dict[
     if (p.model is None) == (p.url is None):
         raise InvalidRequest("download_model needs exactly one of model or url.",
                              details={"field": "model"})
-    host = llm.host
-    if p.model is not None:
-        return {"model": p.model, "manifest": host.pull(p.model)}
-    if not llm.llm_settings.allow_url_downloads:
-        raise Forbidden("URL downloads are disabled on this server; set "
-                        "c.JupyterLLM.allow_url_downloads = True (or JUPYTER_LLM_ALLOW_URL_"
-                        "DOWNLOADS=1), or download a registry model by its id.",
-                        details={"url": p.url})
-    if not llm.llm_settings.allow_downloads:
-        raise Forbidden("Downloads are disabled on this server (allow_downloads is off).")
-    from ..downloads import spec_from_url
-
-    spec = spec_from_url(p.url or "", sha256=p.sha256)
-    host.downloads.download(spec)
-    host.registry.add(spec)  # usable by id from now on, in this server
-    return {"model": spec.id, "manifest": host.store.manifest(spec)}
+    manifest = llm.host.pull(p.model or p.url or "", sha256=p.sha256)
+    return {"model": manifest.get("id", p.model), "manifest": manifest}
 
 
 PANTRY_FUNCTIONS: dict[str, Callable[[Any, dict[str, Any], str | None], Any]] = {
