@@ -8,7 +8,7 @@ small sections under the same heading (notebook cells) are merged up to the size
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,15 +36,9 @@ class ChunkerSettings(BaseModel):
 
 
 @dataclass
-class Chunk:
-    """A piece of a document to embed and index, with where it came from."""
+class Chunk(Section):
+    """A piece of a section to embed and index: the section's place fields plus its size."""
 
-    text: str
-    heading: list[str] = field(default_factory=list)
-    start_line: int | None = None
-    end_line: int | None = None
-    cell_index: int | None = None
-    page: int | None = None
     n_tokens: int = 0
 
     @property
