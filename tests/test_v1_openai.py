@@ -137,6 +137,11 @@ async def test_errors_reach_the_openai_client_as_its_exceptions(oai):
     with pytest.raises(openai.UnprocessableEntityError):
         await asyncio.to_thread(oai.chat.completions.create, model="tiny-chat", n=2,
                                 messages=[{"role": "user", "content": "x"}])
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        await asyncio.to_thread(oai.chat.completions.create, model="tiny-chat", tools=[tool],
+                                messages=[{"role": "user", "content": "x"}])
+    assert "tool calling is not supported" in str(info.value)
     bad = openai.OpenAI(base_url=str(oai.base_url), api_key="wrong-token", max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):
         await asyncio.to_thread(bad.models.list)

@@ -84,6 +84,13 @@ class ChatCompletionBody(_OpenAIBody):
 
     def chat_messages(self) -> list[dict[str, Any]]:
         """Messages with list-of-parts content joined into one string."""
+        extra = self.model_extra or {}
+        for field in ("tools", "functions"):
+            if extra.get(field):
+                raise InvalidOptions(
+                    f"{field}: tool calling is not supported by jupyter-llm's /v1 yet; send the "
+                    "request without tools (or describe the tools in the system message).",
+                    details={"fields": [{"field": field, "message": "not supported"}]})
         out = []
         for i, msg in enumerate(self.messages):
             content = msg.get("content")
