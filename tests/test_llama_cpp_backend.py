@@ -133,9 +133,17 @@ def test_n_ctx_never_exceeds_the_trained_context(model):
 def test_corrupt_files_give_a_clear_load_error(broken_gguf, kind):
     with pytest.raises(ModelLoadError) as info:
         LlamaCppModel.from_path(broken_gguf(kind)).load()
-    assert "pull it again" in info.value.message or "download it again" in info.value.message
+    assert "re-create or re-download the file" in info.value.message or "download it again" in info.value.message
 
 
 def test_missing_file_says_how_to_pull(tmp_path):
     with pytest.raises(ModelNotReady, match="jupyter llm pull"):
         LlamaCppModel("some-model", None, path=tmp_path / "nope.gguf").load()
+
+
+def test_a_corrupt_registry_model_says_rm_and_pull(tmp_path, broken_gguf):
+    from jupyter_llm.registry import ModelSpec
+
+    spec = ModelSpec(id="m", backend="llama_cpp", url="https://example.org/m.gguf")
+    with pytest.raises(ModelLoadError, match="jupyter llm rm m"):
+        LlamaCppModel("m", spec, path=broken_gguf("truncated")).load()

@@ -24,7 +24,7 @@ from ..options import Options
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX"]
+__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX", "replace_hint"]
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ class LlamaCppModel(Model):
             except (ValueError, RuntimeError, OSError) as e:
                 raise ModelLoadError(
                     f"llama.cpp could not load {self.path.name} for model {self.model_id!r}: {e}. "
-                    f"The file may be truncated or corrupt; delete it with `jupyter llm rm "
-                    f"{self.model_id}` and pull it again.", details={"model": self.model_id}) from e
+                    f"The file may be truncated or corrupt; {replace_hint(self.model_id, self.spec, self.path)}.",
+                    details={"model": self.model_id}) from e
             self._loaded_n_ctx = want_ctx
             self._formatter = None
             return self._llama
@@ -211,6 +211,13 @@ class LlamaCppModel(Model):
         """How many tokens ``text`` takes for this model."""
         with self._lock:
             return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+def replace_hint(model_id: str, spec: ModelSpec | None, path: Path) -> str:
+    """How to replace a bad model file: pull it again for registry models, else name the file."""
+    if spec is not None and spec.url and not (spec.model_extra or {}).get("path"):
+        return f"delete it (`jupyter llm rm {model_id}`) and pull it again"
+    return f"re-create or re-download the file {path}"
 
 
 def _compile_grammar(grammar: str, llama: Any) -> Any:

@@ -179,8 +179,8 @@ class WorkerModel(Model):
             raise ModelLoadError(
                 f"llama.cpp crashed while loading {self.path.name} for model {self.model_id!r} "
                 f"({e.details.get('exit')}). The file is probably malformed or made for a newer "
-                f"llama.cpp: delete it (`jupyter llm rm {self.model_id}`) and pull it again, or "
-                "choose another model or quantization.", details=e.details) from None
+                f"llama.cpp: {self._replace_hint()}, or choose another model or quantization.",
+                details=e.details) from None
         except BaseException:
             self.close()
             raise
@@ -302,6 +302,11 @@ class WorkerModel(Model):
         for stream in pending:
             stream._deliver(("err", stream._rid, error))
 
+    def _replace_hint(self) -> str:
+        from ..backends.llama_cpp import replace_hint
+
+        return replace_hint(self.model_id, self.spec, self.path)
+
     def _crash_error(self, code: int) -> WorkerCrashed:
         exit_text = _describe_exit(code)
         last = next((line for line in reversed(self._stderr) if line.strip()), "")
@@ -310,8 +315,7 @@ class WorkerModel(Model):
             f"The worker process of model {self.model_id!r} ({self.path.name}) died ({exit_text})."
             f"{said} llama.cpp aborts on some malformed or unsupported GGUF files, and the system "
             "kills processes that run out of memory. The model was unloaded; the next request "
-            f"loads it again. If this repeats, re-download it (`jupyter llm rm {self.model_id}` "
-            "then `jupyter llm pull`) or try a smaller model.",
+            f"loads it again. If this repeats, {self._replace_hint()}, or try a smaller model.",
             details={"model": self.model_id, "file": str(self.path), "exit": exit_text,
                      "exit_code": code, "stderr": list(self._stderr)[-5:]})
 
