@@ -94,3 +94,10 @@ def test_a_registry_gguf_embedder_and_chat_model_run_in_the_host(tiny_registry, 
     assert answer["citations"][0]["source"].endswith("loops.md")
     assert main(["ask", "notes", "What does a for loop do?", "-m", "nope"]) == 1
     assert "Unknown model 'nope'" in capsys.readouterr().err
+    # without -m the default chat model answers; --retrieval-only skips it
+    assert main(["ask", "notes", "What does a for loop do?", "-k", "1", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["model"] == "tiny-chat" and not answer["retrieval_only"]
+    assert main(["ask", "notes", "What does a for loop do?", "-k", "1", "--retrieval-only",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["retrieval_only"] is True

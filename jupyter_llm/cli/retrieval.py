@@ -157,15 +157,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    stream = None if args.json or not args.model else (
-        lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-    if args.model:  # the chat model runs in a worker of an in-process host
+    stream = None if args.json else (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    if args.retrieval_only:
+        answer = _open(args.collection).ask(args.question, k=args.k, mode=args.mode,
+                                            source=args.source)
+        stream = None
+    else:  # the named or default chat model runs in a worker of an in-process host;
+        # with no chat model installed the answer is the cited passages, with a note
         answer = _collections().prepare_ask(
             args.collection, args.question, model=args.model, k=args.k, mode=args.mode,
             source=args.source, face="cli").run(on_text=stream)
-    else:
-        answer = _open(args.collection).ask(args.question, k=args.k, mode=args.mode,
-                                            source=args.source)
     if args.json:
         print(json.dumps(answer.to_dict()))
         return 0
@@ -224,6 +225,9 @@ def register(subparsers: Any) -> None:
     a.add_argument("collection", help=coll_help)
     a.add_argument("question")
     a.add_argument("-m", "--model", default=None,
-                   help="chat model id; without it, the answer is the cited passages")
+                   help="chat model id (default: JUPYTER_LLM_DEFAULT_MODEL or the first installed "
+                   "chat model; with none installed, the answer is the cited passages)")
+    a.add_argument("--retrieval-only", action="store_true",
+                   help="do not run a chat model: answer with the cited passages")
     common(a)
     a.set_defaults(func=_closing(_cmd_ask))
