@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.retrieval",
     "tests.fixtures.server",
     "tests.fixtures.models",
+    "tests.fixtures.real_models",
 ]
 
 
