@@ -75,10 +75,6 @@ class ModelHost:
         self._reaper: Reaper | None = None
 
     # -- registry and state ----------------------------------------------------------------
-    def reload_registry(self) -> None:
-        """Re-read every registry file (after a user edits one)."""
-        self.registry = self._with_url_models(registry_with_plugins(Registry.load()))
-
     def _with_url_models(self, registry: Registry) -> Registry:
         """Add entries for models once downloaded from a URL (``url:*``), from their manifests."""
         from ..downloads import spec_from_url
