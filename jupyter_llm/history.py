@@ -3,11 +3,13 @@
     history = History()                      # paths.history_path()
     history.record(model="m", face="api", prompt="hi", response="hello", duration_s=0.2)
     history.entries(limit=20)                # newest first
+    history.entries(user="ada", since="2026-11-01")   # filters: model, user, collection, time
     history.stats()                          # per model: counts, tokens, mean ttft, tokens/s
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sqlite3
 import threading
@@ -20,7 +22,7 @@ from typing import Any
 from . import paths
 from .errors import InsufficientStorage, InvalidRequest
 
-__all__ = ["History", "BUSY_TIMEOUT_MS"]
+__all__ = ["History", "BUSY_TIMEOUT_MS", "parse_time"]
 
 BUSY_TIMEOUT_MS = 30_000
 _SCHEMA = """
@@ -129,21 +131,30 @@ class History:
                 raise
             return int(cur.lastrowid or 0)
 
-    def entries(self, limit: int = 20, model: str | None = None) -> list[dict[str, Any]]:
-        """The most recent entries (optionally of one model), newest first."""
+    def entries(self, limit: int = 20, model: str | None = None, *, user: str | None = None,
+                collection: str | None = None, since: str | float | None = None,
+                until: str | float | None = None) -> list[dict[str, Any]]:
+        """The most recent entries, newest first; only those of ``model``, ``user`` and
+        ``collection``, recorded from ``since`` until ``until`` (see ``parse_time``)."""
         if not isinstance(limit, int) or limit < 1:
             raise InvalidRequest("limit must be a positive integer.", details={"field": "limit"})
+        where, args = _where(model=model, user=user, collection=collection, since=since,
+                             until=until)
         if not self.path.exists():
             return []
-        where, args = ("WHERE model = ?", [model]) if model else ("", [])
         with self._connect() as conn:
             rows = conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM requests {where} "
                 "ORDER BY created_at DESC, id DESC LIMIT ?", [*args, limit]).fetchall()
         return [_row(r) for r in rows]
 
-    def stats(self) -> dict[str, Any]:
-        """Per model and in total: request and error counts, tokens, mean ttft and tokens/s."""
+    def stats(self, *, model: str | None = None, user: str | None = None,
+              collection: str | None = None, since: str | float | None = None,
+              until: str | float | None = None) -> dict[str, Any]:
+        """Per model and in total: request and error counts, tokens, mean ttft and tokens/s
+        (of the entries the filters select, as in ``entries``)."""
+        where, args = _where(model=model, user=user, collection=collection, since=since,
+                             until=until)
         if not self.path.exists():
             return {"requests": 0, "errors": 0, "models": {}}
         with self._connect() as conn:
@@ -152,7 +163,7 @@ class History:
                 " COALESCE(SUM(completion_tokens), 0), AVG(ttft_s),"
                 " AVG(CASE WHEN duration_s - COALESCE(ttft_s, 0) > 0 AND completion_tokens > 0"
                 "     THEN completion_tokens / (duration_s - COALESCE(ttft_s, 0)) END)"
-                " FROM requests GROUP BY model ORDER BY model").fetchall()
+                f" FROM requests {where} GROUP BY model ORDER BY model", args).fetchall()
         models = {
             str(model): {"requests": n, "errors": int(errors or 0), "prompt_tokens": pt,
                          "completion_tokens": ct, "mean_ttft_s": ttft, "mean_tokens_per_s": tps}
@@ -167,6 +178,43 @@ class History:
             return 0
         with self._connect() as conn:
             return conn.execute("DELETE FROM requests").rowcount
+
+
+def parse_time(value: str | float | None, field: str = "since") -> float | None:
+    """Epoch seconds from a number, or an ISO 8601 date or time (local time unless it names a
+    zone); ``InvalidRequest`` naming ``field`` otherwise."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return _dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise InvalidRequest(
+            f"{field} must be a date or time such as 2026-11-27 or 2026-11-27T14:30 (or epoch "
+            f"seconds), not {text!r}.",
+            details={"fields": [{"field": field, "message": "is not a date"}]}) from None
+
+
+def _where(*, model: str | None, user: str | None, collection: str | None,
+           since: str | float | None, until: str | float | None) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause and its arguments for the history filters that are set."""
+    clauses, args = [], []
+    for column, value in (("model", model), ("user", user), ("collection", collection)):
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    for op, field, value in ((">=", "since", since), ("<", "until", until)):
+        when = parse_time(value, field)
+        if when is not None:
+            clauses.append(f"created_at {op} ?")
+            args.append(when)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _dumps(value: Any) -> str | None:

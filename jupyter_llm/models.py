@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, hint
 from .options import Options, validate_options
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ class Model(ABC):
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Return one vector per text; only embedding models implement this."""
         raise InvalidRequest(
-            f"Model {self.model_id!r} cannot make embeddings; choose a model tagged EMBEDDING "
-            "(`jupyter llm models --tag EMBEDDING`).")
+            f"Model {self.model_id!r} cannot make embeddings; choose a model tagged EMBEDDING.",
+            details={"model": self.model_id, **hint("list_models")})
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free the resources of this model (memory, connections)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from ..errors import InvalidOptions, MissingDependency, ModelLoadError, ModelNotReady
+from ..errors import InvalidOptions, MissingDependency, ModelLoadError, ModelNotReady, hint
 from ..gguf_meta import read_gguf_metadata, trained_context_length
 from ..hookspecs import hookimpl
 from ..models import Backend, Finish, Message, Model, Request, Usage
@@ -96,8 +96,8 @@ class LlamaCppModel(Model):
             self.close()
             if not self.path.is_file():
                 raise ModelNotReady(
-                    f"Model {self.model_id!r} is not installed (no file at {self.path}). "
-                    f"Run `jupyter llm pull {self.model_id}`.", details={"model": self.model_id})
+                    f"Model {self.model_id!r} is not installed (no file at {self.path}); "
+                    "download it first.", details=hint("pull", model=self.model_id))
             meta = read_gguf_metadata(self.path)  # clear errors for empty/truncated/foreign files
             trained = trained_context_length(meta)
             if trained and not (n_ctx or self.n_ctx):
@@ -216,7 +216,7 @@ class LlamaCppModel(Model):
 def replace_hint(model_id: str, spec: ModelSpec | None, path: Path) -> str:
     """How to replace a bad model file: pull it again for registry models, else name the file."""
     if spec is not None and spec.url and not (spec.model_extra or {}).get("path"):
-        return f"delete it (`jupyter llm rm {model_id}`) and pull it again"
+        return f"delete the model {model_id!r} and pull it again"
     return f"re-create or re-download the file {path}"
 
 

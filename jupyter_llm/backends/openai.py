@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from ..errors import BackendError, Busy, InvalidOptions, JupyterLLMError, MissingDependency
+from ..errors import (
+    BackendError,
+    Busy,
+    InvalidOptions,
+    JupyterLLMError,
+    MissingDependency,
+    hint,
+)
 from ..hookspecs import hookimpl
 from ..models import Backend, Finish, Model, Request, Usage
 from ..options import Options
@@ -58,7 +65,7 @@ class OpenAIModel(Model):
         if self.api_base.rstrip("/") == DEFAULT_API_BASE:
             raise BackendError(
                 f"Model {self.model_id!r} needs an API key: set the environment variable {env}.",
-                details={"model": self.model_id, "env": env})
+                details=hint("set_key", env=env, model=self.model_id))
         return "not-needed"  # local OpenAI-compatible servers usually accept any key
 
     @property

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Busy, Forbidden, InvalidRequest, JupyterLLMError, ModelLoadError, ModelNotReady
+from ..errors import (
+    Busy,
+    Forbidden,
+    InvalidRequest,
+    JupyterLLMError,
+    ModelLoadError,
+    ModelNotReady,
+    hint,
+)
 from ..models import Message, Model, Request, Response, check_messages
 from ..plugins import create_model, plugins, registry_with_plugins
 from ..registry import ModelSpec, Registry, parse_model_query
@@ -189,9 +197,8 @@ class ModelHost:
         if path:
             return Path(path)
         if not self.store.is_installed(spec):
-            raise ModelNotReady(f"Model {spec.id!r} is not installed. Run `jupyter llm pull "
-                                f"{spec.id}` (or `%llm pull {spec.id}`).",
-                                details={"model": spec.id})
+            raise ModelNotReady(f"Model {spec.id!r} is not installed; download it first.",
+                                details=hint("pull", model=spec.id))
         return self.store.path_for(spec)
 
     def _in_process_model(self, spec: ModelSpec, *, embedding: bool = False) -> Model:
@@ -228,8 +235,8 @@ class ModelHost:
                 if owner:
                     if not (self.settings.auto_load if auto_load is None else auto_load):
                         raise ModelNotReady(
-                            f"Model {spec.id!r} is not loaded; load it first "
-                            f"(`jupyter llm load {spec.id}`).", details={"model": spec.id})
+                            f"Model {spec.id!r} is not loaded; load it first.",
+                            details=hint("load", model=spec.id))
                     future = Future()
                     self._loading[spec.id] = future
             assert future is not None

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import httputil, web
@@ -17,7 +18,7 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import Busy, InvalidRequest, JupyterLLMError
 
-__all__ = ["LLMHandler", "NotFoundHandler", "error_body", "STREAM_END"]
+__all__ = ["LLMHandler", "NotFoundHandler", "error_body", "STREAM_END", "AUTH_RESOURCE"]
 
 log = logging.getLogger("jupyter_llm.server")
 
@@ -47,8 +48,16 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
                            "details": None}}, {}
 
 
+AUTH_RESOURCE = "llm"
+"""The resource Jupyter's ``Authorizer`` is asked about for every ``/llm`` route (actions:
+``read`` for GET, ``write`` for POST and DELETE), so a custom Authorizer (JupyterHub roles)
+can govern them; ``@web.authenticated`` still requires a user first."""
+
+
 class LLMHandler(APIHandler):
     """Base of every jupyter_llm handler; subclasses stay thin and call the host."""
+
+    auth_resource = AUTH_RESOURCE
 
     @property
     def llm(self) -> Any:
@@ -199,19 +208,25 @@ class NotFoundHandler(LLMHandler):
     """Any other path under ``llm/``: 404 in the JSON error shape."""
 
     def _missing(self) -> None:
-        raise web.HTTPError(404, f"No route {self.request.path}; see llm/api/openapi.json.")
+        # the path goes in as an argument: tornado %-formats log_message with args, and a
+        # path that is the format string itself would double its '%' (as in /a%40b/)
+        raise web.HTTPError(404, "No route %s; the routes are listed in llm/api/openapi.json.",
+                            self.request.path)
 
     @web.authenticated
+    @authorized
     def get(self, *args: Any) -> None:
         """404."""
         self._missing()
 
     @web.authenticated
+    @authorized
     def post(self, *args: Any) -> None:
         """404."""
         self._missing()
 
     @web.authenticated
+    @authorized
     def delete(self, *args: Any) -> None:
         """404."""
         self._missing()

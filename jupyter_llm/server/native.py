@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
@@ -87,6 +88,7 @@ class ModelsHandler(LLMHandler):
     """``GET llm/api/models[?tag=TAG]``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Every registry model with its state."""
         host = await self.host()
@@ -98,6 +100,7 @@ class ModelHandler(LLMHandler):
     """``GET`` / ``DELETE llm/api/models/{id}``."""
 
     @web.authenticated
+    @authorized
     async def get(self, model_id: str) -> None:
         """One model with its state."""
         host = await self.host()
@@ -109,6 +112,7 @@ class ModelHandler(LLMHandler):
         self.write_json(await self.run_blocking(find))
 
     @web.authenticated
+    @authorized
     async def delete(self, model_id: str) -> None:
         """Unload and delete an installed model."""
         host = await self.host()
@@ -122,6 +126,7 @@ class PullHandler(LLMHandler):
     """
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Download a registry model."""
         body = self.parse(PullBody)
@@ -159,6 +164,7 @@ class PullCancelHandler(LLMHandler):
     """``POST llm/api/pull/cancel``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Cancel a running download (the partial file is kept)."""
         body = self.parse(ModelBody)
@@ -170,6 +176,7 @@ class DownloadsHandler(LLMHandler):
     """``GET llm/api/downloads``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The running downloads with their latest progress."""
         host = await self.host()
@@ -181,6 +188,7 @@ class LoadHandler(LLMHandler):
     """``POST llm/api/load``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Load a model now and answer its ``ps`` entry."""
         body = self.parse(LoadBody)
@@ -192,6 +200,7 @@ class UnloadHandler(LLMHandler):
     """``POST llm/api/unload``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Unload a model and free its memory."""
         body = self.parse(ModelBody)
@@ -203,6 +212,7 @@ class PsHandler(LLMHandler):
     """``GET llm/api/ps``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The loaded models."""
         host = await self.host()
@@ -236,6 +246,7 @@ class ChatHandler(GenerationHandler):
     """``POST llm/api/chat``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Chat with a model."""
         body = self.parse(ChatBody)
@@ -248,6 +259,7 @@ class GenerateHandler(GenerationHandler):
     """``POST llm/api/generate``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Raw completion (no chat template)."""
         body = self.parse(GenerateBody)
@@ -260,6 +272,7 @@ class EmbedHandler(LLMHandler):
     """``POST llm/api/embed``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """One vector per input text."""
         body = self.parse(EmbedBody)
@@ -273,34 +286,44 @@ class EmbedHandler(LLMHandler):
         self.write_json(await self.run_blocking(embed))
 
 
+_HISTORY_FILTERS = ("model", "user", "collection", "since", "until")
+
+
 class HistoryHandler(LLMHandler):
-    """``GET llm/api/history[?limit=N&model=ID]``."""
+    """``GET llm/api/history[?limit=N&model=&user=&collection=&since=&until=]``."""
+
+    def filters(self) -> dict[str, str | None]:
+        """The history filters of the query string (``since``/``until``: a date or seconds)."""
+        return {name: self.get_argument(name, None) or None for name in _HISTORY_FILTERS}
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The most recent requests, newest first."""
         raw = self.get_argument("limit", "20")
         if not raw.isdigit() or int(raw) < 1:
             raise InvalidRequest("limit must be a positive integer.", details={"field": "limit"})
-        model = self.get_argument("model", None)
         history = await self.run_blocking(lambda: self.llm.history_log)
-        self.write_json({"entries": await self.run_blocking(history.entries, int(raw), model)})
+        self.write_json({"entries": await self.run_blocking(history.entries, int(raw),
+                                                             **self.filters())})
 
 
-class HistoryStatsHandler(LLMHandler):
-    """``GET llm/api/history/stats``."""
+class HistoryStatsHandler(HistoryHandler):
+    """``GET llm/api/history/stats[?model=&user=&collection=&since=&until=]``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Counts, tokens, mean time to first token and tokens/s per model."""
         history = await self.run_blocking(lambda: self.llm.history_log)
-        self.write_json(await self.run_blocking(history.stats))
+        self.write_json(await self.run_blocking(history.stats, **self.filters()))
 
 
 class ConfigHandler(LLMHandler):
     """``GET llm/api/config``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Version and the non-secret settings."""
         self.write_json(self.llm.config_summary())

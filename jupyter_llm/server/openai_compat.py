@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from jupyter_server.auth.decorator import authorized
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
@@ -136,6 +137,7 @@ class V1ModelsHandler(LLMHandler):
     """``GET llm/v1/models``: every model that can answer now (installed, loaded or remote)."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """OpenAI's model list."""
         host = await self.host()
@@ -207,6 +209,7 @@ class ChatCompletionsHandler(_CompletionHandler):
                 "finish_reason": finish, "logprobs": None}
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Chat completion."""
         body = self.parse(ChatCompletionBody)
@@ -223,6 +226,7 @@ class CompletionsHandler(_CompletionHandler):
         return {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Raw completion."""
         body = self.parse(CompletionBody)
@@ -239,6 +243,7 @@ class EmbeddingsHandler(LLMHandler):
     """``POST llm/v1/embeddings``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """One embedding per input (float lists, or base64 float32 as the openai client asks)."""
         body = self.parse(EmbeddingsBody)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from .._version import __version__
@@ -42,9 +43,12 @@ _ROUTES: dict[str, dict[str, tuple[str, str | None, str, bool]]] = {
     "/llm/api/embed": {"post": ("Embed texts", "EmbedBody",
                                 '{"model", "embeddings": [[float]]}', False)},
     "/llm/api/history": {"get": ("Recent requests, newest first", None,
-                                 '{"entries": [...]}; query `limit`, `model`', False)},
+                                 '{"entries": [...]}; query `limit`, `model`, `user`, '
+                                 '`collection`, `since`, `until` (a date or epoch seconds)',
+                                 False)},
     "/llm/api/history/stats": {"get": ("Request statistics per model", None,
-                                       '{"requests", "errors", "models": {...}}', False)},
+                                       '{"requests", "errors", "models": {...}}; query as '
+                                       'history (no limit)', False)},
     "/llm/api/config": {"get": ("Version and non-secret settings", None, "config", False)},
     "/llm/api/collections": {
         "get": ("List collections", None, '{"collections": [{"name", "path", "documents", '
@@ -62,7 +66,8 @@ _ROUTES: dict[str, dict[str, tuple[str, str | None, str, bool]]] = {
     "/llm/api/collections/{name}/search": {
         "post": ("Search a collection", "SearchBody",
                  '{"supported", "top_similarity", "threshold", "results": [{"source", "path", '
-                 '"text", "score", "heading", "start_line", "end_line", ...}]}', False)},
+                 '"text", "score", "heading", "start_line", "end_line", ...}]}; with '
+                 '"queries": {"searches": [one such object per query]}', False)},
     "/llm/api/collections/{name}/ask": {
         "post": ("Answer from a collection with citations", "AskBody",
                  'as chat, plus "citations", "supported", "retrieval_only", "note", "cited"',
@@ -115,6 +120,7 @@ class OpenAPIHandler(LLMHandler):
     """``GET llm/api/openapi.json``."""
 
     @web.authenticated
+    @authorized
     def get(self) -> None:
         """The OpenAPI document."""
         self.write_json(openapi_document())
