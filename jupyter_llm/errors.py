@@ -9,6 +9,7 @@ the CLI render these errors; they never show a traceback to a user.
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
+    │   └── ModelNotAllowed (403 model_not_allowed)  the policy's allowlist excludes the model
     ├── NotFound (404 not_found)
     │   └── UnknownModel (404 unknown_model)        suggests close ids
     ├── Conflict (409 conflict)
@@ -23,7 +24,8 @@ the CLI render these errors; they never show a traceback to a user.
     ├── DownloadError (502 download_failed)
     │   ├── ChecksumMismatch (502 checksum_mismatch)
     │   └── InsufficientStorage (507 insufficient_storage)
-    └── Busy (503 busy)                              queue full; carries retry_after
+    ├── Busy (503 busy)                              queue full; carries retry_after
+    └── RateLimited (429 rate_limited)               a per-user limit of the policy; carries retry_after
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ __all__ = [
     "ChecksumMismatch",
     "InsufficientStorage",
     "Busy",
+    "ModelNotAllowed",
+    "RateLimited",
     "options_error_from_pydantic",
 ]
 
@@ -90,6 +94,12 @@ class Forbidden(JupyterLLMError):
     """The operation is disabled by configuration."""
 
     status, type = 403, "forbidden"
+
+
+class ModelNotAllowed(Forbidden):
+    """The policy does not let this user's role use the model."""
+
+    type = "model_not_allowed"
 
 
 class NotFound(JupyterLLMError):
@@ -213,6 +223,12 @@ class Busy(JupyterLLMError):
     def __init__(self, message: str, *, retry_after: int = 1, details: Any = None) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+class RateLimited(Busy):
+    """A per-user limit of the classroom policy; retry after ``retry_after`` seconds."""
+
+    status, type = 429, "rate_limited"
 
 
 def options_error_from_pydantic(exc: Any, *, what: str = "option") -> InvalidOptions:
