@@ -7,6 +7,7 @@ the CLI render these errors; they never show a traceback to a user.
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
     │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
+    │   ├── QuestionFileError (400 invalid_question_file) a malformed evaluation question file; names the line
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
     │   └── ModelNotAllowed (403 model_not_allowed)  the policy's allowlist excludes the model
@@ -45,6 +46,7 @@ __all__ = [
     "ModelNotReady",
     "EmbedderMismatch",
     "NotACollection",
+    "QuestionFileError",
     "LoaderError",
     "RegistryError",
     "ModelLoadError",
@@ -146,6 +148,12 @@ class NotACollection(InvalidRequest):
     """The file exists but is not a jupyter-llm collection."""
 
     type = "not_a_collection"
+
+
+class QuestionFileError(InvalidRequest):
+    """An evaluation question file is malformed (the message names the line)."""
+
+    type = "invalid_question_file"
 
 
 class LoaderError(InvalidRequest):
