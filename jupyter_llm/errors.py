@@ -9,8 +9,10 @@ worker's pipe); the ones that compose their own message have a ``from_…`` cons
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
     │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
+    │   ├── QuestionFileError (400 invalid_question_file) a malformed evaluation question file; names the line
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
+    │   └── ModelNotAllowed (403 model_not_allowed)  the policy's allowlist excludes the model
     ├── NotFound (404 not_found)
     │   └── UnknownModel (404 unknown_model)        suggests close ids
     ├── Conflict (409 conflict)
@@ -25,7 +27,8 @@ worker's pipe); the ones that compose their own message have a ``from_…`` cons
     ├── DownloadError (502 download_failed)
     │   ├── ChecksumMismatch (502 checksum_mismatch)
     │   └── InsufficientStorage (507 insufficient_storage)
-    └── Busy (503 busy)                              queue full; carries retry_after
+    ├── Busy (503 busy)                              queue full; carries retry_after
+    └── RateLimited (429 rate_limited)               a per-user limit of the policy; carries retry_after
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "ModelNotReady",
     "EmbedderMismatch",
     "NotACollection",
+    "QuestionFileError",
     "LoaderError",
     "RegistryError",
     "ModelLoadError",
@@ -56,6 +60,8 @@ __all__ = [
     "ChecksumMismatch",
     "InsufficientStorage",
     "Busy",
+    "ModelNotAllowed",
+    "RateLimited",
     "options_error_from_pydantic",
 ]
 
@@ -92,6 +98,12 @@ class Forbidden(JupyterLLMError):
     """The operation is disabled by configuration."""
 
     status, type = 403, "forbidden"
+
+
+class ModelNotAllowed(Forbidden):
+    """The policy does not let this user's role use the model."""
+
+    type = "model_not_allowed"
 
 
 class NotFound(JupyterLLMError):
@@ -144,6 +156,12 @@ class NotACollection(InvalidRequest):
     """The file exists but is not a jupyter-llm collection."""
 
     type = "not_a_collection"
+
+
+class QuestionFileError(InvalidRequest):
+    """An evaluation question file is malformed (the message names the line)."""
+
+    type = "invalid_question_file"
 
 
 class LoaderError(InvalidRequest):
@@ -221,6 +239,12 @@ class Busy(JupyterLLMError):
     def __init__(self, message: str, *, details: Any = None, retry_after: int = 1) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+class RateLimited(Busy):
+    """A per-user limit of the classroom policy; retry after ``retry_after`` seconds."""
+
+    status, type = 429, "rate_limited"
 
 
 def options_error_from_pydantic(exc: Any, *, what: str = "option") -> InvalidOptions:

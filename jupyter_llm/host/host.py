@@ -26,11 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Busy, Forbidden, InvalidRequest, JupyterLLMError, ModelLoadError, ModelNotReady
+from ..errors import (
+    Busy,
+    Forbidden,
+    InvalidRequest,
+    JupyterLLMError,
+    ModelLoadError,
+    ModelNotAllowed,
+    ModelNotReady,
+    RateLimited,
+)
 from ..models import Message, Model, Request, Response, check_messages
 from ..plugins import create_model, get_backend, model_file, plugins, registry_with_plugins
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
+from .limits import Admission, Gate
 from .memory import (
     MB,
     Candidate,
@@ -40,12 +50,23 @@ from .memory import (
     default_budget_bytes,
     estimate_model_bytes,
 )
+from .policy import Identity, PolicySource
 from .records import record_history
 from .scheduler import ModelQueue
 from .streams import HostStream
+from .tutoring import CodeGuard, GuardedExecution, guard_messages
 from .worker_model import WorkerModel
 
 __all__ = ["ModelHost"]
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return "local"
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +96,8 @@ class ModelHost:
         self._queues: dict[str, ModelQueue] = {}
         self._in_process: dict[str, Model] = {}
         self._reaper: Reaper | None = None
+        self.policy = PolicySource(self.settings.policy_file, inline=self.settings.policy)
+        self.gate = Gate(self.policy)
 
     # -- registry and state ----------------------------------------------------------------
     def reload_registry(self) -> None:
@@ -127,10 +150,32 @@ class ModelHost:
             return "installed"
         return self.store.state(spec)
 
-    def models(self, tag: str | None = None) -> list[dict[str, Any]]:
-        """Every registry model as a dict with its ``state``, optionally filtered by tag."""
+    def models(self, tag: str | None = None, *,
+               user: str | Identity | None = None) -> list[dict[str, Any]]:
+        """Every registry model as a dict with its ``state`` and whether ``user`` may use it
+        (``allowed``), optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
-        return [{**spec.summary(), "state": self.state(spec)} for spec in specs]
+        identity = self.identify(user)
+        return [{**spec.summary(), "state": self.state(spec),
+                 "allowed": self.gate.allowed(identity, spec.id)} for spec in specs]
+
+    # -- identities and the classroom policy -------------------------------------------------
+    def identify(self, user: str | Identity | None) -> Identity:
+        """The ``Identity`` of a caller: given by the server, or a name whose role the policy
+        tells (in-process callers are the OS user)."""
+        policy = self.policy.policy
+        if isinstance(user, Identity):
+            return user if user.role in policy.roles else user.model_copy(
+                update={"role": policy.role_name(user.name, user.groups)})
+        name = user or _os_user()
+        return Identity(name=name, role=policy.role_name(name))
+
+    def _tutoring_guard(self, identity: Identity) -> CodeGuard | None:
+        policy = self.policy.policy
+        role = policy.roles[identity.role]
+        if not role.tutoring_guard or role.sees_guarded:
+            return None
+        return CodeGuard(policy.tutoring.max_code_lines)
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
         """Turn an id, alias, ``tags:A,B`` query, GGUF path or None (the default) into a spec."""
@@ -406,7 +451,18 @@ class ModelHost:
             return queue
 
     def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
-             make: Any, log_fields: dict[str, Any] | None) -> Response:
+             make: Any, log_fields: dict[str, Any] | None, *, admission: Admission | None = None,
+             guard: CodeGuard | None = None) -> Response:
+        try:
+            return self._start_run(spec, options, keep_alive, make, log_fields, admission, guard)
+        except BaseException:
+            if admission is not None:
+                admission.finish()
+            raise
+
+    def _start_run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
+                   make: Any, log_fields: dict[str, Any] | None, admission: Admission | None,
+                   guard: CodeGuard | None) -> Response:
         local = self._is_local(spec)
         load_options = {k: options[k] for k in _LOAD_OPTIONS if options.get(k)}
         if local:
@@ -424,12 +480,18 @@ class ModelHost:
         def start() -> Any:
             current = self._acquire(spec, auto_load=True, load_options=load_options).model \
                 if local else model
-            return current.execute(request)
+            execution = current.execute(request)
+            return GuardedExecution(guard, execution) if guard is not None else execution
 
         def on_end(stream: HostStream) -> None:
             self._touch(spec.id)
+            if admission is not None:
+                usage = stream.finish.usage if stream.finish else None
+                admission.finish((usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+                                 if usage else len(stream.pieces))
             if log_fields is not None:
-                record_history(self, spec.id, request, stream, **log_fields)
+                record_history(self, spec.id, request, stream, **log_fields,
+                               guard=guard)
 
         stream = HostStream(ticket, start, on_end)
         return Response(stream, model_id=spec.id, request=request)
@@ -447,9 +509,15 @@ class ModelHost:
         """Run a chat on the named (or default) model and return a streaming Response."""
         messages = check_messages(messages)
         spec = self.resolve(model)
-        fields = {"face": face, "user": user} if log and self.settings.history else None
+        identity = self.identify(user)
+        guard = self._tutoring_guard(identity)
+        if guard is not None:
+            messages = guard_messages(messages, self.policy.policy.tutoring.system_prompt)
+        admission = self._admit(identity, spec.id, face)
+        fields = self._log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
-                         lambda opts: Request(messages=messages, options=opts), fields)
+                         lambda opts: Request(messages=messages, options=opts), fields,
+                         admission=admission, guard=guard)
 
     def generate(self, prompt: str, model: str | None = None, *, log: bool = True,
                  face: str = "python", user: str | None = None, keep_alive: float | None = None,
@@ -458,16 +526,46 @@ class ModelHost:
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string.")
         spec = self.resolve(model)
-        fields = {"face": face, "user": user} if log and self.settings.history else None
+        identity = self.identify(user)
+        admission = self._admit(identity, spec.id, face)
+        fields = self._log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
-                         lambda opts: Request(prompt=prompt, options=opts), fields)
+                         lambda opts: Request(prompt=prompt, options=opts), fields,
+                         admission=admission)
+
+    def _admit(self, identity: Identity, model_id: str, face: str) -> Admission:
+        """Pass the policy's gate, or record the refusal (for the instructor's stats) and raise."""
+        try:
+            return self.gate.admit(identity, model_id)
+        except (RateLimited, ModelNotAllowed) as e:
+            history = self.history if self.settings.history else None
+            if history is not None:
+                try:
+                    history.record(model=model_id, face=face, user=identity.name,
+                                   error=f"refused: {e.message}")
+                except JupyterLLMError as failed:
+                    log.warning("Could not record a refusal in the history log: %s", failed)
+            raise
+
+    def _log_fields(self, log: bool, face: str, identity: Identity) -> dict[str, Any] | None:
+        """What the history records of a request, or None when it is not logged: a caller may
+        opt out only where the policy lets its role."""
+        if not self.settings.history:
+            return None
+        policy = self.policy.policy
+        if not log and policy.logging_opt_out and policy.roles[identity.role].log_opt_out:
+            return None
+        return {"face": face, "user": identity.name}
 
     def embed(self, texts: list[str], model: str | None = None, *,
-              keep_alive: float | None = None) -> list[list[float]]:
+              keep_alive: float | None = None,
+              user: str | Identity | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
         spec = self.resolve(model, embedding=True)
+        if user is not None:  # a request from outside (the API): the policy applies
+            self.gate.admit(self.identify(user), spec.id).finish()
         if not self._is_local(spec):
             return self._in_process_model(spec, embedding=True).embed(texts)
         entry = self._acquire(spec)

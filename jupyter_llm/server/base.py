@@ -89,10 +89,12 @@ class LLMHandler(APIHandler):
             raise InvalidRequest(f"Invalid request body — {summary}.",
                                  details={"fields": fields}) from None
 
-    def user_name(self) -> str | None:
-        """The authenticated user's name, for the history log."""
-        user = self.current_user
-        return getattr(user, "username", None) or (user if isinstance(user, str) else None)
+    def identity(self) -> Any:
+        """Who sends this request (an ``Identity``: a stable name; the role from a named token,
+        else the host's policy tells it)."""
+        from .identity import identity_of
+
+        return identity_of(self.current_user)
 
     # -- errors ----------------------------------------------------------------------------
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:

@@ -175,7 +175,7 @@ class AskHandler(CollectionsHandlerBase):
         run = await self.run_blocking(
             colls.prepare_ask, name, body.question, model=body.model, k=body.k, mode=body.mode,
             source=body.source, options=body.options, log=body.log, face="api",
-            user=self.user_name())
+            user=self.identity())
         if not body.stream:
             answer = await self.run_blocking(run.run)
             self.write_json({**answer_dict(answer, run.summary()),
