@@ -1,7 +1,9 @@
 """The one error hierarchy of jupyter_llm, mapped to HTTP status codes in one place.
 
 Every message says what went wrong and what to do next. Handlers, magics and
-the CLI render these errors; they never show a traceback to a user.
+the CLI render these errors; they never show a traceback to a user. Every class is built
+as ``cls(message, details=...)`` (so any of them can be rebuilt from the JSON shape or a
+worker's pipe); the ones that compose their own message have a ``from_…`` constructor.
 
     JupyterLLMError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
@@ -115,15 +117,21 @@ class UnknownModel(NotFound):
 
     type = "unknown_model"
 
-    def __init__(self, model_id: str, known: Iterable[str] = ()) -> None:
+    @classmethod
+    def from_id(cls, model_id: str, known: Iterable[str] = ()) -> UnknownModel:
+        """The error for ``model_id``, suggesting the close ids among ``known``."""
         close = difflib.get_close_matches(model_id, list(known), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         message = f"Unknown model {model_id!r}.{hint} Run `jupyter llm models` to list the models."
         if model_id.endswith(".gguf") and not model_id.startswith("url:"):  # a missing file
             close, message = [], (f"No GGUF file at {model_id}: check the path, or name a model "
                                   "from `jupyter llm models`.")
-        super().__init__(message, details={"model": model_id, "suggestions": close})
-        self.model_id = model_id
+        return cls(message, details={"model": model_id, "suggestions": close})
+
+    @property
+    def model_id(self) -> str:
+        """The id that no entry has."""
+        return str((self.details or {}).get("model", ""))
 
 
 class Conflict(JupyterLLMError):
@@ -185,12 +193,12 @@ class MissingDependency(JupyterLLMError):
 
     status, type = 501, "missing_dependency"
 
-    def __init__(self, package: str, purpose: str, extra: str = "all") -> None:
-        super().__init__(
-            f"{purpose} needs the package {package!r}. "
-            f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
-            details={"package": package, "extra": extra},
-        )
+    @classmethod
+    def from_package(cls, package: str, purpose: str, extra: str = "all") -> MissingDependency:
+        """The error for ``purpose`` needing ``package`` (installed by the ``extra``)."""
+        return cls(f"{purpose} needs the package {package!r}. "
+                   f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
+                   details={"package": package, "extra": extra})
 
 
 class BackendError(JupyterLLMError):
@@ -228,7 +236,7 @@ class Busy(JupyterLLMError):
 
     status, type = 503, "busy"
 
-    def __init__(self, message: str, *, retry_after: int = 1, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, retry_after: int = 1) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
 

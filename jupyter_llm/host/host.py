@@ -3,8 +3,10 @@
 Every face (server handlers, ``LocalClient``, the CLI) calls these methods; none of them
 repeats this logic. All public methods are thread-safe.
 
-- A local GGUF model runs in its own worker process (``WorkerModel``); remote models
-  (the ``openai`` backend) and plugin models run in this process.
+- Every model is created through the plugins. A model of an ``in_worker`` backend (local
+  GGUF files with ``llama_cpp``, or a plugin's) runs in its own worker process
+  (``WorkerModel``); remote models (the ``openai`` backend) and plugins' ready models run
+  in this process.
 - Loads are shared: concurrent first requests for a model wait for one load.
 - Each model has a bounded FIFO queue (``ModelQueue``); a worker runs one request at a
   time, and a full queue answers ``Busy``.
@@ -35,7 +37,7 @@ from ..errors import (
     RateLimited,
 )
 from ..models import Message, Model, Request, Response, check_messages
-from ..plugins import create_model, plugins, registry_with_plugins
+from ..plugins import create_model, get_backend, model_file, plugins, registry_with_plugins
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
 from .limits import Admission, Gate
@@ -231,17 +233,17 @@ class ModelHost:
 
     # -- loading ---------------------------------------------------------------------------
     def _is_local(self, spec: ModelSpec) -> bool:
-        return spec.backend == "llama_cpp" and spec.id not in plugins().models
+        """True for models of an ``in_worker`` backend: loaded, budgeted, kept alive here."""
+        found = plugins()
+        backend = found.backends.get(spec.backend)
+        return backend is not None and backend.in_worker and spec.id not in found.models
 
     def _path_of(self, spec: ModelSpec) -> Path:
-        path = (spec.model_extra or {}).get("path")
-        if path:
-            return Path(path)
-        if not self.store.is_installed(spec):
+        if not (spec.model_extra or {}).get("path") and not self.store.is_installed(spec):
             raise ModelNotReady(f"Model {spec.id!r} is not installed. Run `jupyter llm pull "
                                 f"{spec.id}` (or `%llm pull {spec.id}`).",
                                 details={"model": spec.id})
-        return self.store.path_for(spec)
+        return model_file(spec, self.store)
 
     def _in_process_model(self, spec: ModelSpec, *, embedding: bool = False) -> Model:
         with self._lock:
@@ -251,7 +253,7 @@ class ModelHost:
                 if embedding and spec.id in found.embedding_models:
                     model = found.embedding_models[spec.id]  # type: ignore[assignment]
                 else:
-                    model = create_model(spec)
+                    model = create_model(spec, store=self.store)
                 self._in_process[spec.id] = model
             return model
 
@@ -298,10 +300,9 @@ class ModelHost:
                 log.info("Unloading %s to make room for %s", victim.spec.id, spec.id)
                 victim.model.close()
             model = self._new_local_model(spec, path, n_ctx, options)
-            info = model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
-            loaded_ctx = (info or {}).get("n_ctx") if isinstance(info, dict) else None
+            model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
             entry = Resident(spec=spec, model=model, bytes=need,
-                            n_ctx=loaded_ctx or getattr(model, "_loaded_n_ctx", None) or n_ctx,
+                            n_ctx=model.context_size or n_ctx,
                             keep_alive=self._keep_alive(options.get("keep_alive")))
             with self._lock:
                 self._loaded[spec.id] = entry
@@ -347,14 +348,13 @@ class ModelHost:
 
     def _new_local_model(self, spec: ModelSpec, path: Path, n_ctx: int | None,
                          options: dict[str, Any]) -> Model:
+        """A model of an ``in_worker`` backend: in a worker process, or here when
+        ``use_workers`` is off (tests, debugging)."""
         n_threads = options.get("n_threads") or self.settings.n_threads
         if self.use_workers:
-            return WorkerModel(spec.id, spec, path=path, embedding=spec.is_embedding,
-                               n_ctx=n_ctx, n_threads=n_threads, on_exit=self._worker_exited)
-        from ..backends.llama_cpp import LlamaCppModel
-
-        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
-                             embedding=spec.is_embedding)
+            return WorkerModel(get_backend(spec.backend, spec), spec, path=path, n_ctx=n_ctx,
+                               n_threads=n_threads, on_exit=self._worker_exited)
+        return create_model(spec, path=path, n_ctx=n_ctx, n_threads=n_threads)
 
     def _worker_exited(self, worker: WorkerModel, error: JupyterLLMError | None) -> None:
         with self._lock:

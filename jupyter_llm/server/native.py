@@ -5,14 +5,14 @@ config (collections: ``collections.py``; history, feedback, tokens: ``classroom.
 from __future__ import annotations
 
 import json
-import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
+from ..host.streams import CallbackStream
 from .base import LLMHandler, error_body
 from .generation import Generation, start_generation
 
@@ -131,28 +131,20 @@ class PullHandler(LLMHandler):
             self.write_json({"model_id": body.model, "status": "done", "manifest": manifest})
             return
 
-        def produce(cancel: threading.Event) -> Iterator[Any]:
-            events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            done = object()
+        def pull(emit: Callable[[Any], None]) -> None:
+            def progress(p: Any) -> None:
+                if p.status != "done":  # the transfer's own "done"; ours carries the manifest
+                    emit(p.to_dict())
 
-            def run() -> None:
-                try:
-                    manifest = host.pull(body.model, progress=lambda p: events.put(p.to_dict()))
-                    events.put({"model_id": body.model, "status": "done", "manifest": manifest})
-                except BaseException as e:
-                    events.put({"model_id": body.model, "status": "error", **error_body(e)[1]})
-                finally:
-                    events.put(done)
+            try:
+                manifest = host.pull(body.model, progress=progress)
+                emit({"model_id": body.model, "status": "done", "manifest": manifest})
+            except Exception as e:
+                emit({"model_id": body.model, "status": "error", **error_body(e)[1]})
 
-            threading.Thread(target=run, daemon=True, name="jupyter-llm-pull").start()
-            while (event := events.get()) is not done:
-                if event.get("status") == "done" and "manifest" not in event:
-                    continue  # the transfer's own "done" event; ours carries the manifest
-                yield event
-                if cancel.is_set():
-                    return
-
-        await self.stream(produce, ndjson, "application/x-ndjson")
+        # a disconnect detaches from the download (others may share it) without stopping it
+        await self.stream(CallbackStream(pull, detach=True, name="jupyter-llm-pull"), ndjson,
+                          "application/x-ndjson")
 
 
 class PullCancelHandler(LLMHandler):
