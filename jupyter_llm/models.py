@@ -339,16 +339,17 @@ class Response:
         tps = tokens / gen_time if tokens and gen_time > 0 else None
         return {"time_to_first_token_s": ttft, "duration_s": duration, "tokens_per_s": tps}
 
+    def summary(self) -> dict[str, Any]:
+        """``model``, ``finish_reason``, ``usage`` and ``timings`` (the one summary of a
+        generation that every face and API answers with; complete once the stream ended)."""
+        return {"model": self.model_id, "finish_reason": self.finish_reason or "stop",
+                "usage": self.usage.to_dict() if self.usage else None, "timings": self.timings}
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary: text, model, usage, timings, finish reason, citations."""
-        return {
-            "model": self.model_id,
-            "text": self.text(),
-            "finish_reason": self.finish_reason,
-            "usage": self.usage.to_dict() if self.usage else None,
-            "timings": self.timings,
-            "citations": [c.to_dict() if hasattr(c, "to_dict") else c for c in self.citations],
-        }
+        """A JSON-ready result: the text, the ``summary()`` and the citations."""
+        text = self.text()
+        return {"text": text, **self.summary(),
+                "citations": [c.to_dict() if hasattr(c, "to_dict") else c for c in self.citations]}
 
     def __str__(self) -> str:
         return self.text()

@@ -138,6 +138,10 @@ def test_entry_point_plugin_registers_a_model(third_party_plugin):
     response = model.prompt("hello")
     assert response.text() == "olleh" and response.usage.completion_tokens == 5
     assert plugins.get_model("rev") is model
+    result = model.prompt("abc").to_dict()  # the text, Response.summary() and citations
+    assert result["text"] == "cba" and result["model"] == "reverse"
+    assert result["finish_reason"] == "stop" and result["usage"]["completion_tokens"] == 3
+    assert result["timings"]["duration_s"] > 0 and result["citations"] == []
     assert plugins.get_embedding_model("lengths").embed(["abc", "a"]) == [[3.0, 1.0], [1.0, 1.0]]
 
 
