@@ -151,9 +151,14 @@ async def test_the_commands_work_against_a_running_server(tiny_registry, jp_root
     answer = json.loads(out)
     assert code == 0 and answer["model"] == "tiny-chat" and not answer["retrieval_only"]
 
-    code, out, _ = await cli("history", "--model", "tiny-chat", "--json")
+    code, out, _ = await cli("history", "--model", "tiny-chat", "--since", "2000-01-01",
+                             "--json")
     entries = json.loads(out)
     assert code == 0 and len(entries) == 1 and entries[0]["face"] == "api"
+    code, out, _ = await cli("history", "--until", "2000-01-01T00:00", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, _, err = await cli("history", "--since", "soon")
+    assert code == 1 and "--since must be a date" in err
     user = entries[0]["user"]
     assert user  # recorded by the server for its authenticated user
     code, out, _ = await cli("history", "--stats", "--user", user, "--json")

@@ -32,15 +32,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the history (or its statistics)."""
     from ..client import connect
+    from ..history import parse_time
 
     if args.limit < 1:
         from ..errors import InvalidRequest
 
         raise InvalidRequest("-n must be at least 1.")
-    filters = {"model": args.model, "user": args.user, "collection": args.collection,
-               "since": args.since, "until": args.until}
+    filters = {"user": args.user, "collection": args.collection,
+               "since": parse_time(args.since, "--since"),
+               "until": parse_time(args.until, "--until")}
     if args.stats:
         stats = connect().history_stats(**filters)
+        if args.model:  # the statistics are per model already: keep the one asked for
+            stats["models"] = {m: s for m, s in stats["models"].items() if m == args.model}
         if args.json:
             print(json.dumps(stats, indent=2))
             return 0
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                   f" {s['completion_tokens']:>10} {_num(s['mean_ttft_s'], 3):>7}"
                   f" {_num(s['mean_tokens_per_s'], 1):>7}")
         return 0
-    entries = connect().history(args.limit, **filters)
+    entries = connect().history(args.limit, model=args.model, **filters)
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return 0

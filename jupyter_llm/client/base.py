@@ -65,16 +65,17 @@ class Client(ABC):
 
     @abstractmethod
     def history(self, limit: int = 20, *, model: str | None = None, user: str | None = None,
-                collection: str | None = None, since: str | float | None = None,
-                until: str | float | None = None) -> list[dict[str, Any]]:
-        """The most recent requests, newest first; filtered by model, user, collection and
-        time (``since``/``until``: epoch seconds or an ISO 8601 date or time)."""
+                collection: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[dict[str, Any]]:
+        """The most recent requests (that the caller may see), newest first; filtered by
+        model, user, collection and a ``[since, until)`` range of epoch seconds."""
 
     @abstractmethod
-    def history_stats(self, *, model: str | None = None, user: str | None = None,
-                      collection: str | None = None, since: str | float | None = None,
-                      until: str | float | None = None) -> dict[str, Any]:
-        """Request and error counts, tokens, mean ttft and tokens/s, per model and in total."""
+    def history_stats(self, *, by: str = "model", user: str | None = None,
+                      collection: str | None = None, since: float | None = None,
+                      until: float | None = None) -> dict[str, Any]:
+        """Requests, errors, refusals, tokens, mean ttft, tokens/s and feedback per model (or
+        per user, ``by="user"``) and in total, of the entries the filters select."""
 
     # -- retrieval collections ---------------------------------------------------------------
     @abstractmethod

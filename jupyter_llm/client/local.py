@@ -77,23 +77,22 @@ class LocalClient(Client):
         return self.host.embed(texts, model)
 
     def history(self, limit: int = 20, *, model: str | None = None, user: str | None = None,
-                collection: str | None = None, since: str | float | None = None,
-                until: str | float | None = None) -> list[dict[str, Any]]:
+                collection: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[dict[str, Any]]:
         """The most recent requests, newest first (empty when history is off)."""
         log = self.host.history
         return [] if log is None else log.entries(limit, model=model, user=user,
                                                   collection=collection, since=since,
                                                   until=until)
 
-    def history_stats(self, *, model: str | None = None, user: str | None = None,
-                      collection: str | None = None, since: str | float | None = None,
-                      until: str | float | None = None) -> dict[str, Any]:
-        """Statistics of this machine's history (empty when history is off)."""
+    def history_stats(self, *, by: str = "model", user: str | None = None,
+                      collection: str | None = None, since: float | None = None,
+                      until: float | None = None) -> dict[str, Any]:
+        """Statistics of this machine's history."""
         from ..history import History
 
         log = self.host.history or History()
-        return log.stats(model=model, user=user, collection=collection, since=since,
-                         until=until)
+        return log.stats(by=by, user=user, collection=collection, since=since, until=until)
 
     # -- retrieval collections (the host's collections service in this process) ----------------
     @property
