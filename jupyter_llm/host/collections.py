@@ -370,7 +370,7 @@ class HostCollections:
                 note = f"No chat model is available ({e.message})"
             else:
                 chat = HostChat(host, spec.id, **chat_kwargs)
-        return AskRun(self, coll, question, chat, note, k, mode, self.source_filter(source),
+        return AskRun(self.display, coll, question, chat, note, k, mode, self.source_filter(source),
                       dict(options or {}), threshold)
 
 

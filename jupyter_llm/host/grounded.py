@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from ..retrieval.answer import Answer
     from ..retrieval.collection import Collection
     from ..retrieval.search import SearchResults
-    from .collections import HostCollections
 
 __all__ = ["AskRun", "HostChat", "search_dict", "answer_dict", "stream_answer"]
 
@@ -69,11 +68,11 @@ class HostChat:
 class AskRun:
     """One prepared grounded answer: the collection is open and the chat model resolved."""
 
-    def __init__(self, owner: HostCollections, coll: Collection, question: str,
-                 chat: HostChat | None, note: str | None, k: int, mode: str,
+    def __init__(self, display: Callable[[Collection, str], str], coll: Collection,
+                 question: str, chat: HostChat | None, note: str | None, k: int, mode: str,
                  source: str | None, options: dict[str, Any],
                  threshold: float | None = None) -> None:
-        self.owner, self.coll, self.question = owner, coll, question
+        self.display, self.coll, self.question = display, coll, question
         self.chat, self.note = chat, note
         self.k, self.mode, self.source, self.options = k, mode, source, options
         self.threshold = threshold
@@ -87,10 +86,10 @@ class AskRun:
         if self.note and not answer.note:
             answer.note = self.note
         for c in answer.citations:
-            c.source = self.owner.display(self.coll, c.source)
+            c.source = self.display(self.coll, c.source)
         if answer.results is not None:
             for r in answer.results.results:
-                r.source = self.owner.display(self.coll, r.source)
+                r.source = self.display(self.coll, r.source)
         self.answer = answer
         return answer
 
