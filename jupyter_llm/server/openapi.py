@@ -44,11 +44,10 @@ _ROUTES: dict[str, dict[str, tuple[str, str | None, str, bool]]] = {
                                 '{"model", "embeddings": [[float]]}', False)},
     "/llm/api/history": {"get": ("Recent requests, newest first", None,
                                  '{"entries": [...]}; query `limit`, `model`, `user`, '
-                                 '`collection`, `since`, `until` (a date or epoch seconds)',
-                                 False)},
-    "/llm/api/history/stats": {"get": ("Request statistics per model", None,
-                                       '{"requests", "errors", "models": {...}}; query as '
-                                       'history (no limit)', False)},
+                                 '`collection`, `since`, `until` (epoch seconds)', False)},
+    "/llm/api/history/stats": {"get": ("Request statistics per model (or user)", None,
+                                       '{"requests", "errors", "models": {...}}; query `by`, '
+                                       '`user`, `collection`, `since`, `until`', False)},
     "/llm/api/config": {"get": ("Version and non-secret settings", None, "config", False)},
     "/llm/api/collections": {
         "get": ("List collections", None, '{"collections": [{"name", "path", "documents", '
