@@ -14,7 +14,7 @@ from ..errors import JupyterLLMError
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ("models", "prompt", "retrieval", "serve", "history")
+COMMAND_MODULES = ("models", "prompt", "retrieval", "serve", "history", "tokens")
 
 
 _RESUME_HINTS = {
