@@ -6,8 +6,11 @@ the CLI render these errors; they never show a traceback to a user.
     JupyterLLMError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
     │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
+    │   ├── ContextLengthExceeded (400 context_length_exceeded)  the input cannot fit n_ctx
+    │   ├── MissingAPIKey (400 missing_api_key)     a remote model whose key variable is unset
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
+    ├── Unauthorized (401 unauthorized)              a missing or wrong token
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
     ├── NotFound (404 not_found)
     │   └── UnknownModel (404 unknown_model)        suggests close ids
@@ -36,6 +39,9 @@ __all__ = [
     "JupyterLLMError",
     "InvalidRequest",
     "InvalidOptions",
+    "ContextLengthExceeded",
+    "MissingAPIKey",
+    "Unauthorized",
     "Forbidden",
     "NotFound",
     "UnknownModel",
@@ -84,6 +90,41 @@ class InvalidOptions(InvalidRequest):
     """One or more option values are invalid; ``details`` lists the fields."""
 
     status, type = 422, "invalid_options"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt (with the tokens to generate) does not fit the model's context window."""
+
+    status, type = 400, "context_length_exceeded"
+
+    def __init__(self, model_id: str, prompt_tokens: int, n_ctx: int, *,
+                 trained: int | None = None) -> None:
+        bigger = (f" (up to the model's trained length of {trained})" if trained and trained > n_ctx
+                  else "")
+        super().__init__(
+            f"The input of {prompt_tokens} tokens does not fit the context window of model "
+            f"{model_id!r}, which is {n_ctx} tokens. Send a shorter input (or fewer earlier "
+            f"messages), or load the model with a larger n_ctx{bigger}.",
+            details={"model": model_id, "prompt_tokens": prompt_tokens, "n_ctx": n_ctx,
+                     "trained_context_length": trained})
+
+
+class MissingAPIKey(InvalidRequest):
+    """A remote model is called but its API key environment variable is not set."""
+
+    status, type = 400, "missing_api_key"
+
+    def __init__(self, model_id: str, env: str) -> None:
+        super().__init__(
+            f"Model {model_id!r} needs an API key: set the environment variable {env} where the "
+            "model host runs (then restart it), or choose a local model.",
+            details={"action": "set_key", "env": env, "model": model_id})
+
+
+class Unauthorized(JupyterLLMError):
+    """The request carries no valid token."""
+
+    status, type = 401, "unauthorized"
 
 
 class Forbidden(JupyterLLMError):

@@ -41,10 +41,12 @@ class Usage:
 
 @dataclass
 class Finish:
-    """The last event of an execution: why it stopped, and the token counts."""
+    """The last event of an execution: why it stopped, the token counts, and warnings for the
+    user (``{"type", "message", "details"}``, e.g. turns left out to fit the context)."""
 
     reason: str = "stop"
     usage: Usage | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -194,6 +196,8 @@ class Response:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.citations: list[Any] = []
+        self.warnings: list[dict[str, Any]] = []
+        """What every face shows besides the text (``{"type", "message", "details"}``)."""
         self.error: BaseException | None = None
         self._cancelled = threading.Event()
         self._state_lock = threading.Lock()
@@ -212,6 +216,7 @@ class Response:
                 if isinstance(event, Finish):
                     self.finish_reason = event.reason
                     self.usage = event.usage
+                    self.warnings.extend(w for w in event.warnings if w not in self.warnings)
                     continue
                 if self._cancelled.is_set():
                     if stoppable:
@@ -322,6 +327,7 @@ class Response:
             "usage": self.usage.to_dict() if self.usage else None,
             "timings": self.timings,
             "citations": [c.to_dict() if hasattr(c, "to_dict") else c for c in self.citations],
+            "warnings": list(self.warnings),
         }
 
     def __str__(self) -> str:
@@ -359,7 +365,7 @@ class Conversation:
         def recorded() -> Iterator[str | Finish]:
             yield from response
             conversation.messages.append({"role": "assistant", "content": response.text()})
-            yield Finish(response.finish_reason or "stop", response.usage)
+            yield Finish(response.finish_reason or "stop", response.usage, list(response.warnings))
 
         return Response(recorded(), model_id=response.model_id, request=response.request)
 

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ..backends.llama_cpp import effective_n_ctx
 from ..config import Settings
 from ..errors import Busy, Forbidden, InvalidRequest, JupyterLLMError, ModelLoadError, ModelNotReady
 from ..models import Message, Model, Request, Response, check_messages
@@ -126,9 +127,11 @@ class ModelHost:
         return self.store.state(spec)
 
     def models(self, tag: str | None = None) -> list[dict[str, Any]]:
-        """Every registry model as a dict with its ``state``, optionally filtered by tag."""
+        """Every registry model as a dict with its ``state`` and ``usable`` (False, with a
+        ``hint``, for a remote model whose API key variable is unset), optionally by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
-        return [{**spec.summary(), "state": self.state(spec)} for spec in specs]
+        return [{**spec.summary(), "state": self.state(spec), **_usability(spec)}
+                for spec in specs]
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
         """Turn an id, alias, ``tags:A,B`` query, GGUF path or None (the default) into a spec."""
@@ -361,10 +364,16 @@ class ModelHost:
         return True
 
     def ps(self) -> list[dict[str, Any]]:
-        """The loaded local models: pid, memory, queue, last use, expiry and context size."""
+        """The loaded local models: pid, memory, queue, last use, expiry, the context size
+        they run with and their chat template's source."""
         with self._lock:
             entries = list(self._loaded.values())
-        return [e.ps_entry(self._queues.get(e.spec.id)) for e in entries]
+        rows = []
+        for e in entries:
+            template = getattr(e.model, "chat_template", None) if not e.spec.is_embedding else None
+            rows.append({**e.ps_entry(self._queues.get(e.spec.id)),
+                         "chat_template": template.to_dict() if template is not None else None})
+        return rows
 
     # -- keep-alive --------------------------------------------------------------------------
     def _poke_reaper(self) -> None:
@@ -414,11 +423,12 @@ class ModelHost:
             model = entry.model
             if keep_alive is not None:
                 entry.keep_alive = self._keep_alive(keep_alive)
-            if options.get("n_ctx"):
-                entry.n_ctx = options["n_ctx"]  # the worker reloads its context at this size
         else:
             model = self._in_process_model(spec)
         request = make(model.options(options))
+        if local and request.options.n_ctx:  # the worker reloads its context at this size
+            entry.n_ctx = effective_n_ctx(request.options.n_ctx, _trained_length(entry))
+        warnings = _template_warnings(model, spec) if request.is_chat else []
         ticket = self._queue(spec).enter()
 
         def start() -> Any:
@@ -432,7 +442,9 @@ class ModelHost:
                 record_history(self, spec.id, request, stream, **log_fields)
 
         stream = HostStream(ticket, start, on_end)
-        return Response(stream, model_id=spec.id, request=request)
+        response = Response(stream, model_id=spec.id, request=request)
+        response.warnings.extend(warnings)
+        return response
 
     def _touch(self, model_id: str) -> None:
         with self._lock:
@@ -465,18 +477,23 @@ class ModelHost:
     def embed(self, texts: list[str], model: str | None = None, *,
               keep_alive: float | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
+        return self.embed_with_usage(texts, model, keep_alive=keep_alive)[0]
+
+    def embed_with_usage(self, texts: list[str], model: str | None = None, *,
+                         keep_alive: float | None = None) -> tuple[list[list[float]], int | None]:
+        """Embed texts; also the tokens they took (None when the model cannot tell)."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
         spec = self.resolve(model, embedding=True)
         if not self._is_local(spec):
-            return self._in_process_model(spec, embedding=True).embed(texts)
+            return _embed_counted(self._in_process_model(spec, embedding=True), texts)
         entry = self._acquire(spec)
         if keep_alive is not None:
             entry.keep_alive = self._keep_alive(keep_alive)
         ticket = self._queue(spec).enter()
         try:
             ticket.wait()
-            return self._acquire(spec, auto_load=True).model.embed(texts)
+            return _embed_counted(self._acquire(spec, auto_load=True).model, texts)
         finally:
             ticket.release()
             self._touch(spec.id)
@@ -497,3 +514,41 @@ class ModelHost:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _trained_length(entry: Resident) -> int | None:
+    """The trained context length of a loaded local model's file (header only)."""
+    from ..gguf_meta import read_gguf_metadata, trained_context_length
+
+    path = getattr(entry.model, "path", None)
+    try:
+        return trained_context_length(read_gguf_metadata(path)) if path else None
+    except (ModelLoadError, OSError):
+        return None
+
+
+def _template_warnings(model: Model, spec: ModelSpec) -> list[dict[str, Any]]:
+    """The chat-template warning of a local model (no template of its own), for every face."""
+    template = getattr(model, "chat_template", None) if not spec.is_embedding else None
+    found = template.warning_dict(spec.id) if template is not None else None
+    return [found] if found else []
+
+
+def _embed_counted(model: Any, texts: list[str]) -> tuple[list[list[float]], int | None]:
+    counted = getattr(model, "embed_with_usage", None)
+    if callable(counted):
+        return counted(texts)
+    return model.embed(texts), None
+
+
+def _usability(spec: ModelSpec) -> dict[str, Any]:
+    """``usable``, and for a remote model that cannot be called the hint that fixes it."""
+    if spec.backend != "openai" or not spec.is_remote:
+        return {"usable": True}
+    from ..backends.openai import missing_key_env
+
+    env = missing_key_env(spec)
+    if env is None:
+        return {"usable": True}
+    return {"usable": False, "hint": {"action": "set_key", "env": env, "model": spec.id,
+                                      "message": f"Set the environment variable {env}."}}

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backends.chat_format import ChatTemplate
 from ..backends.llama_cpp import LlamaCppOptions
 from ..errors import BackendError, JupyterLLMError, ModelLoadError, WorkerCrashed
 from ..models import Finish, Model, Request, Usage
@@ -69,7 +70,8 @@ class WorkerStream:
         self._ended = True
         if kind == "fin":
             usage = message[3]
-            return Finish(message[2], Usage(*usage) if usage else Usage(completion_tokens=self._pieces))
+            return Finish(message[2], Usage(*usage) if usage else Usage(completion_tokens=self._pieces),
+                          list(message[4]) if len(message) > 4 and message[4] else [])
         raise message[2]
 
     def cancel(self) -> None:
@@ -219,8 +221,24 @@ class WorkerModel(Model):
         return stream
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """Embed texts in the worker (models loaded for embeddings)."""
+        """Embed texts in the worker."""
         return self._call("embed", list(texts))
+
+    def embed_with_usage(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embed texts in the worker; also how many tokens they took."""
+        vectors, tokens = self._call("embed", {"texts": list(texts)})
+        return vectors, tokens
+
+    @property
+    def chat_template(self) -> ChatTemplate | None:
+        """The chat format the worker chose at load (None for embedding models)."""
+        found = self.info.get("chat_template") if self.info else None
+        return ChatTemplate(**found) if found else None
+
+    @property
+    def loaded_n_ctx(self) -> int | None:
+        """The context window the worker runs with."""
+        return self.info.get("n_ctx") if self.info else None
 
     def _call(self, kind: str, payload: Any) -> Any:
         stream = self._open()
