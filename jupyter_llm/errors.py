@@ -1,7 +1,9 @@
 """The one error hierarchy of jupyter_llm, mapped to HTTP status codes in one place.
 
 Every message says what went wrong and what to do next. Handlers, magics and
-the CLI render these errors; they never show a traceback to a user.
+the CLI render these errors; they never show a traceback to a user. Every class is built
+as ``cls(message, details=...)`` (so any of them can be rebuilt from the JSON shape or a
+worker's pipe); the ones that compose their own message have a ``from_…`` constructor.
 
     JupyterLLMError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
@@ -9,9 +11,11 @@ the CLI render these errors; they never show a traceback to a user.
     │   ├── ContextLengthExceeded (400 context_length_exceeded)  the input cannot fit n_ctx
     │   ├── MissingAPIKey (400 missing_api_key)     a remote model whose key variable is unset
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
+    │   ├── QuestionFileError (400 invalid_question_file) a malformed evaluation question file; names the line
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
     ├── Unauthorized (401 unauthorized)              a missing or wrong token
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
+    │   └── ModelNotAllowed (403 model_not_allowed)  the policy's allowlist excludes the model
     ├── NotFound (404 not_found)
     │   └── UnknownModel (404 unknown_model)        suggests close ids
     ├── Conflict (409 conflict)
@@ -26,7 +30,8 @@ the CLI render these errors; they never show a traceback to a user.
     ├── DownloadError (502 download_failed)
     │   ├── ChecksumMismatch (502 checksum_mismatch)
     │   └── InsufficientStorage (507 insufficient_storage)
-    └── Busy (503 busy)                              queue full; carries retry_after
+    ├── Busy (503 busy)                              queue full; carries retry_after
+    └── RateLimited (429 rate_limited)               a per-user limit of the policy; carries retry_after
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = [
     "ModelNotReady",
     "EmbedderMismatch",
     "NotACollection",
+    "QuestionFileError",
     "LoaderError",
     "RegistryError",
     "ModelLoadError",
@@ -60,6 +66,8 @@ __all__ = [
     "ChecksumMismatch",
     "InsufficientStorage",
     "Busy",
+    "ModelNotAllowed",
+    "RateLimited",
     "options_error_from_pydantic",
 ]
 
@@ -97,11 +105,13 @@ class ContextLengthExceeded(InvalidRequest):
 
     status, type = 400, "context_length_exceeded"
 
-    def __init__(self, model_id: str, prompt_tokens: int, n_ctx: int, *,
-                 trained: int | None = None) -> None:
+    @classmethod
+    def from_counts(cls, model_id: str, prompt_tokens: int, n_ctx: int, *,
+                    trained: int | None = None) -> ContextLengthExceeded:
+        """The error naming both numbers and how to fix it."""
         bigger = (f" (up to the model's trained length of {trained})" if trained and trained > n_ctx
                   else "")
-        super().__init__(
+        return cls(
             f"The input of {prompt_tokens} tokens does not fit the context window of model "
             f"{model_id!r}, which is {n_ctx} tokens. Send a shorter input (or fewer earlier "
             f"messages), or load the model with a larger n_ctx{bigger}.",
@@ -114,8 +124,10 @@ class MissingAPIKey(InvalidRequest):
 
     status, type = 400, "missing_api_key"
 
-    def __init__(self, model_id: str, env: str) -> None:
-        super().__init__(
+    @classmethod
+    def from_env(cls, model_id: str, env: str) -> MissingAPIKey:
+        """The error naming the variable to set (``details.action`` is ``set_key``)."""
+        return cls(
             f"Model {model_id!r} needs an API key: set the environment variable {env} where the "
             "model host runs (then restart it), or choose a local model.",
             details={"action": "set_key", "env": env, "model": model_id})
@@ -133,6 +145,12 @@ class Forbidden(JupyterLLMError):
     status, type = 403, "forbidden"
 
 
+class ModelNotAllowed(Forbidden):
+    """The policy does not let this user's role use the model."""
+
+    type = "model_not_allowed"
+
+
 class NotFound(JupyterLLMError):
     """A named thing does not exist."""
 
@@ -144,15 +162,21 @@ class UnknownModel(NotFound):
 
     type = "unknown_model"
 
-    def __init__(self, model_id: str, known: Iterable[str] = ()) -> None:
+    @classmethod
+    def from_id(cls, model_id: str, known: Iterable[str] = ()) -> UnknownModel:
+        """The error for ``model_id``, suggesting the close ids among ``known``."""
         close = difflib.get_close_matches(model_id, list(known), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         message = f"Unknown model {model_id!r}.{hint} Run `jupyter llm models` to list the models."
         if model_id.endswith(".gguf") and not model_id.startswith("url:"):  # a missing file
             close, message = [], (f"No GGUF file at {model_id}: check the path, or name a model "
                                   "from `jupyter llm models`.")
-        super().__init__(message, details={"model": model_id, "suggestions": close})
-        self.model_id = model_id
+        return cls(message, details={"model": model_id, "suggestions": close})
+
+    @property
+    def model_id(self) -> str:
+        """The id that no entry has."""
+        return str((self.details or {}).get("model", ""))
 
 
 class Conflict(JupyterLLMError):
@@ -177,6 +201,12 @@ class NotACollection(InvalidRequest):
     """The file exists but is not a jupyter-llm collection."""
 
     type = "not_a_collection"
+
+
+class QuestionFileError(InvalidRequest):
+    """An evaluation question file is malformed (the message names the line)."""
+
+    type = "invalid_question_file"
 
 
 class LoaderError(InvalidRequest):
@@ -208,12 +238,12 @@ class MissingDependency(JupyterLLMError):
 
     status, type = 501, "missing_dependency"
 
-    def __init__(self, package: str, purpose: str, extra: str = "all") -> None:
-        super().__init__(
-            f"{purpose} needs the package {package!r}. "
-            f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
-            details={"package": package, "extra": extra},
-        )
+    @classmethod
+    def from_package(cls, package: str, purpose: str, extra: str = "all") -> MissingDependency:
+        """The error for ``purpose`` needing ``package`` (installed by the ``extra``)."""
+        return cls(f"{purpose} needs the package {package!r}. "
+                   f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
+                   details={"package": package, "extra": extra})
 
 
 class BackendError(JupyterLLMError):
@@ -251,9 +281,15 @@ class Busy(JupyterLLMError):
 
     status, type = 503, "busy"
 
-    def __init__(self, message: str, *, retry_after: int = 1, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, retry_after: int = 1) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+class RateLimited(Busy):
+    """A per-user limit of the classroom policy; retry after ``retry_after`` seconds."""
+
+    status, type = 429, "rate_limited"
 
 
 def options_error_from_pydantic(exc: Any, *, what: str = "option") -> InvalidOptions:

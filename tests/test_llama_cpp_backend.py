@@ -137,7 +137,7 @@ def test_a_prompt_that_cannot_fit_is_context_length_exceeded(tiny_gguf):
     small = LlamaCppModel.from_path(tiny_gguf, n_ctx=64)
     with pytest.raises(ContextLengthExceeded) as info:
         small.complete("word " * 200, max_tokens=4).text()
-    assert info.value.status == 400 and info.value.details["n_ctx"] == small.loaded_n_ctx
+    assert info.value.status == 400 and info.value.details["n_ctx"] == small.context_size
     assert info.value.details["prompt_tokens"] > 64
     assert "n_ctx" in info.value.message and "2048" in info.value.message  # trained length
     small.close()

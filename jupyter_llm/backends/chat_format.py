@@ -87,14 +87,6 @@ class ChatTemplate:
         """For ``ps``, ``models/{id}`` and the worker's load answer."""
         return asdict(self)
 
-    def warning_dict(self, model_id: str) -> dict[str, Any] | None:
-        """The warning in the one error-like shape, with the structured hint of its action."""
-        if not self.warning:
-            return None
-        return {"type": "chat_template", "message": self.warning,
-                "details": {"action": "completion", "model": model_id, "source": self.source,
-                            "template": self.name}}
-
 
 def says_chat_tuned(*names: Any) -> bool:
     """True when a name (``general.finetune``, ``general.name``, the file's) says chat/instruct."""

@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..gguf_meta import read_gguf_metadata, trained_context_length
 from ..hookspecs import hookimpl
-from ..models import Backend, Finish, Message, Model, Request, Usage
+from ..models import Backend, Finish, Message, Model, Request, Usage, replace_hint
 from ..options import Options
 from .chat_format import (
     BUILTIN_TEMPLATES,
@@ -39,8 +39,8 @@ from .chat_format import (
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX", "replace_hint",
-           "effective_n_ctx"]
+__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX",
+           "effective_n_ctx", "schema_grammar"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError as e:
-        raise MissingDependency("llama-cpp-python", "Running local GGUF models", "llama") from e
+        raise MissingDependency.from_package("llama-cpp-python", "Running local GGUF models", "llama") from e
     return llama_cpp
 
 
@@ -108,11 +108,6 @@ class LlamaCppModel(Model):
     def loaded(self) -> bool:
         """True when the weights are in memory."""
         return self._llama is not None
-
-    @property
-    def loaded_n_ctx(self) -> int | None:
-        """The context window the loaded model runs with (None before loading)."""
-        return self._loaded_n_ctx
 
     def load(self, n_ctx: int | None = None, n_threads: int | None = None) -> Any:
         """Load the weights (again, if ``n_ctx`` or ``n_threads`` changed) and return the Llama.
@@ -166,6 +161,11 @@ class LlamaCppModel(Model):
         found = self._meta.get(f"{arch}.pooling_type")
         return found if isinstance(found, int) and found > 0 else _POOLING["mean"]
 
+    @property
+    def context_size(self) -> int | None:
+        """The context the loaded model really holds (None before loading)."""
+        return self._loaded_n_ctx
+
     def _default_n_ctx(self) -> int:
         configured = (self.spec.default_options or {}).get("n_ctx") if self.spec else None
         trained = self.spec.context_length if self.spec and self.spec.context_length else None
@@ -203,6 +203,12 @@ class LlamaCppModel(Model):
             if self._template.warning:
                 log.warning("%s", self._template.warning)
         return self._template
+
+    @property
+    def chat_template_info(self) -> dict[str, Any] | None:
+        """``chat_template`` as a dict (source, name, architecture, warning) for ``ps``; None
+        for embedding models."""
+        return None if self.embedding else self.chat_template.to_dict()
 
     def format_chat(self, messages: list[Message]) -> tuple[str, list[str]]:
         """Render messages as the prompt text (BOS included) and the stop strings, with the
@@ -278,7 +284,7 @@ class LlamaCppModel(Model):
 
     def _check_fits(self, n_tokens: int, llama: Any) -> None:
         if n_tokens >= _ctx_limit(llama):
-            raise ContextLengthExceeded(self.model_id, n_tokens, _ctx_limit(llama),
+            raise ContextLengthExceeded.from_counts(self.model_id, n_tokens, _ctx_limit(llama),
                                         trained=self._trained_ctx)
 
     def execute(self, request: Request) -> Iterator[str | Finish]:
@@ -405,13 +411,6 @@ def _apply_builtin(name: str, messages: list[Message]) -> str:
     raise InvalidRequest(f"llama.cpp's {name!r} chat template failed.")  # pragma: no cover
 
 
-def replace_hint(model_id: str, spec: ModelSpec | None, path: Path) -> str:
-    """How to replace a bad model file: pull it again for registry models, else name the file."""
-    if spec is not None and spec.url and not (spec.model_extra or {}).get("path"):
-        return f"delete it (`jupyter llm rm {model_id}`) and pull it again"
-    return f"re-create or re-download the file {path}"
-
-
 def _compile_grammar(grammar: str, llama: Any) -> Any:
     """Check a GBNF grammar with llama.cpp's own parser (an invalid one would crash the
     sampler), then wrap it for ``create_completion``."""
@@ -435,16 +434,16 @@ def _env_int(name: str) -> int | None:
 
 
 class LlamaCppBackend(Backend):
-    """Creates ``LlamaCppModel`` objects for installed registry entries."""
+    """Creates ``LlamaCppModel`` objects; the host runs each in a worker process."""
 
     name = "llama_cpp"
+    in_worker = True
+    Options = LlamaCppOptions
 
-    def create(self, spec: ModelSpec) -> LlamaCppModel:
-        """A model reading the installed file of ``spec`` from the store."""
-        from ..store import Store
-
-        store = Store()
-        return LlamaCppModel(spec.id, spec, path=store.installed_path(spec) or store.path_for(spec))
+    def create(self, spec: ModelSpec, *, path: str | Path,  # type: ignore[override]
+               n_ctx: int | None = None, n_threads: int | None = None) -> LlamaCppModel:
+        """A model reading the GGUF file at ``path`` (the host passes the one in its store)."""
+        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads)
 
 
 @hookimpl

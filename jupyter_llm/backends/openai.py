@@ -60,7 +60,7 @@ class OpenAIModel(Model):
             return self._api_key
         env = missing_key_env(self.spec, self.api_base)
         if env:
-            raise MissingAPIKey(self.model_id, env)
+            raise MissingAPIKey.from_env(self.model_id, env)
         env = (self.spec.api_key_env if self.spec else None) or "OPENAI_API_KEY"
         return os.environ.get(env) or "not-needed"  # local servers usually accept any key
 
@@ -71,7 +71,7 @@ class OpenAIModel(Model):
             try:
                 import openai
             except ImportError as e:
-                raise MissingDependency("openai", "Remote models") from e
+                raise MissingDependency.from_package("openai", "Remote models") from e
             self._client = openai.OpenAI(base_url=self.api_base, api_key=self._key(), max_retries=1)
         return self._client
 
@@ -202,6 +202,14 @@ class OpenAIBackend(Backend):
     def create(self, spec: ModelSpec) -> OpenAIModel:
         """A model calling the API described by ``spec``."""
         return OpenAIModel(spec.id, spec)
+
+    def setup_hint(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """``set_key`` when the entry's API key variable (or OpenAI's) is unset."""
+        env = missing_key_env(spec)
+        if env is None:
+            return None
+        return {"action": "set_key", "env": env, "model": spec.id,
+                "message": f"Set the environment variable {env} to use {spec.id}."}
 
 
 @hookimpl

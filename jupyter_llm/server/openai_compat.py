@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from ..errors import InvalidOptions, InvalidRequest
+from ..errors import InvalidOptions, InvalidRequest, UnknownModel
 from .base import LLMHandler, openai_error_body
 from .generation import Generation, start_generation
 
@@ -184,8 +184,9 @@ class V1ModelsHandler(_V1Handler):
     async def get(self) -> None:
         """OpenAI's model list."""
         host = await self.host()
-        models = await self.run_blocking(host.models)
-        data = [_model_object(m) for m in models if m.get("state") in ("installed", "loaded")]
+        models = await self.run_blocking(host.models, None, user=self.identity())
+        data = [_model_object(m) for m in models
+                if m.get("state") in ("installed", "loaded") and m["allowed"]]
         self.write_json({"object": "list", "data": data})
 
 
@@ -199,7 +200,10 @@ class V1ModelHandler(_V1Handler):
 
         def find() -> dict[str, Any]:
             spec = host.registry.get(model_id)
-            return next(m for m in host.models() if m["id"] == spec.id)
+            found = next(m for m in host.models(user=self.identity()) if m["id"] == spec.id)
+            if not found["allowed"]:  # as in the list: a model the policy hides is unknown
+                raise UnknownModel.from_id(model_id)
+            return found
 
         self.write_json(_model_object(await self.run_blocking(find)))
 
@@ -217,10 +221,11 @@ class _CompletionHandler(_V1Handler):
         ``stream``). The first is started before answering, so its errors get a status."""
         host = await self.host()
         options = body.options()
+        identity = self.identity()
 
         def start(gen_kwargs: dict[str, Any]) -> Generation:
             return start_generation(host, model=body.model, options=options, face="openai",
-                                    user=body.user or self.user_name(), **gen_kwargs)
+                                    user=identity, **gen_kwargs)
 
         first: Generation = await self.run_blocking(start, runs[0])
         await self.prime(first)
@@ -322,7 +327,7 @@ class EmbeddingsHandler(_V1Handler):
 
         def embed() -> tuple[str, list[list[float]], int | None]:
             spec = host.resolve(body.model, embedding=True)
-            return spec.id, *host.embed_with_usage(texts, spec.id)
+            return spec.id, *host.embed_with_usage(texts, spec.id, user=self.identity())
 
         model_id, vectors, tokens = await self.run_blocking(embed)
         data = []
