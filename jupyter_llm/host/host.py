@@ -32,15 +32,14 @@ from ..errors import (
     InvalidRequest,
     JupyterLLMError,
     ModelLoadError,
-    ModelNotAllowed,
     ModelNotReady,
-    RateLimited,
 )
 from ..models import Message, Model, Request, Response, check_messages
 from ..plugins import create_model, get_backend, model_file, plugins, registry_with_plugins
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
-from .limits import Admission, Gate
+from .classroom import Classroom
+from .limits import Admission
 from .memory import (
     MB,
     Candidate,
@@ -50,23 +49,15 @@ from .memory import (
     default_budget_bytes,
     estimate_model_bytes,
 )
-from .policy import Identity, PolicySource
+from .model_facts import embed_counted, template_warnings, trained_length, usability
+from .policy import Identity
 from .records import record_history
 from .scheduler import ModelQueue
 from .streams import HostStream
-from .tutoring import CodeGuard, GuardedExecution, guard_messages
+from .tutoring import CodeGuard, GuardedExecution
 from .worker_model import WorkerModel
 
 __all__ = ["ModelHost"]
-
-
-def _os_user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in this environment
-        return "local"
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +87,7 @@ class ModelHost:
         self._queues: dict[str, ModelQueue] = {}
         self._in_process: dict[str, Model] = {}
         self._reaper: Reaper | None = None
-        self.policy = PolicySource(self.settings.policy_file, inline=self.settings.policy)
-        self.gate = Gate(self.policy)
+        self.classroom = Classroom(self.settings, lambda: self.history)
 
     # -- registry and state ----------------------------------------------------------------
     def reload_registry(self) -> None:
@@ -156,28 +146,10 @@ class ModelHost:
         (``allowed``) and whether it can answer (``usable``: False, with a ``hint``, for a
         remote model whose API key variable is unset), optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
-        identity = self.identify(user)
+        identity = self.classroom.identify(user)
         return [{**spec.summary(), "state": self.state(spec),
-                 "allowed": self.gate.allowed(identity, spec.id), **_usability(spec)}
+                 "allowed": self.classroom.allowed(identity, spec.id), **usability(spec)}
                 for spec in specs]
-
-    # -- identities and the classroom policy -------------------------------------------------
-    def identify(self, user: str | Identity | None) -> Identity:
-        """The ``Identity`` of a caller: given by the server, or a name whose role the policy
-        tells (in-process callers are the OS user)."""
-        policy = self.policy.policy
-        if isinstance(user, Identity):
-            return user if user.role in policy.roles else user.model_copy(
-                update={"role": policy.role_name(user.name, user.groups)})
-        name = user or _os_user()
-        return Identity(name=name, role=policy.role_name(name))
-
-    def _tutoring_guard(self, identity: Identity) -> CodeGuard | None:
-        policy = self.policy.policy
-        role = policy.roles[identity.role]
-        if not role.tutoring_guard or role.sees_guarded:
-            return None
-        return CodeGuard(policy.tutoring.max_code_lines)
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
         """Turn an id, alias, ``tags:A,B`` query, GGUF path or None (the default) into a spec."""
@@ -482,9 +454,9 @@ class ModelHost:
             model = self._in_process_model(spec)
         request = make(model.options(options))
         if local and request.options.n_ctx:  # the worker reloads its context at this size
-            trained = _trained_length(entry)
+            trained = trained_length(entry)
             entry.n_ctx = min(request.options.n_ctx, trained or request.options.n_ctx)
-        warnings = _template_warnings(model, spec) if request.is_chat else []
+        warnings = template_warnings(model, spec) if request.is_chat else []
         ticket = self._queue(spec).enter()
 
         def start() -> Any:
@@ -504,7 +476,8 @@ class ModelHost:
                                guard=guard)
 
         stream = HostStream(ticket, start, on_end)
-        response = Response(stream, model_id=spec.id, request=request)
+        response = Response(stream, model_id=spec.id, request=request,
+                            request_id=log_fields.get("request_id") if log_fields else None)
         response.warnings.extend(warnings)
         return response
 
@@ -521,12 +494,10 @@ class ModelHost:
         """Run a chat on the named (or default) model and return a streaming Response."""
         messages = check_messages(messages)
         spec = self.resolve(model)
-        identity = self.identify(user)
-        guard = self._tutoring_guard(identity)
-        if guard is not None:
-            messages = guard_messages(messages, self.policy.policy.tutoring.system_prompt)
-        admission = self._admit(identity, spec.id, face)
-        fields = self._log_fields(log, face, identity)
+        identity = self.classroom.identify(user)
+        messages, guard = self.classroom.guard(identity, messages)
+        admission = self.classroom.admit(identity, spec.id, face)
+        fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(messages=messages, options=opts), fields,
                          admission=admission, guard=guard)
@@ -538,36 +509,12 @@ class ModelHost:
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string.")
         spec = self.resolve(model)
-        identity = self.identify(user)
-        admission = self._admit(identity, spec.id, face)
-        fields = self._log_fields(log, face, identity)
+        identity = self.classroom.identify(user)
+        admission = self.classroom.admit(identity, spec.id, face)
+        fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(prompt=prompt, options=opts), fields,
                          admission=admission)
-
-    def _admit(self, identity: Identity, model_id: str, face: str) -> Admission:
-        """Pass the policy's gate, or record the refusal (for the instructor's stats) and raise."""
-        try:
-            return self.gate.admit(identity, model_id)
-        except (RateLimited, ModelNotAllowed) as e:
-            history = self.history if self.settings.history else None
-            if history is not None:
-                try:
-                    history.record(model=model_id, face=face, user=identity.name,
-                                   error=f"refused: {e.message}")
-                except JupyterLLMError as failed:
-                    log.warning("Could not record a refusal in the history log: %s", failed)
-            raise
-
-    def _log_fields(self, log: bool, face: str, identity: Identity) -> dict[str, Any] | None:
-        """What the history records of a request, or None when it is not logged: a caller may
-        opt out only where the policy lets its role."""
-        if not self.settings.history:
-            return None
-        policy = self.policy.policy
-        if not log and policy.logging_opt_out and policy.roles[identity.role].log_opt_out:
-            return None
-        return {"face": face, "user": identity.name}
 
     def embed(self, texts: list[str], model: str | None = None, *,
               keep_alive: float | None = None,
@@ -583,16 +530,17 @@ class ModelHost:
             raise InvalidRequest("input must be a string or a list of strings.")
         spec = self.resolve(model, embedding=True)
         if user is not None:  # a request from outside (the API): the policy applies
-            self.gate.admit(self.identify(user), spec.id).finish()
+            identity = self.classroom.identify(user)
+            self.classroom.admit(identity, spec.id, "api").finish()
         if not self._is_local(spec):
-            return _embed_counted(self._in_process_model(spec, embedding=True), texts)
+            return embed_counted(self._in_process_model(spec, embedding=True), texts)
         entry = self._acquire(spec)
         if keep_alive is not None:
             entry.keep_alive = self._keep_alive(keep_alive)
         ticket = self._queue(spec).enter()
         try:
             ticket.wait()
-            return _embed_counted(self._acquire(spec, auto_load=True).model, texts)
+            return embed_counted(self._acquire(spec, auto_load=True).model, texts)
         finally:
             ticket.release()
             self._touch(spec.id)
@@ -614,40 +562,3 @@ class ModelHost:
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
 
-
-def _trained_length(entry: Resident) -> int | None:
-    """The trained context length of a loaded local model's file (header only)."""
-    from ..gguf_meta import read_gguf_metadata, trained_context_length
-
-    path = getattr(entry.model, "path", None)
-    try:
-        return trained_context_length(read_gguf_metadata(path)) if path else None
-    except (ModelLoadError, OSError):
-        return None
-
-
-def _template_warnings(model: Model, spec: ModelSpec) -> list[dict[str, Any]]:
-    """The chat-template warning of a local model (no template of its own), for every face."""
-    info = getattr(model, "chat_template_info", None) if not spec.is_embedding else None
-    if not info or not info.get("warning"):
-        return []
-    return [{"type": "chat_template", "message": info["warning"],
-             "details": {"action": "completion", "model": spec.id, "source": info.get("source"),
-                         "template": info.get("name")}}]
-
-
-def _embed_counted(model: Any, texts: list[str]) -> tuple[list[list[float]], int | None]:
-    counted = getattr(model, "embed_with_usage", None)
-    if callable(counted):
-        return counted(texts)
-    return model.embed(texts), None
-
-
-def _usability(spec: ModelSpec) -> dict[str, Any]:
-    """``usable``, and for a model that cannot answer yet (a remote model without its API key)
-    the structured ``hint`` that fixes it, as its backend tells."""
-    try:
-        hint = get_backend(spec.backend, spec).setup_hint(spec)
-    except JupyterLLMError:  # a backend no plugin registers: using it says so
-        return {"usable": True}
-    return {"usable": True} if hint is None else {"usable": False, "hint": hint}

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from ..errors import Forbidden, InvalidRequest
+from ..errors import Forbidden, InvalidRequest, NotFound
 from .base import LLMHandler
 
 __all__ = ["default_handlers", "FeedbackBody", "TokenBody"]
@@ -41,8 +41,8 @@ class ClassroomHandler(LLMHandler):
     async def caller(self) -> tuple[Any, Any, Any]:
         """``(host, identity, role)`` of this request."""
         host = await self.host()
-        identity = host.identify(self.identity())
-        return host, identity, host.policy.policy.roles[identity.role]
+        identity = host.classroom.identify(self.identity())
+        return host, identity, host.classroom.policy.policy.roles[identity.role]
 
     def _number(self, name: str, *, integer: bool = False) -> Any:
         raw = self.get_argument(name, None)
@@ -92,8 +92,8 @@ class MeHandler(ClassroomHandler):
                          "history": role.history, "export": role.export,
                          "manage_tokens": role.manage_tokens,
                          "tutoring_guard": role.tutoring_guard and not role.sees_guarded,
-                         "models": role.models, "usage": host.gate.usage(identity),
-                         "policy_error": host.policy.error if role.manage_tokens else None})
+                         "models": role.models, "usage": host.classroom.gate.usage(identity),
+                         "policy_error": host.classroom.policy.error if role.manage_tokens else None})
 
 
 class HistoryHandler(ClassroomHandler):
@@ -146,7 +146,8 @@ class HistoryExportHandler(ClassroomHandler):
 
 
 class FeedbackHandler(ClassroomHandler):
-    """``POST llm/api/history/{id}/feedback``."""
+    """``POST llm/api/history/{id}/feedback`` (the entry's id, or the ``request_id`` that its
+    response carried)."""
 
     @web.authenticated
     async def post(self, entry_id: str) -> None:
@@ -154,10 +155,10 @@ class FeedbackHandler(ClassroomHandler):
         _, identity, role = await self.caller()
         body = self.parse(FeedbackBody)
         history = await self.run_blocking(lambda: self.llm.history_log)
-        entry = await self.run_blocking(history.get, int(entry_id))
+        entry = await self.run_blocking(history.get, entry_id)
         if entry is None or (role.history != "all" and entry.get("user") != identity.name):
-            raise web.HTTPError(404, f"No history entry {entry_id} of yours.")
-        updated = await self.run_blocking(history.feedback, int(entry_id), rating=body.rating,
+            raise NotFound(f"No history entry {entry_id} of yours.", details={"id": entry_id})
+        updated = await self.run_blocking(history.feedback, entry["id"], rating=body.rating,
                                           score=body.score, comment=body.comment)
         self.write_json(updated)
 
@@ -176,9 +177,10 @@ class TokensHandler(ClassroomHandler):
         """Issue a token; the answer is the only place it is ever shown."""
         host, tokens = await self._tokens()
         body = self.parse(TokenBody)
-        if body.role not in host.policy.policy.roles:
+        roles = host.classroom.policy.policy.roles
+        if body.role not in roles:
             raise InvalidRequest(f"Unknown role {body.role!r}; the roles are "
-                                 f"{', '.join(sorted(host.policy.policy.roles))}.",
+                                 f"{', '.join(sorted(roles))}.",
                                  details={"field": "role"})
         token = await self.run_blocking(tokens.add, body.name, body.role)
         self.write_json({"name": body.name, "role": body.role, "token": token}, status=201)
@@ -199,7 +201,7 @@ default_handlers = [
     (r"/llm/api/history", HistoryHandler),
     (r"/llm/api/history/stats", HistoryStatsHandler),
     (r"/llm/api/history/export", HistoryExportHandler),
-    (r"/llm/api/history/(\d+)/feedback", FeedbackHandler),
+    (r"/llm/api/history/([0-9a-f]+)/feedback", FeedbackHandler),
     (r"/llm/api/tokens", TokensHandler),
     (r"/llm/api/tokens/([^/]+)", TokenHandler),
 ]
