@@ -5,6 +5,7 @@ the CLI render these errors; they never show a traceback to a user.
 
     JupyterLLMError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
+    │   ├── TooLarge (413 too_large)                a body over max_body_mb
     │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
@@ -32,10 +33,13 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
+from .redact import redact, redact_obj
+
 __all__ = [
     "JupyterLLMError",
     "InvalidRequest",
     "InvalidOptions",
+    "TooLarge",
     "Forbidden",
     "NotFound",
     "UnknownModel",
@@ -65,6 +69,7 @@ class JupyterLLMError(Exception):
     type: str = "internal_error"
 
     def __init__(self, message: str, *, details: Any = None) -> None:
+        message, details = redact(message), redact_obj(details)  # secrets never leave
         super().__init__(message)
         self.message = message
         self.details = details
@@ -78,6 +83,12 @@ class InvalidRequest(JupyterLLMError):
     """The request body or arguments are malformed."""
 
     status, type = 400, "invalid_request"
+
+
+class TooLarge(InvalidRequest):
+    """The request body is larger than the server accepts."""
+
+    status, type = 413, "too_large"
 
 
 class InvalidOptions(InvalidRequest):

@@ -165,6 +165,10 @@ class LlamaCppModel(Model):
                 tokens = llama.tokenize((request.prompt or "").encode("utf-8"), add_bos=True,
                                         special=True)
             kwargs = self._completion_kwargs(opts, stops, llama)
+            if opts.temperature == 0 or opts.seed is not None:
+                # A reused prompt prefix is evaluated in other batch sizes, which shifts the
+                # logits slightly: a reproducible request starts from an empty context.
+                llama.reset()
             count = 0
             reason = "stop"
             for chunk in llama.create_completion(prompt=tokens, stream=True, **kwargs):
