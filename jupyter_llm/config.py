@@ -6,6 +6,7 @@ extension also exposes each one as a ``c.JupyterLLM.<field>`` traitlet.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -43,12 +44,24 @@ class Settings(BaseModel):
         default_factory=list,
         description="Folders whose GGUF files HTTP requests may load by path (default: none; "
                     "several separated by the OS path separator).")
+    policy_file: str | None = Field(None, description="Classroom policy file (YAML or JSON): roles, limits, allowed models; reloaded when it changes.")
+    policy: dict[str, Any] | None = Field(None, description="Classroom policy given inline (same format as the policy file); JSON in the environment variable.")
 
     @field_validator("allow_model_paths", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [p for p in value.split(os.pathsep) if p.strip()]
+        return value
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as e:
+                raise ValueError(f"not valid JSON ({e})") from None
         return value
 
     @classmethod

@@ -229,7 +229,7 @@ class Registry:
         lowered = {k.lower(): k for k in self.models}
         if model_id.lower() in lowered:
             return self.models[lowered[model_id.lower()]]
-        raise UnknownModel(model_id, list(self.models) + list(self.aliases))
+        raise UnknownModel.from_id(model_id, list(self.models) + list(self.aliases))
 
     def __contains__(self, model_id: object) -> bool:
         return isinstance(model_id, str) and (model_id in self.models or model_id in self.aliases)

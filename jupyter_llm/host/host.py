@@ -3,8 +3,10 @@
 Every face (server handlers, ``LocalClient``, the CLI) calls these methods; none of them
 repeats this logic. All public methods are thread-safe.
 
-- A local GGUF model runs in its own worker process (``WorkerModel``); remote models
-  (the ``openai`` backend) and plugin models run in this process.
+- Every model is created through the plugins. A model of an ``in_worker`` backend (local
+  GGUF files with ``llama_cpp``, or a plugin's) runs in its own worker process
+  (``WorkerModel``); remote models (the ``openai`` backend) and plugins' ready models run
+  in this process.
 - Loads are shared: concurrent first requests for a model wait for one load.
 - Each model has a bounded FIFO queue (``ModelQueue``); a worker runs one request at a
   time, and a full queue answers ``Busy``.
@@ -29,14 +31,24 @@ from pydantic import BaseModel, Field
 
 from ..config import Settings
 from ..confine import check_path_text, confine, safe_file_name
-from ..errors import Busy, Forbidden, InvalidRequest, JupyterLLMError, ModelLoadError, ModelNotReady
+from ..errors import (
+    Busy,
+    Forbidden,
+    InvalidRequest,
+    JupyterLLMError,
+    ModelLoadError,
+    ModelNotAllowed,
+    ModelNotReady,
+    RateLimited,
+)
 from ..limits import check_texts
 from ..models import Message, Model, Request, Response, check_messages
 from ..options import validate_options
-from ..plugins import create_model, plugins, registry_with_plugins
+from ..plugins import create_model, get_backend, model_file, plugins, registry_with_plugins
 from ..redact import install_log_redaction
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
+from .limits import Admission, Gate
 from .memory import (
     MB,
     Candidate,
@@ -46,12 +58,23 @@ from .memory import (
     default_budget_bytes,
     estimate_model_bytes,
 )
+from .policy import Identity, PolicySource
 from .records import record_history
 from .scheduler import ModelQueue
 from .streams import HostStream
+from .tutoring import CodeGuard, GuardedExecution, guard_messages
 from .worker_model import WorkerModel
 
 __all__ = ["ModelHost"]
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return "local"
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +113,8 @@ class ModelHost:
         self._queues: dict[str, ModelQueue] = {}
         self._in_process: dict[str, Model] = {}
         self._reaper: Reaper | None = None
+        self.policy = PolicySource(self.settings.policy_file, inline=self.settings.policy)
+        self.gate = Gate(self.policy)
 
     # -- registry and state ----------------------------------------------------------------
     def reload_registry(self) -> None:
@@ -142,10 +167,32 @@ class ModelHost:
             return "installed"
         return self.store.state(spec)
 
-    def models(self, tag: str | None = None) -> list[dict[str, Any]]:
-        """Every registry model as a dict with its ``state``, optionally filtered by tag."""
+    def models(self, tag: str | None = None, *,
+               user: str | Identity | None = None) -> list[dict[str, Any]]:
+        """Every registry model as a dict with its ``state`` and whether ``user`` may use it
+        (``allowed``), optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
-        return [{**spec.summary(), "state": self.state(spec)} for spec in specs]
+        identity = self.identify(user)
+        return [{**spec.summary(), "state": self.state(spec),
+                 "allowed": self.gate.allowed(identity, spec.id)} for spec in specs]
+
+    # -- identities and the classroom policy -------------------------------------------------
+    def identify(self, user: str | Identity | None) -> Identity:
+        """The ``Identity`` of a caller: given by the server, or a name whose role the policy
+        tells (in-process callers are the OS user)."""
+        policy = self.policy.policy
+        if isinstance(user, Identity):
+            return user if user.role in policy.roles else user.model_copy(
+                update={"role": policy.role_name(user.name, user.groups)})
+        name = user or _os_user()
+        return Identity(name=name, role=policy.role_name(name))
+
+    def _tutoring_guard(self, identity: Identity) -> CodeGuard | None:
+        policy = self.policy.policy
+        role = policy.roles[identity.role]
+        if not role.tutoring_guard or role.sees_guarded:
+            return None
+        return CodeGuard(policy.tutoring.max_code_lines)
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
         """Turn an id, alias, ``tags:A,B`` query, GGUF path or None (the default) into a spec."""
@@ -232,17 +279,17 @@ class ModelHost:
 
     # -- loading ---------------------------------------------------------------------------
     def _is_local(self, spec: ModelSpec) -> bool:
-        return spec.backend == "llama_cpp" and spec.id not in plugins().models
+        """True for models of an ``in_worker`` backend: loaded, budgeted, kept alive here."""
+        found = plugins()
+        backend = found.backends.get(spec.backend)
+        return backend is not None and backend.in_worker and spec.id not in found.models
 
     def _path_of(self, spec: ModelSpec) -> Path:
-        path = (spec.model_extra or {}).get("path")
-        if path:
-            return Path(path)
-        if not self.store.is_installed(spec):
+        if not (spec.model_extra or {}).get("path") and not self.store.is_installed(spec):
             raise ModelNotReady(f"Model {spec.id!r} is not installed. Run `jupyter llm pull "
                                 f"{spec.id}` (or `%llm pull {spec.id}`).",
                                 details={"model": spec.id})
-        return self.store.path_for(spec)
+        return model_file(spec, self.store)
 
     def _in_process_model(self, spec: ModelSpec, *, embedding: bool = False) -> Model:
         with self._lock:
@@ -252,7 +299,7 @@ class ModelHost:
                 if embedding and spec.id in found.embedding_models:
                     model = found.embedding_models[spec.id]  # type: ignore[assignment]
                 else:
-                    model = create_model(spec)
+                    model = create_model(spec, store=self.store)
                 self._in_process[spec.id] = model
             return model
 
@@ -299,10 +346,9 @@ class ModelHost:
                 log.info("Unloading %s to make room for %s", victim.spec.id, spec.id)
                 victim.model.close()
             model = self._new_local_model(spec, path, n_ctx, options)
-            info = model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
-            loaded_ctx = (info or {}).get("n_ctx") if isinstance(info, dict) else None
+            model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
             entry = Resident(spec=spec, model=model, bytes=need,
-                            n_ctx=loaded_ctx or getattr(model, "_loaded_n_ctx", None) or n_ctx,
+                            n_ctx=model.context_size or n_ctx,
                             keep_alive=self._keep_alive(options.get("keep_alive")))
             with self._lock:
                 self._loaded[spec.id] = entry
@@ -348,14 +394,13 @@ class ModelHost:
 
     def _new_local_model(self, spec: ModelSpec, path: Path, n_ctx: int | None,
                          options: dict[str, Any]) -> Model:
+        """A model of an ``in_worker`` backend: in a worker process, or here when
+        ``use_workers`` is off (tests, debugging)."""
         n_threads = options.get("n_threads") or self.settings.n_threads
         if self.use_workers:
-            return WorkerModel(spec.id, spec, path=path, embedding=spec.is_embedding,
-                               n_ctx=n_ctx, n_threads=n_threads, on_exit=self._worker_exited)
-        from ..backends.llama_cpp import LlamaCppModel
-
-        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
-                             embedding=spec.is_embedding)
+            return WorkerModel(get_backend(spec.backend, spec), spec, path=path, n_ctx=n_ctx,
+                               n_threads=n_threads, on_exit=self._worker_exited)
+        return create_model(spec, path=path, n_ctx=n_ctx, n_threads=n_threads)
 
     def _worker_exited(self, worker: WorkerModel, error: JupyterLLMError | None) -> None:
         with self._lock:
@@ -460,7 +505,18 @@ class ModelHost:
             return queue
 
     def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
-             make: Any, log_fields: dict[str, Any] | None) -> Response:
+             make: Any, log_fields: dict[str, Any] | None, *, admission: Admission | None = None,
+             guard: CodeGuard | None = None) -> Response:
+        try:
+            return self._start_run(spec, options, keep_alive, make, log_fields, admission, guard)
+        except BaseException:
+            if admission is not None:
+                admission.finish()
+            raise
+
+    def _start_run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
+                   make: Any, log_fields: dict[str, Any] | None, admission: Admission | None,
+                   guard: CodeGuard | None) -> Response:
         local = self._is_local(spec)
         load_options = {k: v for k, v in validate_options(  # type: ignore[arg-type]
             _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
@@ -481,12 +537,18 @@ class ModelHost:
         def start() -> Any:
             current = self._acquire(spec, auto_load=True, load_options=load_options).model \
                 if local else model
-            return current.execute(request)
+            execution = current.execute(request)
+            return GuardedExecution(guard, execution) if guard is not None else execution
 
         def on_end(stream: HostStream) -> None:
             self._touch(spec.id)
+            if admission is not None:
+                usage = stream.finish.usage if stream.finish else None
+                admission.finish((usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+                                 if usage else len(stream.pieces))
             if log_fields is not None:
-                record_history(self, spec.id, request, stream, **log_fields)
+                record_history(self, spec.id, request, stream, **log_fields,
+                               guard=guard)
 
         stream = HostStream(ticket, start, on_end)
         return Response(stream, model_id=spec.id, request=request)
@@ -505,9 +567,15 @@ class ModelHost:
         messages = check_messages(messages)
         check_texts((str(m.get("content") or "") for m in messages), self.settings)
         spec = self.resolve(model)
-        fields = {"face": face, "user": user} if log and self.settings.history else None
+        identity = self.identify(user)
+        guard = self._tutoring_guard(identity)
+        if guard is not None:
+            messages = guard_messages(messages, self.policy.policy.tutoring.system_prompt)
+        admission = self._admit(identity, spec.id, face)
+        fields = self._log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
-                         lambda opts: Request(messages=messages, options=opts), fields)
+                         lambda opts: Request(messages=messages, options=opts), fields,
+                         admission=admission, guard=guard)
 
     def generate(self, prompt: str, model: str | None = None, *, log: bool = True,
                  face: str = "python", user: str | None = None, keep_alive: float | None = None,
@@ -517,17 +585,47 @@ class ModelHost:
             raise InvalidRequest("prompt must be a string.")
         check_texts([prompt], self.settings)
         spec = self.resolve(model)
-        fields = {"face": face, "user": user} if log and self.settings.history else None
+        identity = self.identify(user)
+        admission = self._admit(identity, spec.id, face)
+        fields = self._log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
-                         lambda opts: Request(prompt=prompt, options=opts), fields)
+                         lambda opts: Request(prompt=prompt, options=opts), fields,
+                         admission=admission)
+
+    def _admit(self, identity: Identity, model_id: str, face: str) -> Admission:
+        """Pass the policy's gate, or record the refusal (for the instructor's stats) and raise."""
+        try:
+            return self.gate.admit(identity, model_id)
+        except (RateLimited, ModelNotAllowed) as e:
+            history = self.history if self.settings.history else None
+            if history is not None:
+                try:
+                    history.record(model=model_id, face=face, user=identity.name,
+                                   error=f"refused: {e.message}")
+                except JupyterLLMError as failed:
+                    log.warning("Could not record a refusal in the history log: %s", failed)
+            raise
+
+    def _log_fields(self, log: bool, face: str, identity: Identity) -> dict[str, Any] | None:
+        """What the history records of a request, or None when it is not logged: a caller may
+        opt out only where the policy lets its role."""
+        if not self.settings.history:
+            return None
+        policy = self.policy.policy
+        if not log and policy.logging_opt_out and policy.roles[identity.role].log_opt_out:
+            return None
+        return {"face": face, "user": identity.name}
 
     def embed(self, texts: list[str], model: str | None = None, *,
-              keep_alive: float | None = None) -> list[list[float]]:
+              keep_alive: float | None = None,
+              user: str | Identity | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
         check_texts(texts, self.settings, what="input", embedding=True)
         spec = self.resolve(model, embedding=True)
+        if user is not None:  # a request from outside (the API): the policy applies
+            self.gate.admit(self.identify(user), spec.id).finish()
         if not self._is_local(spec):
             return self._in_process_model(spec, embedding=True).embed(texts)
         entry = self._acquire(spec)

@@ -14,7 +14,7 @@ from jupyter_server.auth.authorizer import Authorizer
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, Integer, List, Unicode
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from .._version import __version__
 
@@ -22,13 +22,14 @@ __all__ = ["JupyterLLM", "LLMOnlyAuthorizer", "URL_ENV", "TOKEN_ENV"]
 
 URL_ENV = "JUPYTER_LLM_URL"
 TOKEN_ENV = "JUPYTER_LLM_TOKEN"
-HANDLER_MODULES = ("native", "collections", "openai_compat", "pantry", "openapi")
+HANDLER_MODULES = ("native", "classroom", "collections", "openai_compat", "pantry", "openapi")
 
 # (trait name, Settings field) for every setting the extension exposes as config.
 SETTING_TRAITS = ("default_model", "default_embedding_model", "allow_downloads",
                   "allow_url_downloads", "auto_load", "memory_budget_mb", "max_loaded_models",
-                  "keep_alive_s", "queue_size", "n_threads", "n_ctx", "history",
-                  "max_body_mb", "max_prompt_chars", "max_embed_inputs", "allow_model_paths")
+                  "keep_alive_s", "queue_size", "n_threads", "n_ctx", "history", "policy_file",
+                  "policy", "max_body_mb", "max_prompt_chars", "max_embed_inputs",
+                  "allow_model_paths")
 
 
 class JupyterLLM(ExtensionApp):
@@ -75,6 +76,11 @@ class JupyterLLM(ExtensionApp):
     allow_model_paths = List(Unicode(), default_value=None, allow_none=True, config=True,
                              help="Folders whose GGUF files requests may load by path "
                                   "(default: none; paths in requests are refused).")
+    policy_file = Unicode(None, allow_none=True, config=True,
+                          help="Classroom policy file (YAML or JSON): roles, per-user limits, "
+                               "allowed models, history access; reloaded when it changes.")
+    policy = Dict(None, allow_none=True, config=True,
+                  help="Classroom policy given inline (the policy file's format).")
     thread_pool_size = Integer(64, config=True,
                                help="Threads for blocking host calls and streaming generations.")
     export_env = Bool(True, config=True,
