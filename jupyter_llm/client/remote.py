@@ -72,7 +72,9 @@ class RemoteClient(Client):
                 "RemoteClient needs a server URL: pass url= or set JUPYTER_LLM_URL "
                 "(e.g. from `jupyter llm serve`).")
         self.url = url.rstrip("/") + "/"
-        token = os.environ.get("JUPYTER_LLM_TOKEN", "") if token is None else token
+        if token is None:  # behind JupyterHub, the user's own hub token identifies them
+            token = os.environ.get("JUPYTER_LLM_TOKEN") or os.environ.get(
+                "JUPYTERHUB_API_TOKEN", "")
         headers = {"Authorization": f"token {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url + "llm/api/", headers=headers,
                                   timeout=timeout, transport=transport)

@@ -37,9 +37,7 @@ from ..errors import (
     InvalidRequest,
     JupyterLLMError,
     ModelLoadError,
-    ModelNotAllowed,
     ModelNotReady,
-    RateLimited,
 )
 from ..limits import check_texts
 from ..models import Message, Model, Request, Response, check_messages
@@ -48,7 +46,8 @@ from ..plugins import create_model, get_backend, model_file, plugins, registry_w
 from ..redact import install_log_redaction
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
-from .limits import Admission, Gate
+from .classroom import Classroom
+from .limits import Admission
 from .memory import (
     MB,
     Candidate,
@@ -58,23 +57,14 @@ from .memory import (
     default_budget_bytes,
     estimate_model_bytes,
 )
-from .policy import Identity, PolicySource
+from .policy import Identity
 from .records import record_history
 from .scheduler import ModelQueue
 from .streams import HostStream
-from .tutoring import CodeGuard, GuardedExecution, guard_messages
+from .tutoring import CodeGuard, GuardedExecution
 from .worker_model import WorkerModel
 
 __all__ = ["ModelHost"]
-
-
-def _os_user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in this environment
-        return "local"
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +103,7 @@ class ModelHost:
         self._queues: dict[str, ModelQueue] = {}
         self._in_process: dict[str, Model] = {}
         self._reaper: Reaper | None = None
-        self.policy = PolicySource(self.settings.policy_file, inline=self.settings.policy)
-        self.gate = Gate(self.policy)
+        self.classroom = Classroom(self.settings, lambda: self.history)
 
     # -- registry and state ----------------------------------------------------------------
     def reload_registry(self) -> None:
@@ -172,27 +161,9 @@ class ModelHost:
         """Every registry model as a dict with its ``state`` and whether ``user`` may use it
         (``allowed``), optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
-        identity = self.identify(user)
+        identity = self.classroom.identify(user)
         return [{**spec.summary(), "state": self.state(spec),
-                 "allowed": self.gate.allowed(identity, spec.id)} for spec in specs]
-
-    # -- identities and the classroom policy -------------------------------------------------
-    def identify(self, user: str | Identity | None) -> Identity:
-        """The ``Identity`` of a caller: given by the server, or a name whose role the policy
-        tells (in-process callers are the OS user)."""
-        policy = self.policy.policy
-        if isinstance(user, Identity):
-            return user if user.role in policy.roles else user.model_copy(
-                update={"role": policy.role_name(user.name, user.groups)})
-        name = user or _os_user()
-        return Identity(name=name, role=policy.role_name(name))
-
-    def _tutoring_guard(self, identity: Identity) -> CodeGuard | None:
-        policy = self.policy.policy
-        role = policy.roles[identity.role]
-        if not role.tutoring_guard or role.sees_guarded:
-            return None
-        return CodeGuard(policy.tutoring.max_code_lines)
+                 "allowed": self.classroom.allowed(identity, spec.id)} for spec in specs]
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
         """Turn an id, alias, ``tags:A,B`` query, GGUF path or None (the default) into a spec."""
@@ -567,12 +538,10 @@ class ModelHost:
         messages = check_messages(messages)
         check_texts((str(m.get("content") or "") for m in messages), self.settings)
         spec = self.resolve(model)
-        identity = self.identify(user)
-        guard = self._tutoring_guard(identity)
-        if guard is not None:
-            messages = guard_messages(messages, self.policy.policy.tutoring.system_prompt)
-        admission = self._admit(identity, spec.id, face)
-        fields = self._log_fields(log, face, identity)
+        identity = self.classroom.identify(user)
+        messages, guard = self.classroom.guard(identity, messages)
+        admission = self.classroom.admit(identity, spec.id, face)
+        fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(messages=messages, options=opts), fields,
                          admission=admission, guard=guard)
@@ -585,36 +554,12 @@ class ModelHost:
             raise InvalidRequest("prompt must be a string.")
         check_texts([prompt], self.settings)
         spec = self.resolve(model)
-        identity = self.identify(user)
-        admission = self._admit(identity, spec.id, face)
-        fields = self._log_fields(log, face, identity)
+        identity = self.classroom.identify(user)
+        admission = self.classroom.admit(identity, spec.id, face)
+        fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(prompt=prompt, options=opts), fields,
                          admission=admission)
-
-    def _admit(self, identity: Identity, model_id: str, face: str) -> Admission:
-        """Pass the policy's gate, or record the refusal (for the instructor's stats) and raise."""
-        try:
-            return self.gate.admit(identity, model_id)
-        except (RateLimited, ModelNotAllowed) as e:
-            history = self.history if self.settings.history else None
-            if history is not None:
-                try:
-                    history.record(model=model_id, face=face, user=identity.name,
-                                   error=f"refused: {e.message}")
-                except JupyterLLMError as failed:
-                    log.warning("Could not record a refusal in the history log: %s", failed)
-            raise
-
-    def _log_fields(self, log: bool, face: str, identity: Identity) -> dict[str, Any] | None:
-        """What the history records of a request, or None when it is not logged: a caller may
-        opt out only where the policy lets its role."""
-        if not self.settings.history:
-            return None
-        policy = self.policy.policy
-        if not log and policy.logging_opt_out and policy.roles[identity.role].log_opt_out:
-            return None
-        return {"face": face, "user": identity.name}
 
     def embed(self, texts: list[str], model: str | None = None, *,
               keep_alive: float | None = None,
@@ -625,7 +570,8 @@ class ModelHost:
         check_texts(texts, self.settings, what="input", embedding=True)
         spec = self.resolve(model, embedding=True)
         if user is not None:  # a request from outside (the API): the policy applies
-            self.gate.admit(self.identify(user), spec.id).finish()
+            identity = self.classroom.identify(user)
+            self.classroom.admit(identity, spec.id, "api").finish()
         if not self._is_local(spec):
             return self._in_process_model(spec, embedding=True).embed(texts)
         entry = self._acquire(spec)

@@ -202,7 +202,8 @@ class JupyterLLM(ExtensionApp):
         from .. import paths
 
         return {"version": __version__, "data_dir": str(paths.data_dir()),
-                "settings": self.llm_settings.model_dump(), "host_started": self._host is not None}
+                "settings": self.llm_settings.model_dump(), "host_started": self._host is not None,
+                "kernels_host": os.environ.get(URL_ENV)}
 
 
 class LLMOnlyAuthorizer(Authorizer):

@@ -41,8 +41,8 @@ class ClassroomHandler(LLMHandler):
     async def caller(self) -> tuple[Any, Any, Any]:
         """``(host, identity, role)`` of this request."""
         host = await self.host()
-        identity = host.identify(self.identity())
-        return host, identity, host.policy.policy.roles[identity.role]
+        identity = host.classroom.identify(self.identity())
+        return host, identity, host.classroom.policy.policy.roles[identity.role]
 
     def _number(self, name: str, *, integer: bool = False) -> Any:
         raw = self.get_argument(name, None)
@@ -92,8 +92,8 @@ class MeHandler(ClassroomHandler):
                          "history": role.history, "export": role.export,
                          "manage_tokens": role.manage_tokens,
                          "tutoring_guard": role.tutoring_guard and not role.sees_guarded,
-                         "models": role.models, "usage": host.gate.usage(identity),
-                         "policy_error": host.policy.error if role.manage_tokens else None})
+                         "models": role.models, "usage": host.classroom.gate.usage(identity),
+                         "policy_error": host.classroom.policy.error if role.manage_tokens else None})
 
 
 class HistoryHandler(ClassroomHandler):
@@ -176,9 +176,10 @@ class TokensHandler(ClassroomHandler):
         """Issue a token; the answer is the only place it is ever shown."""
         host, tokens = await self._tokens()
         body = self.parse(TokenBody)
-        if body.role not in host.policy.policy.roles:
+        roles = host.classroom.policy.policy.roles
+        if body.role not in roles:
             raise InvalidRequest(f"Unknown role {body.role!r}; the roles are "
-                                 f"{', '.join(sorted(host.policy.policy.roles))}.",
+                                 f"{', '.join(sorted(roles))}.",
                                  details={"field": "role"})
         token = await self.run_blocking(tokens.add, body.name, body.role)
         self.write_json({"name": body.name, "role": body.role, "token": token}, status=201)
