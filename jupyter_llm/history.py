@@ -48,18 +48,21 @@ CREATE TABLE IF NOT EXISTS requests (
     rating INTEGER,
     score REAL,
     comment TEXT,
-    feedback_at REAL
+    feedback_at REAL,
+    request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_model ON requests (model, created_at);
 CREATE INDEX IF NOT EXISTS requests_user ON requests (user, created_at);
+CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 """
 # Columns added after the first release: (name, type) added to older files on open.
 _ADDED_COLUMNS = (("guard", "TEXT"), ("rating", "INTEGER"), ("score", "REAL"),
-                  ("comment", "TEXT"), ("feedback_at", "REAL"))
+                  ("comment", "TEXT"), ("feedback_at", "REAL"), ("request_id", "TEXT"))
 _JSON_FIELDS = ("messages", "options", "citations")
 _COLUMNS = ("id", "created_at", "model", "face", "user", "messages", "prompt", "response",
             "options", "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "error",
-            "collection", "citations", "guard", "rating", "score", "comment", "feedback_at")
+            "collection", "citations", "guard", "rating", "score", "comment", "feedback_at",
+            "request_id")
 
 
 class History:
@@ -124,7 +127,8 @@ class History:
                completion_tokens: int | None = None, ttft_s: float | None = None,
                duration_s: float | None = None, error: str | None = None,
                created_at: float | None = None, collection: str | None = None,
-               citations: list[Any] | None = None, guard: str | None = None) -> int:
+               citations: list[Any] | None = None, guard: str | None = None,
+               request_id: str | None = None) -> int:
         """Append one request (every text redacted of secrets) and return its id."""
         values = {
             "created_at": time.time() if created_at is None else float(created_at),
@@ -134,7 +138,7 @@ class History:
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "ttft_s": ttft_s, "duration_s": duration_s, "error": redact(error),
             "collection": collection, "citations": _dumps(redact_obj(citations)),
-            "guard": guard,
+            "guard": guard, "request_id": request_id,
         }
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -167,18 +171,20 @@ class History:
                 "ORDER BY created_at DESC, id DESC LIMIT ?", [*args, limit]).fetchall()
         return [_row(r) for r in rows]
 
-    def get(self, entry_id: int) -> dict[str, Any] | None:
-        """One entry by id, or None."""
+    def get(self, key: int | str) -> dict[str, Any] | None:
+        """One entry by its id, or by the ``request_id`` its response carried; or None."""
         if not self.path.exists():
             return None
+        column, value = _key(key)
         with self._connect() as conn:
-            row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM requests WHERE id = ?",
-                               [int(entry_id)]).fetchone()
+            row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM requests WHERE {column} = ?",
+                               [value]).fetchone()
         return _row(row) if row else None
 
-    def feedback(self, entry_id: int, *, rating: int | None = None, score: float | None = None,
+    def feedback(self, key: int | str, *, rating: int | None = None, score: float | None = None,
                  comment: str | None = None) -> dict[str, Any]:
-        """Store feedback on an entry: a thumbs up (1) or down (-1), a score, a comment."""
+        """Store feedback on an entry (by id or request id): a thumbs up (1) or down (-1), a
+        score from 0 to 10, a comment; returns the updated entry."""
         if rating not in (None, 1, -1, 0):
             raise InvalidRequest("rating must be 1 (thumbs up), -1 (thumbs down) or 0 (none).",
                                  details={"field": "rating"})
@@ -189,14 +195,15 @@ class History:
                                  details={"field": "comment"})
         if rating is None and score is None and comment is None:
             raise InvalidRequest("Give a rating, a score or a comment.")
-        if self.get(entry_id) is None:
-            raise NotFound(f"No history entry has id {entry_id}.", details={"id": entry_id})
+        entry = self.get(key)
+        if entry is None:
+            raise NotFound(f"No history entry is {key!r}.", details={"id": key})
         with self._connect() as conn:
             conn.execute("UPDATE requests SET rating = COALESCE(?, rating), "
                          "score = COALESCE(?, score), comment = COALESCE(?, comment), "
                          "feedback_at = ? WHERE id = ?",
-                         [rating, score, comment, time.time(), int(entry_id)])
-        return self.get(entry_id) or {}
+                         [rating, score, comment, time.time(), entry["id"]])
+        return self.get(entry["id"]) or {}
 
     def stats(self, *, by: str = "model", user: str | None = None,
               collection: str | None = None, since: float | None = None,
@@ -270,6 +277,17 @@ def _storage_error(exc: sqlite3.DatabaseError, path: Path) -> JupyterLLMError:
                     retry_after=1, details={"path": str(path)})
     return JupyterLLMError(f"The history file {path} is unreadable ({exc}); move it away to "
                            f"start a new one, {off}.", details={"path": str(path)})
+
+
+def _key(key: int | str) -> tuple[str, int | str]:
+    """The column and value that find one entry: an integer id or a request id."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return "id", key
+    if isinstance(key, str) and key.isdigit():
+        return "id", int(key)
+    if isinstance(key, str) and key:
+        return "request_id", key
+    raise InvalidRequest(f"{key!r} is neither a history id nor a request id.")
 
 
 def _filters(**given: Any) -> tuple[str, list[Any]]:

@@ -208,9 +208,10 @@ class Response:
     """
 
     def __init__(self, stream: Iterator[str | Finish], *, model_id: str,
-                 request: Request | None = None) -> None:
+                 request: Request | None = None, request_id: str | None = None) -> None:
         self.model_id = model_id
         self.request = request
+        self.request_id = request_id  # the history's key for this request (for feedback)
         self._stream = stream
         self._chunks: list[str] = []
         self._done = False
@@ -342,8 +343,11 @@ class Response:
     def summary(self) -> dict[str, Any]:
         """``model``, ``finish_reason``, ``usage`` and ``timings`` (the one summary of a
         generation that every face and API answers with; complete once the stream ended)."""
-        return {"model": self.model_id, "finish_reason": self.finish_reason or "stop",
-                "usage": self.usage.to_dict() if self.usage else None, "timings": self.timings}
+        summary = {"model": self.model_id, "finish_reason": self.finish_reason or "stop",
+                   "usage": self.usage.to_dict() if self.usage else None, "timings": self.timings}
+        if self.request_id is not None:
+            summary["request_id"] = self.request_id
+        return summary
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready result: the text, the ``summary()`` and the citations."""

@@ -522,7 +522,8 @@ class ModelHost:
                                guard=guard)
 
         stream = HostStream(ticket, start, on_end)
-        return Response(stream, model_id=spec.id, request=request)
+        return Response(stream, model_id=spec.id, request=request,
+                        request_id=log_fields.get("request_id") if log_fields else None)
 
     def _touch(self, model_id: str) -> None:
         with self._lock:
