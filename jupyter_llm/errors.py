@@ -7,6 +7,7 @@ worker's pipe); the ones that compose their own message have a ``from_…`` cons
 
     JupyterLLMError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
+    │   ├── TooLarge (413 too_large)                a body over max_body_mb
     │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
     │   ├── ContextLengthExceeded (400 context_length_exceeded)  the input cannot fit n_ctx
     │   ├── MissingAPIKey (400 missing_api_key)     a remote model whose key variable is unset
@@ -40,6 +41,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
+from .redact import redact, redact_obj
+
 __all__ = [
     "JupyterLLMError",
     "InvalidRequest",
@@ -47,6 +50,7 @@ __all__ = [
     "ContextLengthExceeded",
     "MissingAPIKey",
     "Unauthorized",
+    "TooLarge",
     "Forbidden",
     "NotFound",
     "UnknownModel",
@@ -79,6 +83,7 @@ class JupyterLLMError(Exception):
     type: str = "internal_error"
 
     def __init__(self, message: str, *, details: Any = None) -> None:
+        message, details = redact(message), redact_obj(details)  # secrets never leave
         super().__init__(message)
         self.message = message
         self.details = details
@@ -92,6 +97,12 @@ class InvalidRequest(JupyterLLMError):
     """The request body or arguments are malformed."""
 
     status, type = 400, "invalid_request"
+
+
+class TooLarge(InvalidRequest):
+    """The request body is larger than the server accepts."""
+
+    status, type = 413, "too_large"
 
 
 class InvalidOptions(InvalidRequest):

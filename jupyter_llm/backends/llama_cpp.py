@@ -302,6 +302,10 @@ class LlamaCppModel(Model):
             self._check_fits(len(tokens), llama)
             kwargs = self._completion_kwargs(opts, stops, llama)
             kwargs["max_tokens"] = min(kwargs["max_tokens"], _ctx_limit(llama) - len(tokens))
+            if opts.temperature == 0 or opts.seed is not None:
+                # A reused prompt prefix is evaluated in other batch sizes, which shifts the
+                # logits slightly: a reproducible request starts from an empty context.
+                llama.reset()
             count = 0
             reason = "stop"
             for chunk in llama.create_completion(prompt=tokens, stream=True, **kwargs):

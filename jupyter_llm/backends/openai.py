@@ -20,6 +20,7 @@ from ..errors import (
 from ..hookspecs import hookimpl
 from ..models import Backend, Finish, Model, Request, Usage
 from ..options import Options
+from ..redact import add_secret, add_url_credentials, strip_userinfo
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -50,10 +51,12 @@ class OpenAIModel(Model):
                          or os.environ.get("OPENAI_BASE_URL") or DEFAULT_API_BASE)
         self.api_model = api_model or (spec.api_model if spec else None) or model_id
         self._api_key = api_key
+        add_secret(api_key)
+        add_url_credentials(self.api_base)
         self._client: Any = None
 
     def __repr__(self) -> str:  # never show the key
-        return f"<OpenAIModel {self.model_id!r} at {self.api_base}>"
+        return f"<OpenAIModel {self.model_id!r} at {strip_userinfo(self.api_base)}>"
 
     def _key(self) -> str:
         if self._api_key:
@@ -169,7 +172,7 @@ def _api_error(exc: Exception, model: OpenAIModel) -> JupyterLLMError:
     """Translate an ``openai`` exception into our hierarchy, without leaking the key."""
     import openai
 
-    where = f"{model.api_base} (model {model.api_model!r})"
+    where = f"{strip_userinfo(model.api_base)} (model {model.api_model!r})"
     if isinstance(exc, openai.RateLimitError):
         return Busy(f"The API at {where} is rate-limiting requests; try again shortly.",
                     retry_after=5)

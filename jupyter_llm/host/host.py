@@ -18,14 +18,19 @@ repeats this logic. All public methods are thread-safe.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from ..config import Settings
+from ..confine import check_path_text, confine, safe_file_name
 from ..errors import (
     Busy,
     Forbidden,
@@ -34,8 +39,11 @@ from ..errors import (
     ModelLoadError,
     ModelNotReady,
 )
+from ..limits import check_texts
 from ..models import Message, Model, Request, Response, check_messages
+from ..options import validate_options
 from ..plugins import create_model, get_backend, model_file, plugins, registry_with_plugins
+from ..redact import install_log_redaction
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
 from .classroom import Classroom
@@ -67,13 +75,22 @@ REMOTE_CONCURRENCY = 4
 _LOAD_OPTIONS = ("n_ctx", "n_threads")
 
 
+class _LoadOptions(BaseModel):
+    """The options that (re)load a local model, validated before anything uses them."""
+
+    n_ctx: int | None = Field(None, ge=16, le=1 << 20)
+    n_threads: int | None = Field(None, ge=1, le=1024)
+
+
 class ModelHost:
     """Loads models once and shares them with every caller in this process."""
 
     def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None,
                  store: Store | None = None, history: Any = None,
-                 use_workers: bool = True) -> None:
+                 use_workers: bool = True, trust_paths: bool = True) -> None:
+        install_log_redaction()
         self.settings = settings or Settings.from_env()
+        self.trust_paths = trust_paths  # False on servers: paths only in allow_model_paths
         self.store = store or Store()
         self.registry = self._with_url_models(registry_with_plugins(registry or Registry.load()))
         self.use_workers = use_workers
@@ -158,8 +175,10 @@ class ModelHost:
                      else self.settings.default_model)
         if query is None:
             query = "tags:EMBEDDING" if embedding else "tags:CONVERSATIONAL"
-        if query.endswith(".gguf") and Path(query).expanduser().is_file():
-            return self._spec_for_path(Path(query).expanduser(), embedding)
+        if query.endswith(".gguf") and query not in self.registry:
+            path = self._allowed_path(query)
+            if path.is_file():
+                return self._spec_for_path(path, embedding)
         model_id, tags = parse_model_query(query)
         if model_id is not None:
             return self.registry.get(model_id)
@@ -167,13 +186,40 @@ class ModelHost:
         return self.registry.select(tags=tags, fallback_mode="requirements_load",
                                     installed=installed, loaded=self.loaded_ids())
 
+    def _allowed_path(self, query: str) -> Path:
+        """A model file named by path: any file in-process; on a server only inside the
+        ``allow_model_paths`` folders (the same 403 whether or not the file exists)."""
+        if self.trust_paths:
+            return Path(check_path_text(query, field="model")).expanduser()
+        for folder in self.settings.allow_model_paths:
+            try:
+                return confine(query, folder, what="model")
+            except Forbidden:
+                continue
+        raise Forbidden(
+            "This server does not load model files by path; name a model from "
+            "`GET llm/api/models` (an id, an alias or tags:...). The operator can allow "
+            "folders with allow_model_paths (JUPYTER_LLM_ALLOW_MODEL_PATHS).",
+            details={"field": "model"})
+
     def _spec_for_path(self, path: Path, embedding: bool) -> ModelSpec:
-        spec = ModelSpec(id=path.stem, name=path.name, backend="llama_cpp",
-                         tags=["EMBEDDING"] if embedding else ["CONVERSATIONAL"],
-                         filename=path.name, source=str(path))
-        spec.__pydantic_extra__["path"] = str(path)
-        self.registry.add(spec)
-        return spec
+        """A registry entry for a GGUF file; it never takes over another model's id."""
+        path = path.resolve()
+        stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-") or "model"
+        with self._lock:
+            for model_id in (stem, f"{stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"):
+                existing = self.registry.models.get(model_id)
+                if existing is not None and (existing.model_extra or {}).get("path") == str(path):
+                    return existing
+                if existing is None and model_id not in self.registry.aliases:
+                    break
+            spec = ModelSpec(id=model_id, name=path.name, backend="llama_cpp",
+                             tags=["EMBEDDING"] if embedding else ["CONVERSATIONAL"],
+                             filename=path.name if safe_file_name(path.name) else None,
+                             source=str(path))
+            spec.__pydantic_extra__["path"] = str(path)
+            self.registry.add(spec)
+            return spec
 
     # -- downloads -------------------------------------------------------------------------
     def pull(self, model_id: str, progress: Any = None, *, sha256: str | None = None) -> dict[str, Any]:
@@ -348,6 +394,14 @@ class ModelHost:
         if unknown:
             raise InvalidRequest(f"Unknown load option(s) {', '.join(sorted(unknown))}; known: "
                                  "n_ctx, n_threads, keep_alive.", details={"fields": sorted(unknown)})
+        keep = {"keep_alive": options["keep_alive"]} if "keep_alive" in options else {}
+        if keep and not isinstance(keep["keep_alive"], (int, float)) \
+                or isinstance(keep.get("keep_alive"), bool):
+            raise InvalidRequest("keep_alive must be a number of seconds.",
+                                 details={"fields": ["keep_alive"]})
+        options = {**validate_options(  # type: ignore[arg-type]
+            _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
+        ).model_dump(exclude_none=True), **keep}
         spec = self.resolve(model_id)
         if not self._is_local(spec):
             self._in_process_model(spec)
@@ -444,7 +498,10 @@ class ModelHost:
                    make: Any, log_fields: dict[str, Any] | None, admission: Admission | None,
                    guard: CodeGuard | None) -> Response:
         local = self._is_local(spec)
-        load_options = {k: options[k] for k in _LOAD_OPTIONS if options.get(k)}
+        load_options = {k: v for k, v in validate_options(  # type: ignore[arg-type]
+            _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
+        ).model_dump(exclude_none=True).items() if v}
+        options = {**options, **load_options}
         if local:
             entry = self._acquire(spec, load_options=load_options)
             model = entry.model
@@ -493,6 +550,7 @@ class ModelHost:
              **options: Any) -> Response:
         """Run a chat on the named (or default) model and return a streaming Response."""
         messages = check_messages(messages)
+        check_texts((str(m.get("content") or "") for m in messages), self.settings)
         spec = self.resolve(model)
         identity = self.classroom.identify(user)
         messages, guard = self.classroom.guard(identity, messages)
@@ -508,6 +566,7 @@ class ModelHost:
         """Run a raw completion on the named (or default) model."""
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string.")
+        check_texts([prompt], self.settings)
         spec = self.resolve(model)
         identity = self.classroom.identify(user)
         admission = self.classroom.admit(identity, spec.id, face)
@@ -528,6 +587,7 @@ class ModelHost:
         """Embed texts; also the tokens they took (None when the model cannot tell)."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
+        check_texts(texts, self.settings, what="input", embedding=True)
         spec = self.resolve(model, embedding=True)
         if user is not None:  # a request from outside (the API): the policy applies
             identity = self.classroom.identify(user)

@@ -17,6 +17,8 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import Busy, InvalidRequest, JupyterLLMError, Unauthorized
 from ..host.streams import END, CallbackStream
+from ..limits import MAX_JSON_DEPTH, check_body_size, check_json_depth
+from ..redact import redact
 
 __all__ = ["LLMHandler", "NotFoundHandler", "error_body", "openai_error_body", "STREAM_END",
            "AUTH_MESSAGE"]
@@ -50,7 +52,7 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
             message = ("Not authenticated. Send the Jupyter token as `Authorization: token <TOKEN>`"
                        " (or `Bearer <TOKEN>`).")
         kind = _HTTP_TYPES.get(status, "internal_error" if status >= 500 else "invalid_request")
-        return status, {"error": {"type": kind, "message": message, "details": None}}, {}
+        return status, {"error": {"type": kind, "message": redact(message), "details": None}}, {}
     return 500, {"error": {"type": "internal_error",
                            "message": "Internal server error; the server log has the details.",
                            "details": None}}, {}
@@ -96,11 +98,17 @@ class LLMHandler(APIHandler):
     def json_body(self) -> Any:
         """The request body parsed as JSON (400 ``invalid_request`` when malformed)."""
         raw = self.request.body or b"{}"
+        check_body_size(len(raw), self.llm.llm_settings)
         try:
-            return json.loads(raw)
+            data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InvalidRequest(f"The request body is not valid JSON: {e}. Send a JSON object.",
                                  details={"position": getattr(e, "pos", None)}) from None
+        except RecursionError:
+            raise InvalidRequest(f"The request body is nested more than {MAX_JSON_DEPTH} levels "
+                                 "deep; send a flatter JSON document.") from None
+        check_json_depth(data)
+        return data
 
     def parse(self, model: type[Body]) -> Body:
         """Parse and validate the body as ``model``; errors name each field."""
@@ -197,6 +205,15 @@ class LLMHandler(APIHandler):
             if on_cancel is not None:
                 self.llm.executor.submit(on_cancel)
 
+    def _log_stream_error(self, exc: BaseException) -> None:
+        """Log an error that ends a stream once: a traceback for anything unexpected or 5xx."""
+        where = f"{self.request.method} {self.request.path}"
+        if isinstance(exc, JupyterLLMError) and exc.status < 500:
+            log.debug("%s: stream ended with %s %s", where, exc.status, exc.message)
+        else:
+            log.error("Error inside the stream of %s: %s", where, exc,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+
     async def stream(self, produce: Callable[[threading.Event], Iterator[Any]] | CallbackStream[Any],
                      encode: Callable[[Any], bytes], content_type: str,
                      on_cancel: Callable[[], None] | None = None) -> bool:
@@ -255,6 +272,8 @@ class LLMHandler(APIHandler):
                     item = queue.get_nowait()
                     batch.append(item)
                 ended = batch[-1] is STREAM_END
+                for failure in (i for i in batch if isinstance(i, BaseException)):
+                    self._log_stream_error(failure)  # once, whoever produced it
                 if connected and not cancel.is_set():
                     data = b"".join(encode(i) for i in batch if i is not STREAM_END)
                     try:
