@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import paths
-from .errors import InsufficientStorage, InvalidRequest, NotFound
+from .errors import Busy, InsufficientStorage, InvalidRequest, JupyterLLMError, NotFound
+from .redact import redact, redact_obj
 
 __all__ = ["History", "BUSY_TIMEOUT_MS"]
 
@@ -91,6 +92,8 @@ class History:
             if not self._ready:
                 self._init(conn)
             yield conn
+        except sqlite3.DatabaseError as e:  # a full disk, a read-only or corrupt file
+            raise _storage_error(e, self.path) from e
         finally:
             conn.close()
 
@@ -126,14 +129,15 @@ class History:
                created_at: float | None = None, collection: str | None = None,
                citations: list[Any] | None = None, guard: str | None = None,
                request_id: str | None = None) -> int:
-        """Append one request and return its id."""
+        """Append one request (every text redacted of secrets) and return its id."""
         values = {
             "created_at": time.time() if created_at is None else float(created_at),
             "model": model, "face": face, "user": user,
-            "messages": _dumps(messages), "prompt": prompt, "response": response,
-            "options": _dumps(options), "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens, "ttft_s": ttft_s, "duration_s": duration_s,
-            "error": error, "collection": collection, "citations": _dumps(citations),
+            "messages": _dumps(redact_obj(messages)), "prompt": redact(prompt),
+            "response": redact(response), "options": _dumps(redact_obj(options)),
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "ttft_s": ttft_s, "duration_s": duration_s, "error": redact(error),
+            "collection": collection, "citations": _dumps(redact_obj(citations)),
             "guard": guard, "request_id": request_id,
         }
         names = ", ".join(values)
@@ -255,6 +259,24 @@ class History:
             return 0
         with self._connect() as conn:
             return conn.execute("DELETE FROM requests").rowcount
+
+
+def _storage_error(exc: sqlite3.DatabaseError, path: Path) -> JupyterLLMError:
+    """A clear error for a SQLite failure of the history file (never a raw traceback)."""
+    text = str(exc).lower()
+    off = "or turn history off (JUPYTER_LLM_HISTORY=0)"
+    if "full" in text or "disk i/o" in text:
+        return InsufficientStorage(f"The disk holding the history file {path} is full; free "
+                                   f"some space {off}.", details={"path": str(path)})
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return InsufficientStorage(f"The history file {path} cannot be written; make the data "
+                                   f"directory writable (JUPYTER_LLM_HOME) {off}.",
+                                   details={"path": str(path)})
+    if "locked" in text or "busy" in text:
+        return Busy(f"The history file {path} is locked by another process; retry shortly.",
+                    retry_after=1, details={"path": str(path)})
+    return JupyterLLMError(f"The history file {path} is unreadable ({exc}); move it away to "
+                           f"start a new one, {off}.", details={"path": str(path)})
 
 
 def _key(key: int | str) -> tuple[str, int | str]:
