@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from jupyter_llm.errors import JupyterLLMError
 from jupyter_llm.host.tokens import TokenStore
 
 from .fixtures.server import _free_port, start_serve
@@ -190,5 +191,6 @@ def test_the_cli_and_client_manage_tokens_rate_answers_and_export(classroom, mon
     with pytest.raises(Exception, match="cannot export"):
         dora.export_history()
     assert main(["tokens", "revoke", "dora"]) == 0
-    with pytest.raises(Exception):
+    with pytest.raises(JupyterLLMError) as refused:
         dora.me()
+    assert refused.value.status in (401, 403)
