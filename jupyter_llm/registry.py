@@ -14,7 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import paths
+from .confine import escape_id, safe_file_name
 from .errors import ModelNotReady, RegistryError, UnknownModel, hint
+from .redact import add_secret_env, add_url_credentials, strip_userinfo
 
 __all__ = ["ModelSpec", "Registry", "RegistryProblem", "FallbackMode", "KNOWN_TAGS", "select_model"]
 
@@ -59,6 +61,14 @@ class ModelSpec(BaseModel):
     # where the entry came from (set by the loader)
     source: str | None = None
 
+    @field_validator("filename")
+    @classmethod
+    def _plain_filename(cls, name: str | None) -> str | None:
+        if name is not None and not safe_file_name(name):
+            raise ValueError(f"{name!r} is not a plain file name (no folders, '..', leading '.' "
+                             "or control characters)")
+        return name
+
     @field_validator("tags")
     @classmethod
     def _upper_tags(cls, tags: list[str]) -> list[str]:
@@ -80,10 +90,10 @@ class ModelSpec(BaseModel):
         if self.filename:
             return self.filename
         if self.url:
-            name = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-            if name:
+            name = self.url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            if safe_file_name(name):
                 return name
-        return f"{self.id.replace('/', '_')}.gguf"
+        return f"{escape_id(self.id)}.gguf"
 
     def download_url(self) -> str | None:
         """The URL to fetch, with Hugging Face URLs rewritten to ``$HF_ENDPOINT`` when set."""
@@ -103,8 +113,12 @@ class ModelSpec(BaseModel):
         return set(t.upper() for t in required) <= set(self.tags)
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready dict of the entry (without internal fields)."""
-        return self.model_dump(exclude_none=True)
+        """A JSON-ready dict of the entry (without internal fields; ``api_base`` without
+        credentials)."""
+        data = self.model_dump(exclude_none=True)
+        if data.get("api_base"):
+            data["api_base"] = strip_userinfo(data["api_base"])
+        return data
 
 
 class _RegistryFile(BaseModel):
@@ -201,6 +215,8 @@ class Registry:
                 if self.aliases.get(alias) == spec.id:
                     del self.aliases[alias]
         self.models[spec.id] = spec
+        add_secret_env(spec.api_key_env)
+        add_url_credentials(spec.api_base)
         for alias in spec.aliases:
             self.aliases[alias] = spec.id
 

@@ -163,6 +163,12 @@ async def test_the_commands_work_against_a_running_server(tiny_registry, jp_root
     assert user  # recorded by the server for its authenticated user
     code, out, _ = await cli("history", "--stats", "--user", user, "--json")
     assert json.loads(out)["models"]["tiny-chat"]["requests"] == 1
+    code, out, _ = await cli("history", "--stats", "--by", "user", "--json")
+    assert json.loads(out)["users"][user]["requests"] == 1
+    code, out, err = await cli("history", "--model", "tiny-chat", "--export",
+                               str(tmp_path / "h.csv"))
+    assert code == 0, err
+    assert (tmp_path / "h.csv").read_text().count("tiny-chat") == 1
 
     code, _, err = await cli("search", str(tmp_path / "x.sqlite"), "anything")
     assert code == 1 and "not a valid collection name" in err  # the server takes names only

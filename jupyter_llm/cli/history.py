@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--stats", action="store_true",
                    help="print counts, tokens, mean time to first token and tokens/s per model")
+    p.add_argument("--by", choices=["model", "user"], default="model",
+                   help="group the statistics by model (default) or by user")
+    p.add_argument("--export", metavar="FILE",
+                   help="write the (filtered) entries to FILE.csv or FILE.jsonl")
     p.set_defaults(func=run)
 
 
@@ -41,16 +45,24 @@ def run(args: argparse.Namespace) -> int:
     filters = {"user": args.user, "collection": args.collection,
                "since": parse_time(args.since, "--since"),
                "until": parse_time(args.until, "--until")}
+    if args.export:
+        fmt = "csv" if args.export.lower().endswith(".csv") else "jsonl"
+        text = connect().export_history(fmt, model=args.model, **filters)
+        with open(args.export, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        print(f"Wrote {args.export} ({fmt})")
+        return 0
     if args.stats:
-        stats = connect().history_stats(**filters)
-        if args.model:  # the statistics are per model already: keep the one asked for
-            stats["models"] = {m: s for m, s in stats["models"].items() if m == args.model}
+        stats = connect().history_stats(by=args.by, **filters)
+        group = "models" if args.by == "model" else "users"
+        if args.model and args.by == "model":  # per model already: keep the one asked for
+            stats[group] = {m: s for m, s in stats[group].items() if m == args.model}
         if args.json:
             print(json.dumps(stats, indent=2))
             return 0
-        print(f"{'model':32} {'requests':>8} {'errors':>6} {'tokens in':>10} {'tokens out':>10}"
+        print(f"{args.by:32} {'requests':>8} {'errors':>6} {'tokens in':>10} {'tokens out':>10}"
               f" {'ttft s':>7} {'tok/s':>7}")
-        for model, s in stats["models"].items():
+        for model, s in stats[group].items():
             print(f"{model[:32]:32} {s['requests']:>8} {s['errors']:>6} {s['prompt_tokens']:>10}"
                   f" {s['completion_tokens']:>10} {_num(s['mean_ttft_s'], 3):>7}"
                   f" {_num(s['mean_tokens_per_s'], 1):>7}")
