@@ -47,21 +47,31 @@ def test_a_hint_is_an_action_and_its_documented_arguments():
 
 
 def test_no_message_of_the_lower_layers_names_a_face_command():
-    """Messages say what to do in neutral words; the faces render ``details["action"]``."""
+    """Messages say what to do in neutral words; the faces render ``details["action"]``.
+    Every string in the code below the faces is checked, except docstrings."""
+    import ast
     import re
     from pathlib import Path
 
     root = Path(errors.__file__).parent
     faces = {"cli", "magics", "widgets", "integrations", "labextension"}
+    command = re.compile(r"(?<!`)(`jupyter llm |`%llm |POST llm/api)")
     offenders = []
     for path in root.rglob("*.py"):
         if faces & set(path.relative_to(root).parts) or path.name == "display.py":
             continue
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            code = line.split("# ")[0]  # comments may name commands
-            if re.search(r"(?<!`)(`jupyter llm |`%llm |POST llm/api)", code) and \
-                    "description=" not in code:
-                offenders.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef
+                                    | ast.AsyncFunctionDef) and node.body
+                      and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg in ("description", "help"):
+                docstrings.add(id(node.value))  # field and option help, not messages
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    id(node) not in docstrings and command.search(node.value):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}: {node.value[:80]}")
     assert offenders == []
 
 
