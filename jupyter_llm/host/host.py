@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..config import Settings
 from ..errors import Busy, Forbidden, InvalidRequest, JupyterLLMError, ModelLoadError, ModelNotReady
 from ..models import Message, Model, Request, Response, check_messages
@@ -128,7 +129,13 @@ class ModelHost:
     def models(self, tag: str | None = None) -> list[dict[str, Any]]:
         """Every registry model as a dict with its ``state``, optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
-        return [{**spec.summary(), "state": self.state(spec)} for spec in specs]
+        builtin = str(paths.builtin_registry_dir().resolve())
+        return [{**spec.summary(), "state": self.state(spec),
+                 # from the user's own registry (not the built-in one), shown first by faces
+                 "own": bool(spec.source) and not str(Path(spec.source).resolve())
+                 .startswith(builtin),
+                 **({"key_set": spec.remote_configured()} if spec.is_remote else {})}
+                for spec in specs]
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
         """Turn an id, alias, ``tags:A,B`` query, GGUF path or None (the default) into a spec."""
