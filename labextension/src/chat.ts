@@ -442,52 +442,51 @@ export class ChatSection extends Widget {
     return answer;
   }
 
-  /** Stages before the first word: retrieving, loading, queued (with position), generating. */
+  /**
+   * Stages before the first word: retrieving (grounded) or starting, queued (how many wait for
+   * the model, from `ps`), then the model reading the question. Polls `ps` once a second.
+   */
   private stages(answer: AssistantMessage, model: string | null, collection: string): {
     opened(): void;
     done(): void;
   } {
     const name = model || 'the default model';
     let waiting = 0;
-    let poll: number | null = null;
-    answer.setStage(
-      () => (collection ? `Finding passages in ${collection}…` : `Starting ${name}…`),
-      collection ? 'retrieving' : 'starting'
-    );
-    const generating = (): void => {
-      answer.setStage(
-        () =>
-          waiting > 0
-            ? `Queued: ${waiting} ${waiting === 1 ? 'request' : 'requests'} waiting for ${name}…`
-            : `${name} is reading the ${collection ? 'passages and the ' : ''}question…`,
-        'generating'
-      );
+    let opened = false;
+    const first = collection ? `Finding passages in ${collection}…` : `Starting ${name}…`;
+    const show = (): void => {
+      const stage = waiting > 0 ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
+      if (answer.node.dataset.stage === stage) {
+        return;
+      }
+      answer.setStage(() => {
+        if (waiting > 0) {
+          return `Queued for ${name}: ${waiting} waiting, yours included…`;
+        }
+        return opened ? `${name} is reading the ${collection ? 'passages and the ' : ''}question…` : first;
+      }, stage);
     };
     const check = async (): Promise<void> => {
       try {
         const ps = await api.listLoaded();
-        const entry = ps.find(p => p.id === (model || answer.model)) ??
-          (ps.length === 1 ? ps[0] : undefined);
-        const before = waiting;
+        const entry = ps.find(p => p.id === model) ?? (!model && ps.length === 1 ? ps[0] : undefined);
         waiting = entry?.queue_depth ?? 0;
-        if (before !== waiting) {
-          answer.node.dataset.stage = waiting > 0 ? 'queued' : 'generating';
+        if (!answer.text && answer.node.getAttribute('aria-busy') === 'true') {
+          show();
         }
       } catch {
         // a stage is a courtesy: the answer itself reports real errors
       }
     };
+    show();
+    const poll = window.setInterval(() => void check(), 1000);
+    void check();
     return {
       opened: () => {
-        generating();
-        void check();
-        poll = window.setInterval(() => void check(), 1000);
+        opened = true;
+        show();
       },
-      done: () => {
-        if (poll !== null) {
-          window.clearInterval(poll);
-        }
-      }
+      done: () => window.clearInterval(poll)
     };
   }
 
