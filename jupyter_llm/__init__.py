@@ -11,7 +11,7 @@ __all__ = ["__version__", "connect", "get_model", "Model", "Response", "Options"
 
 _LAZY = {
     "connect": ("jupyter_llm.client", "connect"),
-    "get_model": ("jupyter_llm.models", "get_model"),
+    "get_model": ("jupyter_llm.plugins", "get_model"),
     "Model": ("jupyter_llm.models", "Model"),
     "Response": ("jupyter_llm.models", "Response"),
     "Options": ("jupyter_llm.options", "Options"),

@@ -6,10 +6,11 @@ extension also exposes each one as a ``c.JupyterLLM.<field>`` traitlet.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidOptions, options_error_from_pydantic
 
@@ -35,6 +36,18 @@ class Settings(BaseModel):
     n_threads: int | None = Field(None, ge=1, description="CPU threads per local model (default: llama.cpp's choice).")
     n_ctx: int | None = Field(None, ge=16, description="Context window for local models (default: min(4096, trained)).")
     history: bool = Field(True, description="Log requests to history.sqlite.")
+    policy_file: str | None = Field(None, description="Classroom policy file (YAML or JSON): roles, limits, allowed models; reloaded when it changes.")
+    policy: dict[str, Any] | None = Field(None, description="Classroom policy given inline (same format as the policy file); JSON in the environment variable.")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as e:
+                raise ValueError(f"not valid JSON ({e})") from None
+        return value
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -1,14 +1,18 @@
 """The one error hierarchy of jupyter_llm, mapped to HTTP status codes in one place.
 
 Every message says what went wrong and what to do next. Handlers, magics and
-the CLI render these errors; they never show a traceback to a user.
+the CLI render these errors; they never show a traceback to a user. Every class is built
+as ``cls(message, details=...)`` (so any of them can be rebuilt from the JSON shape or a
+worker's pipe); the ones that compose their own message have a ``from_…`` constructor.
 
     JupyterLLMError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
     │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
+    │   ├── QuestionFileError (400 invalid_question_file) a malformed evaluation question file; names the line
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
+    │   └── ModelNotAllowed (403 model_not_allowed)  the policy's allowlist excludes the model
     ├── NotFound (404 not_found)
     │   └── UnknownModel (404 unknown_model)        suggests close ids
     ├── Conflict (409 conflict)
@@ -23,7 +27,8 @@ the CLI render these errors; they never show a traceback to a user.
     ├── DownloadError (502 download_failed)
     │   ├── ChecksumMismatch (502 checksum_mismatch)
     │   └── InsufficientStorage (507 insufficient_storage)
-    └── Busy (503 busy)                              queue full; carries retry_after
+    ├── Busy (503 busy)                              queue full; carries retry_after
+    └── RateLimited (429 rate_limited)               a per-user limit of the policy; carries retry_after
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "ModelNotReady",
     "EmbedderMismatch",
     "NotACollection",
+    "QuestionFileError",
     "LoaderError",
     "RegistryError",
     "ModelLoadError",
@@ -54,6 +60,8 @@ __all__ = [
     "ChecksumMismatch",
     "InsufficientStorage",
     "Busy",
+    "ModelNotAllowed",
+    "RateLimited",
     "options_error_from_pydantic",
 ]
 
@@ -92,6 +100,12 @@ class Forbidden(JupyterLLMError):
     status, type = 403, "forbidden"
 
 
+class ModelNotAllowed(Forbidden):
+    """The policy does not let this user's role use the model."""
+
+    type = "model_not_allowed"
+
+
 class NotFound(JupyterLLMError):
     """A named thing does not exist."""
 
@@ -103,15 +117,21 @@ class UnknownModel(NotFound):
 
     type = "unknown_model"
 
-    def __init__(self, model_id: str, known: Iterable[str] = ()) -> None:
+    @classmethod
+    def from_id(cls, model_id: str, known: Iterable[str] = ()) -> UnknownModel:
+        """The error for ``model_id``, suggesting the close ids among ``known``."""
         close = difflib.get_close_matches(model_id, list(known), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         message = f"Unknown model {model_id!r}.{hint} Run `jupyter llm models` to list the models."
         if model_id.endswith(".gguf") and not model_id.startswith("url:"):  # a missing file
             close, message = [], (f"No GGUF file at {model_id}: check the path, or name a model "
                                   "from `jupyter llm models`.")
-        super().__init__(message, details={"model": model_id, "suggestions": close})
-        self.model_id = model_id
+        return cls(message, details={"model": model_id, "suggestions": close})
+
+    @property
+    def model_id(self) -> str:
+        """The id that no entry has."""
+        return str((self.details or {}).get("model", ""))
 
 
 class Conflict(JupyterLLMError):
@@ -136,6 +156,12 @@ class NotACollection(InvalidRequest):
     """The file exists but is not a jupyter-llm collection."""
 
     type = "not_a_collection"
+
+
+class QuestionFileError(InvalidRequest):
+    """An evaluation question file is malformed (the message names the line)."""
+
+    type = "invalid_question_file"
 
 
 class LoaderError(InvalidRequest):
@@ -167,12 +193,12 @@ class MissingDependency(JupyterLLMError):
 
     status, type = 501, "missing_dependency"
 
-    def __init__(self, package: str, purpose: str, extra: str = "all") -> None:
-        super().__init__(
-            f"{purpose} needs the package {package!r}. "
-            f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
-            details={"package": package, "extra": extra},
-        )
+    @classmethod
+    def from_package(cls, package: str, purpose: str, extra: str = "all") -> MissingDependency:
+        """The error for ``purpose`` needing ``package`` (installed by the ``extra``)."""
+        return cls(f"{purpose} needs the package {package!r}. "
+                   f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
+                   details={"package": package, "extra": extra})
 
 
 class BackendError(JupyterLLMError):
@@ -210,9 +236,15 @@ class Busy(JupyterLLMError):
 
     status, type = 503, "busy"
 
-    def __init__(self, message: str, *, retry_after: int = 1, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, retry_after: int = 1) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+class RateLimited(Busy):
+    """A per-user limit of the classroom policy; retry after ``retry_after`` seconds."""
+
+    status, type = 429, "rate_limited"
 
 
 def options_error_from_pydantic(exc: Any, *, what: str = "option") -> InvalidOptions:

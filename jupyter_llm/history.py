@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 import threading
@@ -15,14 +16,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import paths
-from .errors import InsufficientStorage, InvalidRequest
+from .errors import InsufficientStorage, InvalidRequest, NotFound
 
 __all__ = ["History", "BUSY_TIMEOUT_MS"]
 
 BUSY_TIMEOUT_MS = 30_000
+MAX_LIMIT = 1_000_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,14 +42,23 @@ CREATE TABLE IF NOT EXISTS requests (
     duration_s REAL,
     error TEXT,
     collection TEXT,
-    citations TEXT
+    citations TEXT,
+    guard TEXT,
+    rating INTEGER,
+    score REAL,
+    comment TEXT,
+    feedback_at REAL
 );
 CREATE INDEX IF NOT EXISTS requests_model ON requests (model, created_at);
+CREATE INDEX IF NOT EXISTS requests_user ON requests (user, created_at);
 """
+# Columns added after the first release: (name, type) added to older files on open.
+_ADDED_COLUMNS = (("guard", "TEXT"), ("rating", "INTEGER"), ("score", "REAL"),
+                  ("comment", "TEXT"), ("feedback_at", "REAL"))
 _JSON_FIELDS = ("messages", "options", "citations")
 _COLUMNS = ("id", "created_at", "model", "face", "user", "messages", "prompt", "response",
             "options", "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "error",
-            "collection", "citations")
+            "collection", "citations", "guard", "rating", "score", "comment", "feedback_at")
 
 
 class History:
@@ -91,6 +102,10 @@ class History:
                     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                         conn.execute("PRAGMA journal_mode = WAL")
                     conn.execute("PRAGMA synchronous = NORMAL")
+                    have = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+                    for name, kind in _ADDED_COLUMNS if have else ():
+                        if name not in have:
+                            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
                     conn.executescript(_SCHEMA)
                     break
                 except sqlite3.OperationalError as e:
@@ -106,7 +121,7 @@ class History:
                completion_tokens: int | None = None, ttft_s: float | None = None,
                duration_s: float | None = None, error: str | None = None,
                created_at: float | None = None, collection: str | None = None,
-               citations: list[Any] | None = None) -> int:
+               citations: list[Any] | None = None, guard: str | None = None) -> int:
         """Append one request and return its id."""
         values = {
             "created_at": time.time() if created_at is None else float(created_at),
@@ -115,6 +130,7 @@ class History:
             "options": _dumps(options), "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "ttft_s": ttft_s, "duration_s": duration_s,
             "error": error, "collection": collection, "citations": _dumps(citations),
+            "guard": guard,
         }
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -129,37 +145,102 @@ class History:
                 raise
             return int(cur.lastrowid or 0)
 
-    def entries(self, limit: int = 20, model: str | None = None) -> list[dict[str, Any]]:
-        """The most recent entries (optionally of one model), newest first."""
-        if not isinstance(limit, int) or limit < 1:
-            raise InvalidRequest("limit must be a positive integer.", details={"field": "limit"})
+    def entries(self, limit: int = 20, model: str | None = None, *, user: str | None = None,
+                collection: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[dict[str, Any]]:
+        """The most recent entries, newest first, filtered by model, user, collection and a
+        ``[since, until)`` time range (epoch seconds)."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}.",
+                                 details={"field": "limit"})
         if not self.path.exists():
             return []
-        where, args = ("WHERE model = ?", [model]) if model else ("", [])
+        where, args = _filters(model=model, user=user, collection=collection, since=since,
+                               until=until)
         with self._connect() as conn:
             rows = conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM requests {where} "
                 "ORDER BY created_at DESC, id DESC LIMIT ?", [*args, limit]).fetchall()
         return [_row(r) for r in rows]
 
-    def stats(self) -> dict[str, Any]:
-        """Per model and in total: request and error counts, tokens, mean ttft and tokens/s."""
+    def get(self, entry_id: int) -> dict[str, Any] | None:
+        """One entry by id, or None."""
         if not self.path.exists():
-            return {"requests": 0, "errors": 0, "models": {}}
+            return None
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM requests WHERE id = ?",
+                               [int(entry_id)]).fetchone()
+        return _row(row) if row else None
+
+    def feedback(self, entry_id: int, *, rating: int | None = None, score: float | None = None,
+                 comment: str | None = None) -> dict[str, Any]:
+        """Store feedback on an entry: a thumbs up (1) or down (-1), a score, a comment."""
+        if rating not in (None, 1, -1, 0):
+            raise InvalidRequest("rating must be 1 (thumbs up), -1 (thumbs down) or 0 (none).",
+                                 details={"field": "rating"})
+        if score is not None and not (isinstance(score, int | float) and 0 <= score <= 10):
+            raise InvalidRequest("score must be a number from 0 to 10.", details={"field": "score"})
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 4000):
+            raise InvalidRequest("comment must be text of at most 4000 characters.",
+                                 details={"field": "comment"})
+        if rating is None and score is None and comment is None:
+            raise InvalidRequest("Give a rating, a score or a comment.")
+        if self.get(entry_id) is None:
+            raise NotFound(f"No history entry has id {entry_id}.", details={"id": entry_id})
+        with self._connect() as conn:
+            conn.execute("UPDATE requests SET rating = COALESCE(?, rating), "
+                         "score = COALESCE(?, score), comment = COALESCE(?, comment), "
+                         "feedback_at = ? WHERE id = ?",
+                         [rating, score, comment, time.time(), int(entry_id)])
+        return self.get(entry_id) or {}
+
+    def stats(self, *, by: str = "model", user: str | None = None,
+              collection: str | None = None, since: float | None = None,
+              until: float | None = None) -> dict[str, Any]:
+        """Per model (or per ``user``) and in total: requests, errors, refusals, tokens, mean
+        ttft and tokens/s, and feedback (thumbs up/down, mean score)."""
+        if by not in ("model", "user"):
+            raise InvalidRequest("stats are grouped by 'model' or 'user'.", details={"field": "by"})
+        groups = "models" if by == "model" else "users"
+        if not self.path.exists():
+            return {"requests": 0, "errors": 0, "refusals": 0, groups: {}}
+        where, args = _filters(user=user, collection=collection, since=since, until=until)
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT model, COUNT(*), SUM(error IS NOT NULL), COALESCE(SUM(prompt_tokens), 0),"
+                f"SELECT {by}, COUNT(*), SUM(error IS NOT NULL AND error NOT LIKE 'refused:%'),"
+                " SUM(error LIKE 'refused:%'), COALESCE(SUM(prompt_tokens), 0),"
                 " COALESCE(SUM(completion_tokens), 0), AVG(ttft_s),"
                 " AVG(CASE WHEN duration_s - COALESCE(ttft_s, 0) > 0 AND completion_tokens > 0"
-                "     THEN completion_tokens / (duration_s - COALESCE(ttft_s, 0)) END)"
-                " FROM requests GROUP BY model ORDER BY model").fetchall()
-        models = {
-            str(model): {"requests": n, "errors": int(errors or 0), "prompt_tokens": pt,
-                         "completion_tokens": ct, "mean_ttft_s": ttft, "mean_tokens_per_s": tps}
-            for model, n, errors, pt, ct, ttft, tps in rows
+                "     THEN completion_tokens / (duration_s - COALESCE(ttft_s, 0)) END),"
+                " SUM(rating = 1), SUM(rating = -1), AVG(score)"
+                f" FROM requests {where} GROUP BY {by} ORDER BY {by}", args).fetchall()
+        table = {
+            str(key): {"requests": n, "errors": int(errors or 0), "refusals": int(refused or 0),
+                       "prompt_tokens": pt, "completion_tokens": ct, "mean_ttft_s": ttft,
+                       "mean_tokens_per_s": tps, "thumbs_up": int(up or 0),
+                       "thumbs_down": int(down or 0), "mean_score": score}
+            for key, n, errors, refused, pt, ct, ttft, tps, up, down, score in rows
         }
-        return {"requests": sum(m["requests"] for m in models.values()),
-                "errors": sum(m["errors"] for m in models.values()), "models": models}
+        return {"requests": sum(m["requests"] for m in table.values()),
+                "errors": sum(m["errors"] for m in table.values()),
+                "refusals": sum(m["refusals"] for m in table.values()), groups: table}
+
+    def export(self, out: IO[str], fmt: str = "jsonl", *, limit: int = MAX_LIMIT,
+               **filters: Any) -> int:
+        """Write the (filtered) entries, oldest first, as ``jsonl`` or ``csv``; returns the count."""
+        if fmt not in ("jsonl", "csv"):
+            raise InvalidRequest("export format must be 'jsonl' or 'csv'.", details={"field": "format"})
+        entries = list(reversed(self.entries(limit=limit, **filters)))
+        if fmt == "jsonl":
+            for entry in entries:
+                out.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=list(_COLUMNS))
+            writer.writeheader()
+            for entry in entries:
+                writer.writerow({k: json.dumps(v, ensure_ascii=False) if k in _JSON_FIELDS
+                                 and v is not None else v for k, v in entry.items()})
+        return len(entries)
 
     def clear(self) -> int:
         """Delete every entry; returns how many were deleted."""
@@ -167,6 +248,22 @@ class History:
             return 0
         with self._connect() as conn:
             return conn.execute("DELETE FROM requests").rowcount
+
+
+def _filters(**given: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause for the given filters (None: not filtered)."""
+    clauses, args = [], []
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name == "since":
+            clauses.append("created_at >= ?")
+        elif name == "until":
+            clauses.append("created_at < ?")
+        else:
+            clauses.append(f"{name} = ?")
+        args.append(value)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _dumps(value: Any) -> str | None:

@@ -13,8 +13,9 @@ __all__ = ["hookspec", "hookimpl", "register_models", "register_embedding_models
 
 @hookspec
 def register_models(register):  # type: ignore[no-untyped-def]
-    """Call ``register(obj)`` with a ``Backend`` (for registry entries of its backend) or a
-    ready ``Model`` (optionally ``register(model, spec=ModelSpec(...), aliases=[...])``)."""
+    """Call ``register(obj)`` with a ``Backend`` (for registry entries of its backend; one
+    with ``in_worker = True`` gets a worker process per model) or a ready ``Model``
+    (optionally ``register(model, spec=ModelSpec(...), aliases=[...])``)."""
 
 
 @hookspec

@@ -8,6 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import InvalidRequest
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from .registry import ModelSpec
 
 __all__ = ["Model", "EmbeddingModel", "Backend", "Request", "Finish", "Usage", "Response",
-           "Conversation", "Message", "get_model", "get_embedding_model"]
+           "Conversation", "Message", "replace_hint"]
 
 Message = dict[str, Any]
 
@@ -85,6 +86,13 @@ def check_messages(messages: Any) -> list[Message]:
     return messages
 
 
+def replace_hint(model_id: str, spec: ModelSpec | None, path: Path) -> str:
+    """How to replace a bad model file: pull it again for registry models, else name the file."""
+    if spec is not None and spec.url and not (spec.model_extra or {}).get("path"):
+        return f"delete it (`jupyter llm rm {model_id}`) and pull it again"
+    return f"re-create or re-download the file {path}"
+
+
 class Model(ABC):
     """A model that can run a prompt. Subclasses implement one method, :meth:`execute`."""
 
@@ -104,6 +112,14 @@ class Model(ABC):
         raise InvalidRequest(
             f"Model {self.model_id!r} cannot make embeddings; choose a model tagged EMBEDDING "
             "(`jupyter llm models --tag EMBEDDING`).")
+
+    def load(self, n_ctx: int | None = None, n_threads: int | None = None) -> Any:  # noqa: B027
+        """Load the weights now (models of an ``in_worker`` backend); a no-op by default."""
+
+    @property
+    def context_size(self) -> int | None:
+        """The context size of the loaded weights (local models); None when unknown."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free the resources of this model (memory, connections)."""
@@ -164,13 +180,23 @@ class EmbeddingModel(ABC):
 
 
 class Backend(ABC):
-    """Creates models for registry entries whose ``backend`` is this backend's ``name``."""
+    """Creates models for registry entries whose ``backend`` is this backend's ``name``.
+
+    A backend whose models hold weights in memory sets ``in_worker = True``: the host then
+    runs each of its models in a worker process of its own (created there by name, through
+    the plugins), under the memory budget and keep-alive, and calls
+    ``create(spec, path=..., n_ctx=..., n_threads=...)`` with the model file from its store.
+    Other backends (remote APIs) run in the host's process and get ``create(spec)``.
+    """
 
     name: ClassVar[str]
+    in_worker: ClassVar[bool] = False
+    Options: ClassVar[type[Options]] = Options
+    """The options its models accept (a worker's stand-in in the host validates with them)."""
 
     @abstractmethod
-    def create(self, spec: ModelSpec) -> Model:
-        """Return a model object for ``spec`` (not yet loaded)."""
+    def create(self, spec: ModelSpec, **load: Any) -> Model:
+        """Return a model object for ``spec`` (not yet loaded); see the class docstring."""
 
 
 class Response:
@@ -313,16 +339,17 @@ class Response:
         tps = tokens / gen_time if tokens and gen_time > 0 else None
         return {"time_to_first_token_s": ttft, "duration_s": duration, "tokens_per_s": tps}
 
+    def summary(self) -> dict[str, Any]:
+        """``model``, ``finish_reason``, ``usage`` and ``timings`` (the one summary of a
+        generation that every face and API answers with; complete once the stream ended)."""
+        return {"model": self.model_id, "finish_reason": self.finish_reason or "stop",
+                "usage": self.usage.to_dict() if self.usage else None, "timings": self.timings}
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary: text, model, usage, timings, finish reason, citations."""
-        return {
-            "model": self.model_id,
-            "text": self.text(),
-            "finish_reason": self.finish_reason,
-            "usage": self.usage.to_dict() if self.usage else None,
-            "timings": self.timings,
-            "citations": [c.to_dict() if hasattr(c, "to_dict") else c for c in self.citations],
-        }
+        """A JSON-ready result: the text, the ``summary()`` and the citations."""
+        text = self.text()
+        return {"text": text, **self.summary(),
+                "citations": [c.to_dict() if hasattr(c, "to_dict") else c for c in self.citations]}
 
     def __str__(self) -> str:
         return self.text()
@@ -363,16 +390,3 @@ class Conversation:
 
         return Response(recorded(), model_id=response.model_id, request=response.request)
 
-
-def get_model(model_id: str) -> Model:
-    """Return an in-process model for a registry id, alias, or plugin-registered id."""
-    from .plugins import get_model as _get_model
-
-    return _get_model(model_id)
-
-
-def get_embedding_model(model_id: str) -> Model | EmbeddingModel:
-    """Return an in-process model that can ``embed`` for an id (registry or plugin)."""
-    from .plugins import get_embedding_model as _get
-
-    return _get(model_id)

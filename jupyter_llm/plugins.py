@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -13,8 +14,10 @@ from . import hookspecs
 from .errors import RegistryError
 from .models import Backend, EmbeddingModel, Model
 from .registry import ModelSpec, Registry
+from .store import Store
 
-__all__ = ["pm", "Plugins", "plugins", "get_model", "get_embedding_model", "reset"]
+__all__ = ["pm", "Plugins", "plugins", "get_backend", "create_model", "model_file", "get_model",
+           "get_embedding_model", "registry_with_plugins", "reset"]
 
 log = logging.getLogger(__name__)
 
@@ -102,36 +105,67 @@ def registry_with_plugins(registry: Registry | None = None) -> Registry:
     return registry
 
 
-def create_model(spec: ModelSpec) -> Model:
-    """Create an (unloaded) model object for a registry entry through its backend."""
+def get_backend(name: str, spec: ModelSpec | None = None) -> Backend:
+    """The backend a plugin registered under ``name`` (``spec``: the entry that names it)."""
+    found = plugins()
+    backend = found.backends.get(name)
+    if backend is None:
+        raise _unknown_backend(name, spec, found)
+    return backend
+
+
+def model_file(spec: ModelSpec, store: Store) -> Path:
+    """The file of a local model: the path its entry names, else its file in ``store``."""
+    path = (spec.model_extra or {}).get("path")
+    if path:
+        return Path(path)
+    return store.installed_path(spec) or store.path_for(spec)
+
+
+def create_model(spec: ModelSpec, *, store: Store | None = None, **load: Any) -> Model:
+    """Create an (unloaded) model object for a registry entry through its backend.
+
+    A plugin's ready model is returned as is. An ``in_worker`` backend gets the model file
+    (``path``, else the one in ``store``, by default the data directory's) and ``load``
+    (``n_ctx``, ``n_threads``); any other backend gets only the entry.
+    """
     found = plugins()
     if spec.id in found.models:
         return found.models[spec.id]
-    backend = found.backends.get(spec.backend)
-    if backend is None:
-        raise _unknown_backend(spec, found)
-    return backend.create(spec)
+    backend = get_backend(spec.backend, spec)
+    if not backend.in_worker:
+        return backend.create(spec)
+    if load.get("path") is None:
+        load["path"] = model_file(spec, store or Store())
+    return backend.create(spec, **load)
 
 
-def _unknown_backend(spec: ModelSpec, found: Plugins) -> RegistryError:
+def _unknown_backend(name: str, spec: ModelSpec | None, found: Plugins) -> RegistryError:
+    known = ", ".join(sorted(found.backends))
+    if spec is None:
+        return RegistryError(f"No installed plugin provides the backend {name!r} (known: {known}).",
+                             details={"backend": name})
     return RegistryError(
-        f"Model {spec.id!r} uses backend {spec.backend!r}, which no installed plugin provides "
-        f"(known: {', '.join(sorted(found.backends))}). Install the plugin or fix the entry in "
-        f"{spec.source or 'its registry'}.", details={"model": spec.id, "backend": spec.backend})
+        f"Model {spec.id!r} uses backend {name!r}, which no installed plugin provides "
+        f"(known: {known}). Install the plugin or fix the entry in "
+        f"{spec.source or 'its registry'}.", details={"model": spec.id, "backend": name})
 
 
-def get_model(model_id: str, registry: Registry | None = None) -> Model:
-    """Return an in-process model for a registry id or alias, or a plugin-registered model."""
+def get_model(model_id: str, registry: Registry | None = None, *,
+              store: Store | None = None) -> Model:
+    """Return an in-process model for a registry id or alias, or a plugin-registered model
+    (``jupyter_llm.get_model``)."""
     found = plugins()
     if model_id in found.models:
         return found.models[model_id]
     registry = registry_with_plugins(registry)
-    return create_model(registry.get(model_id))
+    return create_model(registry.get(model_id), store=store)
 
 
-def get_embedding_model(model_id: str, registry: Registry | None = None) -> Model | EmbeddingModel:
+def get_embedding_model(model_id: str, registry: Registry | None = None, *,
+                        store: Store | None = None) -> Model | EmbeddingModel:
     """Return an in-process embedding model by id: a plugin's, or a registry entry's."""
     found = plugins()
     if model_id in found.embedding_models:
         return found.embedding_models[model_id]
-    return get_model(model_id, registry)
+    return get_model(model_id, registry, store=store)

@@ -98,6 +98,13 @@ class ModelSpec(BaseModel):
         """True for a remote model whose API key variable is set in the environment."""
         return bool(self.is_remote and self.api_key_env and os.environ.get(self.api_key_env))
 
+    def origin(self) -> dict[str, Any]:
+        """``own`` (from the user's registry, not the built-in one; faces list those first)
+        and, for a remote model, ``key_set`` (whether its API key variable is set)."""
+        builtin = paths.builtin_registry_dir().resolve()
+        own = bool(self.source) and not Path(str(self.source)).resolve().is_relative_to(builtin)
+        return {"own": own, **({"key_set": self.remote_configured()} if self.is_remote else {})}
+
     def has_tags(self, required: Iterable[str]) -> bool:
         """True when the model carries every tag in ``required``."""
         return set(t.upper() for t in required) <= set(self.tags)
@@ -213,7 +220,7 @@ class Registry:
         lowered = {k.lower(): k for k in self.models}
         if model_id.lower() in lowered:
             return self.models[lowered[model_id.lower()]]
-        raise UnknownModel(model_id, list(self.models) + list(self.aliases))
+        raise UnknownModel.from_id(model_id, list(self.models) + list(self.aliases))
 
     def __contains__(self, model_id: object) -> bool:
         return isinstance(model_id, str) and (model_id in self.models or model_id in self.aliases)

@@ -18,13 +18,13 @@ from pydantic import Field
 from ..errors import InvalidOptions, MissingDependency, ModelLoadError, ModelNotReady
 from ..gguf_meta import read_gguf_metadata, trained_context_length
 from ..hookspecs import hookimpl
-from ..models import Backend, Finish, Message, Model, Request, Usage
+from ..models import Backend, Finish, Message, Model, Request, Usage, replace_hint
 from ..options import Options
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX", "replace_hint"]
+__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError as e:
-        raise MissingDependency("llama-cpp-python", "Running local GGUF models", "llama") from e
+        raise MissingDependency.from_package("llama-cpp-python", "Running local GGUF models", "llama") from e
     return llama_cpp
 
 
@@ -116,6 +116,12 @@ class LlamaCppModel(Model):
             self._loaded_n_ctx = want_ctx
             self._formatter = None
             return self._llama
+
+    @property
+    def context_size(self) -> int | None:
+        """The context size llama.cpp allocated (None before loading)."""
+        llama = self._llama
+        return llama.n_ctx() if llama is not None else None
 
     def _default_n_ctx(self) -> int:
         trained = self.spec.context_length if self.spec and self.spec.context_length else None
@@ -213,13 +219,6 @@ class LlamaCppModel(Model):
             return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
 
-def replace_hint(model_id: str, spec: ModelSpec | None, path: Path) -> str:
-    """How to replace a bad model file: pull it again for registry models, else name the file."""
-    if spec is not None and spec.url and not (spec.model_extra or {}).get("path"):
-        return f"delete it (`jupyter llm rm {model_id}`) and pull it again"
-    return f"re-create or re-download the file {path}"
-
-
 def _compile_grammar(grammar: str, llama: Any) -> Any:
     """Check a GBNF grammar with llama.cpp's own parser (an invalid one would crash the
     sampler), then wrap it for ``create_completion``."""
@@ -243,16 +242,16 @@ def _env_int(name: str) -> int | None:
 
 
 class LlamaCppBackend(Backend):
-    """Creates ``LlamaCppModel`` objects for installed registry entries."""
+    """Creates ``LlamaCppModel`` objects; the host runs each in a worker process."""
 
     name = "llama_cpp"
+    in_worker = True
+    Options = LlamaCppOptions
 
-    def create(self, spec: ModelSpec) -> LlamaCppModel:
-        """A model reading the installed file of ``spec`` from the store."""
-        from ..store import Store
-
-        store = Store()
-        return LlamaCppModel(spec.id, spec, path=store.installed_path(spec) or store.path_for(spec))
+    def create(self, spec: ModelSpec, *, path: str | Path,  # type: ignore[override]
+               n_ctx: int | None = None, n_threads: int | None = None) -> LlamaCppModel:
+        """A model reading the GGUF file at ``path`` (the host passes the one in its store)."""
+        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads)
 
 
 @hookimpl

@@ -68,7 +68,7 @@ class OpenAIModel(Model):
             try:
                 import openai
             except ImportError as e:
-                raise MissingDependency("openai", "Remote models") from e
+                raise MissingDependency.from_package("openai", "Remote models") from e
             self._client = openai.OpenAI(base_url=self.api_base, api_key=self._key(), max_retries=1)
         return self._client
 

@@ -34,7 +34,9 @@ def server_argv(args: argparse.Namespace) -> list[str]:
     argv = [f"--ServerApp.port={args.port}", f"--ServerApp.ip={args.ip}",
             f"--ServerApp.port_retries={args.port_retries}", "--ServerApp.open_browser=False",
             f"--ServerApp.base_url={args.base_url}",
-            "--ServerApp.authorizer_class=jupyter_llm.server.app.LLMOnlyAuthorizer"]
+            "--ServerApp.authorizer_class=jupyter_llm.server.app.LLMOnlyAuthorizer",
+            "--ServerApp.identity_provider_class="
+            "jupyter_llm.server.identity.LLMIdentityProvider"]
     if args.token is not None:
         argv.append(f"--IdentityProvider.token={args.token}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -27,7 +27,7 @@ def connect(*, fresh: bool = False) -> Client:
         if url:
             from .remote import RemoteClient
 
-            _default = RemoteClient(url, os.environ.get("JUPYTER_LLM_TOKEN", ""))
+            _default = RemoteClient(url)
         else:
             from .local import LocalClient
 

@@ -53,14 +53,11 @@ def error_from_body(body: Any, status: int = 500,
     if cls is None:  # a type this client does not know (e.g. forbidden from auth): keep status
         cls = {400: errors.InvalidRequest, 403: errors.Forbidden, 404: errors.NotFound,
                409: errors.Conflict, 503: errors.Busy}.get(status, errors.BackendError)
-    exc = cls.__new__(cls)
-    errors.JupyterLLMError.__init__(exc, message, details=err.get("details"))
-    if isinstance(exc, errors.UnknownModel):
-        exc.model_id = (err.get("details") or {}).get("model", "")
-    if isinstance(exc, errors.Busy):
+    if issubclass(cls, errors.Busy):
         retry = headers.get("Retry-After") if headers is not None else None
-        exc.retry_after = int(retry) if retry and retry.isdigit() else 1
-    return exc
+        return cls(message, details=err.get("details"),
+                   retry_after=int(retry) if retry and retry.isdigit() else 1)
+    return cls(message, details=err.get("details"))
 
 
 class RemoteClient(Client):
@@ -75,7 +72,9 @@ class RemoteClient(Client):
                 "RemoteClient needs a server URL: pass url= or set JUPYTER_LLM_URL "
                 "(e.g. from `jupyter llm serve`).")
         self.url = url.rstrip("/") + "/"
-        token = os.environ.get("JUPYTER_LLM_TOKEN", "") if token is None else token
+        if token is None:  # behind JupyterHub, the user's own hub token identifies them
+            token = os.environ.get("JUPYTER_LLM_TOKEN") or os.environ.get(
+                "JUPYTERHUB_API_TOKEN", "")
         headers = {"Authorization": f"token {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url + "llm/api/", headers=headers,
                                   timeout=timeout, transport=transport)

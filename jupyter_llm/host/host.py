@@ -3,8 +3,10 @@
 Every face (server handlers, ``LocalClient``, the CLI) calls these methods; none of them
 repeats this logic. All public methods are thread-safe.
 
-- A local GGUF model runs in its own worker process (``WorkerModel``); remote models
-  (the ``openai`` backend) and plugin models run in this process.
+- Every model is created through the plugins. A model of an ``in_worker`` backend (local
+  GGUF files with ``llama_cpp``, or a plugin's) runs in its own worker process
+  (``WorkerModel``); remote models (the ``openai`` backend) and plugins' ready models run
+  in this process.
 - Loads are shared: concurrent first requests for a model wait for one load.
 - Each model has a bounded FIFO queue (``ModelQueue``); a worker runs one request at a
   time, and a full queue answers ``Busy``.
@@ -23,13 +25,21 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from .. import paths
 from ..config import Settings
-from ..errors import Busy, Forbidden, InvalidRequest, JupyterLLMError, ModelLoadError, ModelNotReady
+from ..errors import (
+    Busy,
+    Forbidden,
+    InvalidRequest,
+    JupyterLLMError,
+    ModelLoadError,
+    ModelNotReady,
+)
 from ..models import Message, Model, Request, Response, check_messages
-from ..plugins import create_model, plugins, registry_with_plugins
+from ..plugins import create_model, get_backend, model_file, plugins, registry_with_plugins
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
+from .classroom import Classroom
+from .limits import Admission
 from .memory import (
     MB,
     Candidate,
@@ -39,9 +49,11 @@ from .memory import (
     default_budget_bytes,
     estimate_model_bytes,
 )
+from .policy import Identity
 from .records import record_history
 from .scheduler import ModelQueue
 from .streams import HostStream
+from .tutoring import CodeGuard, GuardedExecution
 from .worker_model import WorkerModel
 
 __all__ = ["ModelHost"]
@@ -74,6 +86,7 @@ class ModelHost:
         self._queues: dict[str, ModelQueue] = {}
         self._in_process: dict[str, Model] = {}
         self._reaper: Reaper | None = None
+        self.classroom = Classroom(self.settings, lambda: self.history)
 
     # -- registry and state ----------------------------------------------------------------
     def reload_registry(self) -> None:
@@ -126,15 +139,14 @@ class ModelHost:
             return "installed"
         return self.store.state(spec)
 
-    def models(self, tag: str | None = None) -> list[dict[str, Any]]:
-        """Every registry model as a dict with its ``state``, optionally filtered by tag."""
+    def models(self, tag: str | None = None, *,
+               user: str | Identity | None = None) -> list[dict[str, Any]]:
+        """Every registry model as a dict with its ``state`` and whether ``user`` may use it
+        (``allowed``), optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
-        builtin = str(paths.builtin_registry_dir().resolve())
+        identity = self.classroom.identify(user)
         return [{**spec.summary(), "state": self.state(spec),
-                 # from the user's own registry (not the built-in one), shown first by faces
-                 "own": bool(spec.source) and not str(Path(spec.source).resolve())
-                 .startswith(builtin),
-                 **({"key_set": spec.remote_configured()} if spec.is_remote else {})}
+                 "allowed": self.classroom.allowed(identity, spec.id), **spec.origin()}
                 for spec in specs]
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
@@ -193,17 +205,17 @@ class ModelHost:
 
     # -- loading ---------------------------------------------------------------------------
     def _is_local(self, spec: ModelSpec) -> bool:
-        return spec.backend == "llama_cpp" and spec.id not in plugins().models
+        """True for models of an ``in_worker`` backend: loaded, budgeted, kept alive here."""
+        found = plugins()
+        backend = found.backends.get(spec.backend)
+        return backend is not None and backend.in_worker and spec.id not in found.models
 
     def _path_of(self, spec: ModelSpec) -> Path:
-        path = (spec.model_extra or {}).get("path")
-        if path:
-            return Path(path)
-        if not self.store.is_installed(spec):
+        if not (spec.model_extra or {}).get("path") and not self.store.is_installed(spec):
             raise ModelNotReady(f"Model {spec.id!r} is not installed. Run `jupyter llm pull "
                                 f"{spec.id}` (or `%llm pull {spec.id}`).",
                                 details={"model": spec.id})
-        return self.store.path_for(spec)
+        return model_file(spec, self.store)
 
     def _in_process_model(self, spec: ModelSpec, *, embedding: bool = False) -> Model:
         with self._lock:
@@ -213,7 +225,7 @@ class ModelHost:
                 if embedding and spec.id in found.embedding_models:
                     model = found.embedding_models[spec.id]  # type: ignore[assignment]
                 else:
-                    model = create_model(spec)
+                    model = create_model(spec, store=self.store)
                 self._in_process[spec.id] = model
             return model
 
@@ -260,10 +272,9 @@ class ModelHost:
                 log.info("Unloading %s to make room for %s", victim.spec.id, spec.id)
                 victim.model.close()
             model = self._new_local_model(spec, path, n_ctx, options)
-            info = model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
-            loaded_ctx = (info or {}).get("n_ctx") if isinstance(info, dict) else None
+            model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
             entry = Resident(spec=spec, model=model, bytes=need,
-                            n_ctx=loaded_ctx or getattr(model, "_loaded_n_ctx", None) or n_ctx,
+                            n_ctx=model.context_size or n_ctx,
                             keep_alive=self._keep_alive(options.get("keep_alive")))
             with self._lock:
                 self._loaded[spec.id] = entry
@@ -309,14 +320,13 @@ class ModelHost:
 
     def _new_local_model(self, spec: ModelSpec, path: Path, n_ctx: int | None,
                          options: dict[str, Any]) -> Model:
+        """A model of an ``in_worker`` backend: in a worker process, or here when
+        ``use_workers`` is off (tests, debugging)."""
         n_threads = options.get("n_threads") or self.settings.n_threads
         if self.use_workers:
-            return WorkerModel(spec.id, spec, path=path, embedding=spec.is_embedding,
-                               n_ctx=n_ctx, n_threads=n_threads, on_exit=self._worker_exited)
-        from ..backends.llama_cpp import LlamaCppModel
-
-        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
-                             embedding=spec.is_embedding)
+            return WorkerModel(get_backend(spec.backend, spec), spec, path=path, n_ctx=n_ctx,
+                               n_threads=n_threads, on_exit=self._worker_exited)
+        return create_model(spec, path=path, n_ctx=n_ctx, n_threads=n_threads)
 
     def _worker_exited(self, worker: WorkerModel, error: JupyterLLMError | None) -> None:
         with self._lock:
@@ -413,7 +423,18 @@ class ModelHost:
             return queue
 
     def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
-             make: Any, log_fields: dict[str, Any] | None) -> Response:
+             make: Any, log_fields: dict[str, Any] | None, *, admission: Admission | None = None,
+             guard: CodeGuard | None = None) -> Response:
+        try:
+            return self._start_run(spec, options, keep_alive, make, log_fields, admission, guard)
+        except BaseException:
+            if admission is not None:
+                admission.finish()
+            raise
+
+    def _start_run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
+                   make: Any, log_fields: dict[str, Any] | None, admission: Admission | None,
+                   guard: CodeGuard | None) -> Response:
         local = self._is_local(spec)
         load_options = {k: options[k] for k in _LOAD_OPTIONS if options.get(k)}
         if local:
@@ -431,12 +452,18 @@ class ModelHost:
         def start() -> Any:
             current = self._acquire(spec, auto_load=True, load_options=load_options).model \
                 if local else model
-            return current.execute(request)
+            execution = current.execute(request)
+            return GuardedExecution(guard, execution) if guard is not None else execution
 
         def on_end(stream: HostStream) -> None:
             self._touch(spec.id)
+            if admission is not None:
+                usage = stream.finish.usage if stream.finish else None
+                admission.finish((usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+                                 if usage else len(stream.pieces))
             if log_fields is not None:
-                record_history(self, spec.id, request, stream, **log_fields)
+                record_history(self, spec.id, request, stream, **log_fields,
+                               guard=guard)
 
         stream = HostStream(ticket, start, on_end)
         return Response(stream, model_id=spec.id, request=request)
@@ -454,9 +481,13 @@ class ModelHost:
         """Run a chat on the named (or default) model and return a streaming Response."""
         messages = check_messages(messages)
         spec = self.resolve(model)
-        fields = {"face": face, "user": user} if log and self.settings.history else None
+        identity = self.classroom.identify(user)
+        messages, guard = self.classroom.guard(identity, messages)
+        admission = self.classroom.admit(identity, spec.id, face)
+        fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
-                         lambda opts: Request(messages=messages, options=opts), fields)
+                         lambda opts: Request(messages=messages, options=opts), fields,
+                         admission=admission, guard=guard)
 
     def generate(self, prompt: str, model: str | None = None, *, log: bool = True,
                  face: str = "python", user: str | None = None, keep_alive: float | None = None,
@@ -465,16 +496,23 @@ class ModelHost:
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string.")
         spec = self.resolve(model)
-        fields = {"face": face, "user": user} if log and self.settings.history else None
+        identity = self.classroom.identify(user)
+        admission = self.classroom.admit(identity, spec.id, face)
+        fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
-                         lambda opts: Request(prompt=prompt, options=opts), fields)
+                         lambda opts: Request(prompt=prompt, options=opts), fields,
+                         admission=admission)
 
     def embed(self, texts: list[str], model: str | None = None, *,
-              keep_alive: float | None = None) -> list[list[float]]:
+              keep_alive: float | None = None,
+              user: str | Identity | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
         spec = self.resolve(model, embedding=True)
+        if user is not None:  # a request from outside (the API): the policy applies
+            identity = self.classroom.identify(user)
+            self.classroom.admit(identity, spec.id, "api").finish()
         if not self._is_local(spec):
             return self._in_process_model(spec, embedding=True).embed(texts)
         entry = self._acquire(spec)

@@ -61,11 +61,7 @@ def error_from_wire(data: dict[str, Any], *, model_id: str) -> errors.JupyterLLM
     """Rebuild the worker's error in the parent, as the same class when it is one of ours."""
     cls = getattr(errors, data.get("type") or "", None)
     if isinstance(cls, type) and issubclass(cls, errors.JupyterLLMError):
-        exc = cls.__new__(cls)
-        Exception.__init__(exc, data["message"])
-        exc.message = data["message"]
-        exc.details = data.get("details")
-        return exc
+        return cls(data["message"], details=data.get("details"))
     return errors.BackendError(
-        f"llama.cpp failed in the worker of model {model_id!r}: {data['message']}",
+        f"The worker of model {model_id!r} failed: {data['message']}",
         details={"model": model_id})

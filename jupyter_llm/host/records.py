@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def record_history(host: Any, model_id: str, request: Request, stream: HostStream, *,
-                   face: str, user: str | None) -> None:
-    """Log a finished (or failed, or cancelled) request to ``host.history`` when there is one."""
+                   face: str, user: str | None, guard: Any = None) -> None:
+    """Log a finished (or failed, or cancelled) request to ``host.history`` when there is one;
+    where the tutoring guard acted, the full answer is logged with the guard's note."""
     try:
         history = host.history
         if history is None:
@@ -29,8 +30,11 @@ def record_history(host: Any, model_id: str, request: Request, stream: HostStrea
             error = "cancelled"
         else:
             error = None
+        acted = guard is not None and guard.acted
         fields: dict[str, Any] = {
-            "model": model_id, "face": face, "user": user, "response": stream.text,
+            "model": model_id, "face": face, "user": user,
+            "response": guard.full_text if acted else stream.text,
+            "guard": guard.note() if acted else None,
             "options": request.options.set_options(),
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else len(stream.pieces),

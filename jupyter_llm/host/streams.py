@@ -1,22 +1,33 @@
-"""``HostStream``: one request's way through the host, as the iterator a ``Response`` wraps.
+"""Streams of the host: ``HostStream`` and ``CallbackStream``.
 
+``HostStream`` is one request's way through the host, as the iterator a ``Response`` wraps.
 It waits for the request's turn in the model's queue when first read, starts the model's
 execution, passes the pieces on, and when the execution ends (finished, failed or
 cancelled) frees the slot and reports to the host once (last use, history).
+
+``CallbackStream`` is the one bridge from work that reports through a callback (download
+progress, ingest progress, a grounded answer's text) to a stream: iterated by a reader,
+or handed item by item to a ``deliver`` function (the server's event loop).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from ..errors import Cancelled
 from ..models import Finish
 from .scheduler import Ticket
 
-__all__ = ["HostStream"]
+__all__ = ["HostStream", "CallbackStream", "END"]
+
+T = TypeVar("T")
+END = object()
+"""The last item a ``CallbackStream`` delivers."""
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +192,91 @@ def _close(inner: Any) -> None:
     close = getattr(inner, "close", None)
     if callable(close):
         close()
+
+
+class CallbackStream(Generic[T]):
+    """Runs ``work(emit)`` in a thread of its own and streams what it passes to ``emit``.
+
+    ``start(deliver)`` hands every item straight from the working thread to ``deliver``
+    (one hand-over per item), then the work's exception if it failed, then ``END``.
+    Iterating does the same through a queue and raises the exception in the reader.
+    ``cancel()`` ends the stream at once and calls ``on_cancel``; ``emit`` then raises
+    ``Cancelled`` so the work stops at its next step, or, with ``detach=True`` (work that
+    others share, such as a download), drops the items and lets the work finish.
+    """
+
+    def __init__(self, work: Callable[[Callable[[T], None]], Any], *,
+                 on_cancel: Callable[[], None] | None = None, detach: bool = False,
+                 name: str = "jupyter-llm-stream") -> None:
+        self._work = work
+        self._on_cancel = on_cancel
+        self._detach = detach
+        self._name = name
+        self._deliver: Callable[[Any], None] | None = None
+        self._lock = threading.Lock()
+        self._ended = False
+        self._cancelled = threading.Event()
+        self.result: Any = None
+
+    def emit(self, item: T) -> None:
+        """Pass one item on (the callback the work gets)."""
+        if self._cancelled.is_set():
+            if self._detach:
+                return
+            raise Cancelled("The stream was cancelled.")
+        self._send(item)
+
+    def start(self, deliver: Callable[[Any], None]) -> None:
+        """Run the work in its own thread, handing each item (then an exception, then
+        ``END``) to ``deliver``, which must be thread-safe and quick."""
+        self._deliver = deliver
+        threading.Thread(target=self._run, name=self._name, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._work(self.emit)
+        except BaseException as e:  # noqa: BLE001 - the reader gets it as the last item
+            self._send(e)
+        finally:
+            self._end()
+
+    def _send(self, item: Any) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            deliver = self._deliver
+        assert deliver is not None
+        deliver(item)
+
+    def _end(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            deliver = self._deliver
+        if deliver is not None:
+            deliver(END)
+
+    def cancel(self) -> None:
+        """End the stream now and stop (or detach) the work; safe from any thread."""
+        if self._cancelled.is_set():
+            return
+        self._cancelled.set()
+        self._end()
+        if self._on_cancel is not None:
+            self._on_cancel()
+
+    def __iter__(self) -> Iterator[T]:
+        items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.start(items.put)
+        finished = False
+        try:
+            while (item := items.get()) is not END:
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+            finished = True
+        finally:
+            if not finished:  # the reader stopped early: stop the work too
+                self.cancel()

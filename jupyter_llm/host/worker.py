@@ -1,7 +1,9 @@
-"""The worker process: one llama.cpp model, driven over stdin/stdout by ``WorkerModel``.
+"""The worker process: one local model, driven over stdin/stdout by ``WorkerModel``.
 
-Run as ``python -m jupyter_llm.host.worker``. The main thread runs one command at a time
-(a llama.cpp context is single-stream). Between two tokens it looks for a ``cancel``
+Run as ``python -m jupyter_llm.host.worker``. It creates the model through the plugin
+registry (the backend named by the model's registry entry, e.g. ``llama_cpp``), so any
+``in_worker`` backend runs here. The main thread runs one command at a time (a llama.cpp
+context is single-stream). Between two tokens it looks for a ``cancel``
 without blocking: on POSIX it polls stdin itself, so stopping never waits for another
 thread to be scheduled; elsewhere a reader thread takes the commands. When the parent
 goes away (stdin closes), the worker exits.
@@ -111,16 +113,16 @@ class _Worker:
             finally:
                 self.cancelled.discard(rid)
 
-    def load(self, *, model_id: str, spec: Any, path: str, embedding: bool,
-             n_ctx: int | None, n_threads: int | None) -> dict[str, Any]:
-        """Load the model; return what the parent shows in ``ps``."""
-        from ..backends.llama_cpp import LlamaCppModel
+    def load(self, *, backend: str, spec: Any, path: str | None, n_ctx: int | None,
+             n_threads: int | None) -> dict[str, Any]:
+        """Create the model through the plugin that registered ``backend`` and load it;
+        return what the parent shows in ``ps``."""
+        from ..plugins import get_backend
 
-        self.model = LlamaCppModel(model_id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
-                                   embedding=embedding)
-        llama = self.model.load()
-        return {"n_ctx": llama.n_ctx(), "n_threads": getattr(llama, "n_threads", n_threads),
-                "pid": os.getpid()}
+        self.model = get_backend(backend, spec).create(spec, path=path, n_ctx=n_ctx,
+                                                        n_threads=n_threads)
+        self.model.load(n_ctx, n_threads)
+        return {"n_ctx": self.model.context_size, "pid": os.getpid()}
 
     def execute(self, rid: int, request: Any) -> None:
         """Stream one generation, stopping within a token of a ``cancel``."""

@@ -1,6 +1,8 @@
-"""``WorkerModel``: a ``Model`` in the parent whose llama.cpp runs in a worker process.
+"""``WorkerModel``: a ``Model`` in the parent that runs in a worker process.
 
-The parent starts ``python -m jupyter_llm.host.worker`` with pipes, sends it a ``load``,
+It stands in for a model of an ``in_worker`` backend (llama.cpp, or a plugin's): the parent
+starts ``python -m jupyter_llm.host.worker`` with pipes, sends it a ``load`` naming the
+backend (the worker creates the model through the plugins),
 and then one command per execution or embedding. A reader thread routes the worker's
 messages to the waiting streams by request id. When the worker dies (llama.cpp abort,
 out of memory, a kill), every waiting stream gets ``WorkerCrashed`` and ``on_exit`` tells
@@ -22,9 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..backends.llama_cpp import LlamaCppOptions
 from ..errors import BackendError, JupyterLLMError, ModelLoadError, WorkerCrashed
-from ..models import Finish, Model, Request, Usage
+from ..models import Backend, Finish, Model, Request, Usage, replace_hint
 from .protocol import error_from_wire, read_frame, write_frame
 
 if TYPE_CHECKING:
@@ -113,19 +114,17 @@ class WorkerStream:
 
 
 class WorkerModel(Model):
-    """A llama.cpp model that runs in its own process; same contract as ``LlamaCppModel``."""
+    """A model of an ``in_worker`` backend, run in its own process; the same contract as
+    the backend's own model, with the backend's options."""
 
-    Options = LlamaCppOptions
-    backend = "llama_cpp"
-
-    def __init__(self, model_id: str, spec: ModelSpec | None = None, *, path: str | Path,
-                 embedding: bool | None = None, n_ctx: int | None = None,
-                 n_threads: int | None = None,
+    def __init__(self, backend: Backend, spec: ModelSpec, *, path: str | Path,
+                 n_ctx: int | None = None, n_threads: int | None = None,
                  on_exit: Callable[[WorkerModel, JupyterLLMError | None], None] | None = None,
                  ) -> None:
-        super().__init__(model_id, spec)
+        super().__init__(spec.id, spec)
+        self.Options = backend.Options  # type: ignore[misc]
+        self.backend = backend.name  # type: ignore[misc]
         self.path = Path(path)
-        self.embedding = bool(spec and spec.is_embedding) if embedding is None else embedding
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.on_exit = on_exit
@@ -145,6 +144,11 @@ class WorkerModel(Model):
     def pid(self) -> int | None:
         """The worker's process id (None before ``load``)."""
         return self._proc.pid if self._proc else None
+
+    @property
+    def context_size(self) -> int | None:
+        """The context size the worker's model loaded with."""
+        return self.info.get("n_ctx")
 
     @property
     def alive(self) -> bool:
@@ -171,15 +175,15 @@ class WorkerModel(Model):
                          daemon=True).start()
         try:
             self.info = self._call("load", {
-                "model_id": self.model_id, "spec": self.spec, "path": str(self.path),
-                "embedding": self.embedding, "n_ctx": n_ctx or self.n_ctx,
-                "n_threads": n_threads or self.n_threads})
+                "backend": self.backend, "spec": self.spec, "path": str(self.path),
+                "n_ctx": n_ctx or self.n_ctx, "n_threads": n_threads or self.n_threads})
         except WorkerCrashed as e:
             self.close()
             raise ModelLoadError(
-                f"llama.cpp crashed while loading {self.path.name} for model {self.model_id!r} "
-                f"({e.details.get('exit')}). The file is probably malformed or made for a newer "
-                f"llama.cpp: {self._replace_hint()}, or choose another model or quantization.",
+                f"{self._native} crashed while loading {self.path.name} for model "
+                f"{self.model_id!r} ({e.details.get('exit')}). The file is probably malformed or "
+                f"made for a newer {self._native}: {self._replace_hint()}, or choose another "
+                "model or quantization.",
                 details=e.details) from None
         except BaseException:
             self.close()
@@ -303,9 +307,12 @@ class WorkerModel(Model):
             stream._deliver(("err", stream._rid, error))
 
     def _replace_hint(self) -> str:
-        from ..backends.llama_cpp import replace_hint
-
         return replace_hint(self.model_id, self.spec, self.path)
+
+    @property
+    def _native(self) -> str:
+        """The backend's name as users know it, for error messages."""
+        return "llama.cpp" if self.backend == "llama_cpp" else f"the {self.backend} backend"
 
     def _crash_error(self, code: int) -> WorkerCrashed:
         exit_text = _describe_exit(code)
@@ -313,7 +320,8 @@ class WorkerModel(Model):
         said = f' Its last words: "{last.strip()}".' if last else ""
         return WorkerCrashed(
             f"The worker process of model {self.model_id!r} ({self.path.name}) died ({exit_text})."
-            f"{said} llama.cpp aborts on some malformed or unsupported GGUF files, and the system "
+            f"{said} {self._native[0].upper()}{self._native[1:]} aborts on some malformed or "
+            "unsupported model files, and the system "
             "kills processes that run out of memory. The model was unloaded; the next request "
             f"loads it again. If this repeats, {self._replace_hint()}, or try a smaller model.",
             details={"model": self.model_id, "file": str(self.path), "exit": exit_text,

@@ -28,7 +28,7 @@ try:
     from langchain_core.retrievers import BaseRetriever
     from pydantic import ConfigDict, Field
 except ImportError as e:  # pragma: no cover - the langchain extra is not installed
-    raise MissingDependency("langchain-core", "The LangChain integration", "langchain") from e
+    raise MissingDependency.from_package("langchain-core", "The LangChain integration", "langchain") from e
 
 __all__ = ["JupyterLLMRetriever", "ChatJupyterLLM", "to_messages"]
 

@@ -65,7 +65,7 @@ class Session:
             if entry.get("id") == model or model in (entry.get("aliases") or []):
                 return entry
         known = [e["id"] for e in entries] + [a for e in entries for a in e.get("aliases") or []]
-        raise UnknownModel(model, known)
+        raise UnknownModel.from_id(model, known)
 
     def use(self, model: str | None) -> None:
         """Set (or with None, clear) the default model of the magics, the panel and ``fix``."""

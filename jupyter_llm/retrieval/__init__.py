@@ -8,6 +8,7 @@ Public API (faces — CLI, magics, REST, LangChain — call only these)::
     coll.ingest(["course/"], include=["*.md"], progress=print)
     results = coll.search("how do I undo a commit?", k=5, mode="hybrid")
     answer = coll.ask("how do I undo a commit?", model=chat_model_or_None)
+    report = evaluate(coll, "questions.jsonl", models=[None, chat_model])  # the harness
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ __all__ = [
     "Answer",
     "IngestProgress",
     "IngestReport",
+    "Question",
+    "load_questions",
+    "evaluate",
+    "EvalReport",
 ]
 
 _LAZY = {
@@ -40,6 +45,10 @@ _LAZY = {
     "Answer": "jupyter_llm.retrieval.answer",
     "IngestProgress": "jupyter_llm.retrieval.ingest",
     "IngestReport": "jupyter_llm.retrieval.ingest",
+    "Question": "jupyter_llm.retrieval.questions",
+    "load_questions": "jupyter_llm.retrieval.questions",
+    "evaluate": "jupyter_llm.retrieval.evaluate",
+    "EvalReport": "jupyter_llm.retrieval.evaluate",
 }
 
 

@@ -53,7 +53,7 @@ def _pick_driver() -> tuple[str, Any]:
             continue
         _DRIVER = (name, module)
         return _DRIVER
-    raise MissingDependency(
+    raise MissingDependency.from_package(
         "pysqlite3-binary or apsw",
         "Retrieval collections (SQLite with vector extensions, since this Python's sqlite3 "
         "cannot load extensions)",

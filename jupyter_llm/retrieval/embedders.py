@@ -150,7 +150,7 @@ class SentenceTransformerEmbedder(Embedder):
                     try:
                         from sentence_transformers import SentenceTransformer
                     except ImportError as e:
-                        raise MissingDependency("sentence-transformers", "Local embeddings",
+                        raise MissingDependency.from_package("sentence-transformers", "Local embeddings",
                                                 "retrieval") from e
                     try:
                         _ST_CACHE[key] = SentenceTransformer(self.location, device=self.device)

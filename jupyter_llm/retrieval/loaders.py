@@ -199,7 +199,7 @@ def _load_pdf(path: Path) -> LoadedDocument:
     try:
         import pypdf
     except ImportError as e:
-        raise MissingDependency("pypdf", "Reading PDF files", "retrieval") from e
+        raise MissingDependency.from_package("pypdf", "Reading PDF files", "retrieval") from e
     try:
         reader = pypdf.PdfReader(str(path), strict=False)
         if reader.is_encrypted:
@@ -225,7 +225,7 @@ def _load_html(text: str, path: Path) -> LoadedDocument:
     try:
         from bs4 import BeautifulSoup
     except ImportError as e:
-        raise MissingDependency("beautifulsoup4", "Reading HTML files", "retrieval") from e
+        raise MissingDependency.from_package("beautifulsoup4", "Reading HTML files", "retrieval") from e
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "noscript", "nav", "template"]):
         tag.decompose()

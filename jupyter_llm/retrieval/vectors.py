@@ -76,7 +76,7 @@ class VecIndex(VectorIndex):
         try:
             import sqlite_vec
         except ImportError as e:
-            raise MissingDependency("sqlite-vec", "The 'vec' vector backend", "retrieval") from e
+            raise MissingDependency.from_package("sqlite-vec", "The 'vec' vector backend", "retrieval") from e
         self.db.load_extension(sqlite_vec.loadable_path())
 
     def create(self) -> None:
@@ -131,12 +131,12 @@ class VssIndex(VectorIndex):
         try:
             import sqlite_vss
         except ImportError as e:
-            raise MissingDependency("sqlite-vss", "The 'vss' vector backend", "retrieval") from e
+            raise MissingDependency.from_package("sqlite-vss", "The 'vss' vector backend", "retrieval") from e
         try:
             self.db.load_extension(sqlite_vss.vector_loadable_path())
             self.db.load_extension(sqlite_vss.vss_loadable_path())
         except Exception as e:  # the shared library needs BLAS/LAPACK/OpenMP from the system
-            raise MissingDependency(
+            raise MissingDependency.from_package(
                 "sqlite-vss (with system libraries libblas3 liblapack3 libgomp1)",
                 f"The 'vss' vector backend could not load its extension ({e}); on Debian/Ubuntu "
                 "run `apt-get install -y libblas3 liblapack3 libgomp1`, or use --vector-backend vec."

@@ -14,7 +14,7 @@ from jupyter_server.auth.authorizer import Authorizer
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, Dict, Float, Integer, Unicode
 
 from .._version import __version__
 
@@ -22,12 +22,13 @@ __all__ = ["JupyterLLM", "LLMOnlyAuthorizer", "URL_ENV", "TOKEN_ENV"]
 
 URL_ENV = "JUPYTER_LLM_URL"
 TOKEN_ENV = "JUPYTER_LLM_TOKEN"
-HANDLER_MODULES = ("native", "collections", "openai_compat", "pantry", "openapi")
+HANDLER_MODULES = ("native", "classroom", "collections", "openai_compat", "pantry", "openapi")
 
 # (trait name, Settings field) for every setting the extension exposes as config.
 SETTING_TRAITS = ("default_model", "default_embedding_model", "allow_downloads",
                   "allow_url_downloads", "auto_load", "memory_budget_mb", "max_loaded_models",
-                  "keep_alive_s", "queue_size", "n_threads", "n_ctx", "history")
+                  "keep_alive_s", "queue_size", "n_threads", "n_ctx", "history", "policy_file",
+                  "policy")
 
 
 class JupyterLLM(ExtensionApp):
@@ -64,6 +65,11 @@ class JupyterLLM(ExtensionApp):
     n_ctx = Integer(None, allow_none=True, config=True, help="Context window of local models.")
     history = Bool(None, allow_none=True, config=True,
                    help="Log requests to history.sqlite (default True).")
+    policy_file = Unicode(None, allow_none=True, config=True,
+                          help="Classroom policy file (YAML or JSON): roles, per-user limits, "
+                               "allowed models, history access; reloaded when it changes.")
+    policy = Dict(None, allow_none=True, config=True,
+                  help="Classroom policy given inline (the policy file's format).")
     thread_pool_size = Integer(64, config=True,
                                help="Threads for blocking host calls and streaming generations.")
     export_env = Bool(True, config=True,
@@ -181,7 +187,8 @@ class JupyterLLM(ExtensionApp):
         from .. import paths
 
         return {"version": __version__, "data_dir": str(paths.data_dir()),
-                "settings": self.llm_settings.model_dump(), "host_started": self._host is not None}
+                "settings": self.llm_settings.model_dump(), "host_started": self._host is not None,
+                "kernels_host": os.environ.get(URL_ENV)}
 
 
 class LLMOnlyAuthorizer(Authorizer):

@@ -16,13 +16,14 @@ from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 
 from ..errors import Busy, InvalidRequest, JupyterLLMError
+from ..host.streams import END, CallbackStream
 
 __all__ = ["LLMHandler", "NotFoundHandler", "error_body", "STREAM_END"]
 
 log = logging.getLogger("jupyter_llm.server")
 
 Body = TypeVar("Body", bound=BaseModel)
-STREAM_END = object()
+STREAM_END = END
 _HTTP_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "too_large",
                422: "invalid_request", 501: "not_implemented", 503: "busy"}
@@ -88,10 +89,12 @@ class LLMHandler(APIHandler):
             raise InvalidRequest(f"Invalid request body — {summary}.",
                                  details={"fields": fields}) from None
 
-    def user_name(self) -> str | None:
-        """The authenticated user's name, for the history log."""
-        user = self.current_user
-        return getattr(user, "username", None) or (user if isinstance(user, str) else None)
+    def identity(self) -> Any:
+        """Who sends this request (an ``Identity``: a stable name; the role from a named token,
+        else the host's policy tells it)."""
+        from .identity import identity_of
+
+        return identity_of(self.current_user)
 
     # -- errors ----------------------------------------------------------------------------
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
@@ -138,36 +141,54 @@ class LLMHandler(APIHandler):
             if on_cancel is not None:
                 self.llm.executor.submit(on_cancel)
 
-    async def stream(self, produce: Callable[[threading.Event], Iterator[Any]],
+    async def stream(self, produce: Callable[[threading.Event], Iterator[Any]] | CallbackStream[Any],
                      encode: Callable[[Any], bytes], content_type: str,
                      on_cancel: Callable[[], None] | None = None) -> bool:
-        """Run ``produce(cancel)`` in the thread pool and write each item through ``encode``.
+        """Write each item of ``produce`` through ``encode``, coalescing ready items.
 
-        Items are coalesced into one flush when several are ready. When the client
-        disconnects, ``cancel`` is set; ``produce`` must then stop (and cancel its
-        Response) before its next item; ``on_cancel`` (thread-safe) runs at once in the pool.
+        ``produce`` is either ``produce(cancel)``, an iterator run in the thread pool, or a
+        ``CallbackStream``, whose working thread hands its items straight to the event
+        loop. When the client disconnects, ``cancel`` is set (and a ``CallbackStream``
+        cancelled); ``produce`` must then stop (and cancel its Response) before its next
+        item; ``on_cancel`` (thread-safe) runs at once in the pool.
         Returns False when the client went away.
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = self._cancel_event = threading.Event()
-        self._on_cancel = on_cancel
+
+        def send(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def pump() -> None:
+            assert not isinstance(produce, CallbackStream)
             try:
                 for item in produce(cancel):
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                    send(item)
                     if cancel.is_set():
                         break
             except BaseException as e:  # delivered to the client as the last item
-                loop.call_soon_threadsafe(queue.put_nowait, e)
+                send(e)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, STREAM_END)
+                send(STREAM_END)
 
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        future = loop.run_in_executor(self.llm.executor, pump)
+        if isinstance(produce, CallbackStream):
+            stream, extra = produce, on_cancel
+
+            def stop() -> None:
+                stream.cancel()
+                if extra is not None:
+                    extra()
+
+            self._on_cancel = stop
+            produce.start(send)
+            future = None
+        else:
+            self._on_cancel = on_cancel
+            future = loop.run_in_executor(self.llm.executor, pump)
         connected, ended = True, False
         try:
             while not ended:
@@ -189,7 +210,8 @@ class LLMHandler(APIHandler):
         finally:
             if not ended:  # this coroutine was cancelled: stop the producer too
                 self._cancel_stream()
-            await future
+            if future is not None:
+                await future
         if connected and not cancel.is_set():
             self.finish()
         return connected and not cancel.is_set()

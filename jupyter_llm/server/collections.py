@@ -4,15 +4,14 @@ the extension's ``HostCollections`` off the loop, and answer."""
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from ..errors import Cancelled, Forbidden
+from ..errors import Forbidden
+from ..host.streams import CallbackStream
 from .base import LLMHandler
 from .native import ndjson
 
@@ -79,31 +78,9 @@ class CollectionsHandlerBase(LLMHandler):
         ``run`` runs in its own thread; after a disconnect, ``emit`` raises ``Cancelled`` so
         the work stops at its next step.
         """
-
-        def produce(cancel: threading.Event) -> Iterator[Any]:
-            events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            end = object()
-
-            def emit(item: Any) -> None:
-                if cancel.is_set():
-                    raise Cancelled("The client went away.")
-                events.put(item)
-
-            def work() -> None:
-                try:
-                    events.put(run(emit))
-                except BaseException as e:  # sent as the stream's last line
-                    events.put(e)
-                finally:
-                    events.put(end)
-
-            threading.Thread(target=work, daemon=True, name="jupyter-llm-collections").start()
-            while (event := events.get()) is not end:
-                yield event
-                if cancel.is_set():
-                    return
-
-        await self.stream(produce, ndjson, "application/x-ndjson", on_cancel=on_cancel)
+        stream = CallbackStream(lambda emit: emit(run(emit)), on_cancel=on_cancel,
+                                name="jupyter-llm-collections")
+        await self.stream(stream, ndjson, "application/x-ndjson")
 
 
 class CollectionsHandler(CollectionsHandlerBase):
@@ -198,7 +175,7 @@ class AskHandler(CollectionsHandlerBase):
         run = await self.run_blocking(
             colls.prepare_ask, name, body.question, model=body.model, k=body.k, mode=body.mode,
             source=body.source, options=body.options, log=body.log, face="api",
-            user=self.user_name())
+            user=self.identity())
         if not body.stream:
             answer = await self.run_blocking(run.run)
             self.write_json({**answer_dict(answer, run.summary()),

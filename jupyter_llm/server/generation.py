@@ -51,10 +51,8 @@ class Generation:
         return "".join(self.chunks())
 
     def summary(self) -> dict[str, Any]:
-        """``model``, ``finish_reason``, ``usage`` and ``timings`` after the stream ended."""
-        r = self.response
-        return {"model": r.model_id, "finish_reason": r.finish_reason or "stop",
-                "usage": r.usage.to_dict() if r.usage else None, "timings": r.timings}
+        """The response's ``summary()`` (model, finish reason, usage, timings)."""
+        return self.response.summary()
 
 
 def start_generation(host: Any, *, messages: list[dict[str, Any]] | None = None,

@@ -1,19 +1,18 @@
-"""The native API ``llm/api/…``: models, pulls, load/unload, ps, chat, generate, embed,
-history and config (collections: ``collections.py``). Handlers only parse, call the
+"""The native API ``llm/api/…``: models, pulls, load/unload, ps, chat, generate, embed and
+config (collections: ``collections.py``; history, feedback, tokens: ``classroom.py``). Handlers only parse, call the
 ``ModelHost`` off the loop, and answer."""
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from ..errors import InvalidRequest
+from ..host.streams import CallbackStream
 from .base import LLMHandler, error_body
 from .generation import Generation, start_generation
 
@@ -91,7 +90,8 @@ class ModelsHandler(LLMHandler):
         """Every registry model with its state."""
         host = await self.host()
         tag = self.get_argument("tag", None)
-        self.write_json({"models": await self.run_blocking(host.models, tag)})
+        models = await self.run_blocking(host.models, tag, user=self.identity())
+        self.write_json({"models": models})
 
 
 class ModelHandler(LLMHandler):
@@ -131,28 +131,20 @@ class PullHandler(LLMHandler):
             self.write_json({"model_id": body.model, "status": "done", "manifest": manifest})
             return
 
-        def produce(cancel: threading.Event) -> Iterator[Any]:
-            events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            done = object()
+        def pull(emit: Callable[[Any], None]) -> None:
+            def progress(p: Any) -> None:
+                if p.status != "done":  # the transfer's own "done"; ours carries the manifest
+                    emit(p.to_dict())
 
-            def run() -> None:
-                try:
-                    manifest = host.pull(body.model, progress=lambda p: events.put(p.to_dict()))
-                    events.put({"model_id": body.model, "status": "done", "manifest": manifest})
-                except BaseException as e:
-                    events.put({"model_id": body.model, "status": "error", **error_body(e)[1]})
-                finally:
-                    events.put(done)
+            try:
+                manifest = host.pull(body.model, progress=progress)
+                emit({"model_id": body.model, "status": "done", "manifest": manifest})
+            except Exception as e:
+                emit({"model_id": body.model, "status": "error", **error_body(e)[1]})
 
-            threading.Thread(target=run, daemon=True, name="jupyter-llm-pull").start()
-            while (event := events.get()) is not done:
-                if event.get("status") == "done" and "manifest" not in event:
-                    continue  # the transfer's own "done" event; ours carries the manifest
-                yield event
-                if cancel.is_set():
-                    return
-
-        await self.stream(produce, ndjson, "application/x-ndjson")
+        # a disconnect detaches from the download (others may share it) without stopping it
+        await self.stream(CallbackStream(pull, detach=True, name="jupyter-llm-pull"), ndjson,
+                          "application/x-ndjson")
 
 
 class PullCancelHandler(LLMHandler):
@@ -216,7 +208,7 @@ class GenerationHandler(LLMHandler):
         """Run the generation and answer in the native format (``key``: message or text)."""
         host = await self.host()
         gen: Generation = await self.run_blocking(
-            start_generation, host, face="api", user=self.user_name(), **gen_kwargs)
+            start_generation, host, face="api", user=self.identity(), **gen_kwargs)
         if not stream:
             text = await self.run_blocking(gen.text)
             value: Any = {"role": "assistant", "content": text} if key == "message" else text
@@ -268,33 +260,10 @@ class EmbedHandler(LLMHandler):
 
         def embed() -> dict[str, Any]:
             spec = host.resolve(body.model, embedding=True)
-            return {"model": spec.id, "embeddings": host.embed(texts, spec.id)}
+            return {"model": spec.id,
+                    "embeddings": host.embed(texts, spec.id, user=self.identity())}
 
         self.write_json(await self.run_blocking(embed))
-
-
-class HistoryHandler(LLMHandler):
-    """``GET llm/api/history[?limit=N&model=ID]``."""
-
-    @web.authenticated
-    async def get(self) -> None:
-        """The most recent requests, newest first."""
-        raw = self.get_argument("limit", "20")
-        if not raw.isdigit() or int(raw) < 1:
-            raise InvalidRequest("limit must be a positive integer.", details={"field": "limit"})
-        model = self.get_argument("model", None)
-        history = await self.run_blocking(lambda: self.llm.history_log)
-        self.write_json({"entries": await self.run_blocking(history.entries, int(raw), model)})
-
-
-class HistoryStatsHandler(LLMHandler):
-    """``GET llm/api/history/stats``."""
-
-    @web.authenticated
-    async def get(self) -> None:
-        """Counts, tokens, mean time to first token and tokens/s per model."""
-        history = await self.run_blocking(lambda: self.llm.history_log)
-        self.write_json(await self.run_blocking(history.stats))
 
 
 class ConfigHandler(LLMHandler):
@@ -318,7 +287,5 @@ default_handlers = [
     (r"/llm/api/chat", ChatHandler),
     (r"/llm/api/generate", GenerateHandler),
     (r"/llm/api/embed", EmbedHandler),
-    (r"/llm/api/history", HistoryHandler),
-    (r"/llm/api/history/stats", HistoryStatsHandler),
     (r"/llm/api/config", ConfigHandler),
 ]

@@ -139,10 +139,10 @@ class V1ModelsHandler(LLMHandler):
     async def get(self) -> None:
         """OpenAI's model list."""
         host = await self.host()
-        models = await self.run_blocking(host.models)
+        models = await self.run_blocking(host.models, None, user=self.identity())
         data = [{"id": m["id"], "object": "model", "created": 0, "owned_by": "jupyter-llm",
                  "state": m.get("state")}
-                for m in models if m.get("state") in ("installed", "loaded")]
+                for m in models if m.get("state") in ("installed", "loaded") and m["allowed"]]
         self.write_json({"object": "list", "data": data})
 
 
@@ -158,7 +158,7 @@ class _CompletionHandler(LLMHandler):
         host = await self.host()
         gen: Generation = await self.run_blocking(
             start_generation, host, model=body.model, options=body.options(), face="openai",
-            user=body.user or self.user_name(), **gen_kwargs)
+            user=self.identity(), **gen_kwargs)
         rid = f"{'chatcmpl' if self.object_name.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         base = {"id": rid, "created": created, "model": gen.model_id}
@@ -247,7 +247,7 @@ class EmbeddingsHandler(LLMHandler):
 
         def embed() -> tuple[str, list[list[float]]]:
             spec = host.resolve(body.model, embedding=True)
-            return spec.id, host.embed(texts, spec.id)
+            return spec.id, host.embed(texts, spec.id, user=self.identity())
 
         model_id, vectors = await self.run_blocking(embed)
         data = []

@@ -159,7 +159,7 @@ class PantryHandler(LLMHandler):
             self.write_json({"status": "error", "message": e.message, "type": e.type,
                              "details": e.details})
             return
-        self.write_json(await self.run_blocking(pantry_call, self.llm, body, self.user_name()))
+        self.write_json(await self.run_blocking(pantry_call, self.llm, body, self.identity()))
 
 
 default_handlers = [(r"/llm/call", PantryHandler)]
