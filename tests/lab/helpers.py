@@ -27,10 +27,16 @@ def model_row(model_id: str) -> str:
 
 
 def shot(page: Any, name: str) -> Path:
-    """Save a screenshot of the whole page as a test artifact."""
+    """Save screenshots as test artifacts: the whole page (``NAME.png``) and, when the panel
+    is open, the left sidebar with the panel (``NAME-panel.png``, small enough for docs)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
+    box = page.locator(PANEL).bounding_box() if page.is_visible(PANEL) else None
+    if box:
+        page.screenshot(path=str(ARTIFACTS / f"{name}-panel.png"), clip={
+            "x": 0, "y": 0, "width": box["x"] + box["width"] + 2,
+            "height": box["y"] + box["height"]})
     return path
 
 
