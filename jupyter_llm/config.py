@@ -36,8 +36,23 @@ class Settings(BaseModel):
     n_threads: int | None = Field(None, ge=1, description="CPU threads per local model (default: llama.cpp's choice).")
     n_ctx: int | None = Field(None, ge=16, description="Context window for local models (default: min(4096, trained)).")
     history: bool = Field(True, description="Log requests to history.sqlite.")
+    max_body_mb: float = Field(16.0, gt=0, description="Largest request body in MB (413 above).")
+    max_prompt_chars: int = Field(1_000_000, ge=1, description="Most characters in one prompt "
+                                  "or embedding request, checked before tokenising (400 above).")
+    max_embed_inputs: int = Field(2048, ge=1, description="Most inputs in one embedding request.")
+    allow_model_paths: list[str] = Field(
+        default_factory=list,
+        description="Folders whose GGUF files HTTP requests may load by path (default: none; "
+                    "several separated by the OS path separator).")
     policy_file: str | None = Field(None, description="Classroom policy file (YAML or JSON): roles, limits, allowed models; reloaded when it changes.")
     policy: dict[str, Any] | None = Field(None, description="Classroom policy given inline (same format as the policy file); JSON in the environment variable.")
+
+    @field_validator("allow_model_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p.strip()]
+        return value
 
     @field_validator("policy", mode="before")
     @classmethod

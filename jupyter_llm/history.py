@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import paths
-from .errors import InsufficientStorage, InvalidRequest, NotFound
+from .errors import Busy, InsufficientStorage, InvalidRequest, JupyterLLMError, NotFound
+from .redact import redact, redact_obj
 
 __all__ = ["History", "BUSY_TIMEOUT_MS"]
 
@@ -47,18 +48,21 @@ CREATE TABLE IF NOT EXISTS requests (
     rating INTEGER,
     score REAL,
     comment TEXT,
-    feedback_at REAL
+    feedback_at REAL,
+    request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_model ON requests (model, created_at);
 CREATE INDEX IF NOT EXISTS requests_user ON requests (user, created_at);
+CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 """
 # Columns added after the first release: (name, type) added to older files on open.
 _ADDED_COLUMNS = (("guard", "TEXT"), ("rating", "INTEGER"), ("score", "REAL"),
-                  ("comment", "TEXT"), ("feedback_at", "REAL"))
+                  ("comment", "TEXT"), ("feedback_at", "REAL"), ("request_id", "TEXT"))
 _JSON_FIELDS = ("messages", "options", "citations")
 _COLUMNS = ("id", "created_at", "model", "face", "user", "messages", "prompt", "response",
             "options", "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "error",
-            "collection", "citations", "guard", "rating", "score", "comment", "feedback_at")
+            "collection", "citations", "guard", "rating", "score", "comment", "feedback_at",
+            "request_id")
 
 
 class History:
@@ -88,6 +92,8 @@ class History:
             if not self._ready:
                 self._init(conn)
             yield conn
+        except sqlite3.DatabaseError as e:  # a full disk, a read-only or corrupt file
+            raise _storage_error(e, self.path) from e
         finally:
             conn.close()
 
@@ -121,16 +127,18 @@ class History:
                completion_tokens: int | None = None, ttft_s: float | None = None,
                duration_s: float | None = None, error: str | None = None,
                created_at: float | None = None, collection: str | None = None,
-               citations: list[Any] | None = None, guard: str | None = None) -> int:
-        """Append one request and return its id."""
+               citations: list[Any] | None = None, guard: str | None = None,
+               request_id: str | None = None) -> int:
+        """Append one request (every text redacted of secrets) and return its id."""
         values = {
             "created_at": time.time() if created_at is None else float(created_at),
             "model": model, "face": face, "user": user,
-            "messages": _dumps(messages), "prompt": prompt, "response": response,
-            "options": _dumps(options), "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens, "ttft_s": ttft_s, "duration_s": duration_s,
-            "error": error, "collection": collection, "citations": _dumps(citations),
-            "guard": guard,
+            "messages": _dumps(redact_obj(messages)), "prompt": redact(prompt),
+            "response": redact(response), "options": _dumps(redact_obj(options)),
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "ttft_s": ttft_s, "duration_s": duration_s, "error": redact(error),
+            "collection": collection, "citations": _dumps(redact_obj(citations)),
+            "guard": guard, "request_id": request_id,
         }
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -163,18 +171,20 @@ class History:
                 "ORDER BY created_at DESC, id DESC LIMIT ?", [*args, limit]).fetchall()
         return [_row(r) for r in rows]
 
-    def get(self, entry_id: int) -> dict[str, Any] | None:
-        """One entry by id, or None."""
+    def get(self, key: int | str) -> dict[str, Any] | None:
+        """One entry by its id, or by the ``request_id`` its response carried; or None."""
         if not self.path.exists():
             return None
+        column, value = _key(key)
         with self._connect() as conn:
-            row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM requests WHERE id = ?",
-                               [int(entry_id)]).fetchone()
+            row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM requests WHERE {column} = ?",
+                               [value]).fetchone()
         return _row(row) if row else None
 
-    def feedback(self, entry_id: int, *, rating: int | None = None, score: float | None = None,
+    def feedback(self, key: int | str, *, rating: int | None = None, score: float | None = None,
                  comment: str | None = None) -> dict[str, Any]:
-        """Store feedback on an entry: a thumbs up (1) or down (-1), a score, a comment."""
+        """Store feedback on an entry (by id or request id): a thumbs up (1) or down (-1), a
+        score from 0 to 10, a comment; returns the updated entry."""
         if rating not in (None, 1, -1, 0):
             raise InvalidRequest("rating must be 1 (thumbs up), -1 (thumbs down) or 0 (none).",
                                  details={"field": "rating"})
@@ -185,14 +195,15 @@ class History:
                                  details={"field": "comment"})
         if rating is None and score is None and comment is None:
             raise InvalidRequest("Give a rating, a score or a comment.")
-        if self.get(entry_id) is None:
-            raise NotFound(f"No history entry has id {entry_id}.", details={"id": entry_id})
+        entry = self.get(key)
+        if entry is None:
+            raise NotFound(f"No history entry is {key!r}.", details={"id": key})
         with self._connect() as conn:
             conn.execute("UPDATE requests SET rating = COALESCE(?, rating), "
                          "score = COALESCE(?, score), comment = COALESCE(?, comment), "
                          "feedback_at = ? WHERE id = ?",
-                         [rating, score, comment, time.time(), int(entry_id)])
-        return self.get(entry_id) or {}
+                         [rating, score, comment, time.time(), entry["id"]])
+        return self.get(entry["id"]) or {}
 
     def stats(self, *, by: str = "model", user: str | None = None,
               collection: str | None = None, since: float | None = None,
@@ -248,6 +259,35 @@ class History:
             return 0
         with self._connect() as conn:
             return conn.execute("DELETE FROM requests").rowcount
+
+
+def _storage_error(exc: sqlite3.DatabaseError, path: Path) -> JupyterLLMError:
+    """A clear error for a SQLite failure of the history file (never a raw traceback)."""
+    text = str(exc).lower()
+    off = "or turn history off (JUPYTER_LLM_HISTORY=0)"
+    if "full" in text or "disk i/o" in text:
+        return InsufficientStorage(f"The disk holding the history file {path} is full; free "
+                                   f"some space {off}.", details={"path": str(path)})
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return InsufficientStorage(f"The history file {path} cannot be written; make the data "
+                                   f"directory writable (JUPYTER_LLM_HOME) {off}.",
+                                   details={"path": str(path)})
+    if "locked" in text or "busy" in text:
+        return Busy(f"The history file {path} is locked by another process; retry shortly.",
+                    retry_after=1, details={"path": str(path)})
+    return JupyterLLMError(f"The history file {path} is unreadable ({exc}); move it away to "
+                           f"start a new one, {off}.", details={"path": str(path)})
+
+
+def _key(key: int | str) -> tuple[str, int | str]:
+    """The column and value that find one entry: an integer id or a request id."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return "id", key
+    if isinstance(key, str) and key.isdigit():
+        return "id", int(key)
+    if isinstance(key, str) and key:
+        return "request_id", key
+    raise InvalidRequest(f"{key!r} is neither a history id nor a request id.")
 
 
 def _filters(**given: Any) -> tuple[str, list[Any]]:

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import paths
+from .confine import escape_id, safe_file_name
 from .errors import ModelNotReady, RegistryError, UnknownModel
+from .redact import add_secret_env, add_url_credentials, strip_userinfo
 
 __all__ = ["ModelSpec", "Registry", "RegistryProblem", "FallbackMode", "KNOWN_TAGS", "select_model"]
 
@@ -59,6 +61,14 @@ class ModelSpec(BaseModel):
     # where the entry came from (set by the loader)
     source: str | None = None
 
+    @field_validator("filename")
+    @classmethod
+    def _plain_filename(cls, name: str | None) -> str | None:
+        if name is not None and not safe_file_name(name):
+            raise ValueError(f"{name!r} is not a plain file name (no folders, '..', leading '.' "
+                             "or control characters)")
+        return name
+
     @field_validator("tags")
     @classmethod
     def _upper_tags(cls, tags: list[str]) -> list[str]:
@@ -80,10 +90,10 @@ class ModelSpec(BaseModel):
         if self.filename:
             return self.filename
         if self.url:
-            name = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-            if name:
+            name = self.url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            if safe_file_name(name):
                 return name
-        return f"{self.id.replace('/', '_')}.gguf"
+        return f"{escape_id(self.id)}.gguf"
 
     def download_url(self) -> str | None:
         """The URL to fetch, with Hugging Face URLs rewritten to ``$HF_ENDPOINT`` when set."""
@@ -99,19 +109,23 @@ class ModelSpec(BaseModel):
         return bool(self.is_remote and self.api_key_env and os.environ.get(self.api_key_env))
 
     def origin(self) -> dict[str, Any]:
-        """``own`` (from the user's registry, not the built-in one; faces list those first)
-        and, for a remote model, ``key_set`` (whether its API key variable is set)."""
+        """``own``: whether the entry comes from the user's registry rather than the built-in
+        one (faces list those first)."""
         builtin = paths.builtin_registry_dir().resolve()
-        own = bool(self.source) and not Path(str(self.source)).resolve().is_relative_to(builtin)
-        return {"own": own, **({"key_set": self.remote_configured()} if self.is_remote else {})}
+        return {"own": bool(self.source)
+                and not Path(str(self.source)).resolve().is_relative_to(builtin)}
 
     def has_tags(self, required: Iterable[str]) -> bool:
         """True when the model carries every tag in ``required``."""
         return set(t.upper() for t in required) <= set(self.tags)
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready dict of the entry (without internal fields)."""
-        return self.model_dump(exclude_none=True)
+        """A JSON-ready dict of the entry (without internal fields; ``api_base`` without
+        credentials)."""
+        data = self.model_dump(exclude_none=True)
+        if data.get("api_base"):
+            data["api_base"] = strip_userinfo(data["api_base"])
+        return data
 
 
 class _RegistryFile(BaseModel):
@@ -208,6 +222,8 @@ class Registry:
                 if self.aliases.get(alias) == spec.id:
                     del self.aliases[alias]
         self.models[spec.id] = spec
+        add_secret_env(spec.api_key_env)
+        add_url_credentials(spec.api_base)
         for alias in spec.aliases:
             self.aliases[alias] = spec.id
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import paths
-from .errors import ChecksumMismatch, Conflict, InsufficientStorage
+from .confine import escape_id, is_inside, safe_file_name
+from .errors import ChecksumMismatch, Conflict, InsufficientStorage, RegistryError
 from .registry import ModelSpec
 
 __all__ = ["Store", "ModelState", "safe_id", "sha256_file", "storage_error", "is_locked"]
@@ -48,7 +49,13 @@ except ImportError:  # pragma: no cover - Windows
 
 
 def safe_id(model_id: str) -> str:
-    """The folder name of a model id: ``/`` and ``:`` replaced by ``_``."""
+    """The folder name of a model id, escaped reversibly (``ns/slash`` -> ``ns_2fslash``,
+    ``ns_slash`` -> ``ns_5fslash``), so two ids never share a folder."""
+    return escape_id(model_id)
+
+
+def legacy_id(model_id: str) -> str:
+    """The folder name that releases before 0.2 used (``/`` and ``:`` as ``_``; collides)."""
     return model_id.replace("/", "_").replace(":", "_")
 
 
@@ -141,12 +148,39 @@ class Store:
 
     # -- paths ---------------------------------------------------------------------------
     def dir_for(self, spec_or_id: ModelSpec | str) -> Path:
-        """The folder of one installed model."""
-        return self.root / safe_id(_model_id(spec_or_id))
+        """The folder of one installed model (an install in the old folder name moves here)."""
+        model_id = _model_id(spec_or_id)
+        folder = self.root / safe_id(model_id)
+        if not folder.exists():
+            self._migrate(model_id, folder)
+        return folder
+
+    def _migrate(self, model_id: str, folder: Path) -> None:
+        """Move an install from its legacy folder, when that folder's manifest names this id."""
+        old = self.root / legacy_id(model_id)
+        if old == folder or not old.is_dir() or old.is_symlink():
+            return
+        try:
+            owner = json.loads((old / MANIFEST).read_text(encoding="utf-8")).get("id")
+        except (OSError, ValueError, AttributeError):
+            return
+        if owner != model_id:
+            return  # another id's folder (``ns_slash`` is not ``ns/slash``)
+        try:
+            old.rename(folder)
+            log.info("Moved model %s from %s to %s", model_id, old.name, folder.name)
+        except OSError:  # a concurrent migration won, or the folder appeared meanwhile
+            pass
 
     def path_for(self, spec: ModelSpec) -> Path:
-        """Where the model's file is (or will be) installed."""
-        return self.dir_for(spec) / spec.file_name
+        """Where the model's file is (or will be) installed; always inside the model folder."""
+        folder = self.dir_for(spec)
+        path = folder / _file_name(spec)
+        if not is_inside(path, self.root):  # the model folder itself is a symlink out
+            raise RegistryError(f"The folder of model {spec.id!r} ({folder}) leads outside "
+                                f"{self.root}; remove it and pull the model again.",
+                                details={"model": spec.id})
+        return path
 
     def manifest_path(self, spec_or_id: ModelSpec | str) -> Path:
         """The ``manifest.json`` beside the installed file."""
@@ -158,11 +192,11 @@ class Store:
 
     def part_path(self, spec: ModelSpec) -> Path:
         """The partial-download file (``<file_name>.part``)."""
-        return self.partial_dir(spec) / (spec.file_name + ".part")
+        return self.partial_dir(spec) / (_file_name(spec) + ".part")
 
     def part_meta_path(self, spec: ModelSpec) -> Path:
         """The sidecar that records where the partial file came from (URL, ETag, size)."""
-        return self.partial_dir(spec) / (spec.file_name + ".part.json")
+        return self.partial_dir(spec) / (_file_name(spec) + ".part.json")
 
     def lock_path(self, spec_or_id: ModelSpec | str) -> Path:
         """The lock file held while a download of this model runs."""
@@ -176,7 +210,8 @@ class Store:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("file"), str) \
+                or not safe_file_name(data["file"]):
             return None
         file = path.parent / data["file"]
         try:
@@ -324,6 +359,17 @@ class Store:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _file_name(spec: ModelSpec) -> str:
+    """The spec's file name, refused unless it is a plain name (never a path)."""
+    name = spec.file_name
+    if not safe_file_name(name):
+        raise RegistryError(
+            f"Model {spec.id!r} has the file name {name!r}, which is not a plain file name."
+            f" Fix `filename` in {spec.source or 'its registry entry'}.",
+            details={"model": spec.id, "filename": name})
+    return name
 
 
 def _model_id(spec_or_id: ModelSpec | str) -> str:

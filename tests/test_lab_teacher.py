@@ -306,12 +306,12 @@ def test_the_model_list_puts_the_teachers_models_first_and_offers_only_what_work
     for m in models:
         buttons = page.locator(f'{model_row(m["id"])} button[data-action="default:{m["id"]}"]')
         chat_ready = (m["state"] in ("installed", "loaded") if m["backend"] == "llama_cpp"
-                      else m.get("key_set", True))
+                      else m.get("usable", True))
         wants = chat_ready and "EMBEDDING" not in m.get("tags", [])
         if buttons.count() != int(wants):
             raise AssertionError(f"{m['id']} ({m['state']}): Set as default shown "
                                  f"{buttons.count()} time(s)")
-    keyless = [m for m in models if m["backend"] != "llama_cpp" and m.get("key_set") is False]
+    keyless = [m for m in models if m["backend"] != "llama_cpp" and m.get("usable") is False]
     if keyless:
         row = page.locator(model_row(keyless[0]["id"]))
         assert "no API key" in row.inner_text() and row.locator("[data-key-missing]").count()

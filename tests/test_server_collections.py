@@ -305,3 +305,21 @@ def test_a_shared_llm_serve_host_refuses_to_ingest_its_files(llm_serve):
         assert client.collections() == []
     finally:
         client.close()
+
+
+async def test_a_symlink_inside_a_folder_to_a_file_outside_root_is_never_ingested(
+        minilm, jp_fetch, jp_root_dir, course_dir, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Secret\n\nThe zebra password is hunter2.")
+    (course_dir / "x.md").symlink_to(outside / "secret.md")
+    await create_and_ingest(jp_fetch)
+    status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "search",
+                                 body={"query": "zebra password hunter2", "k": 10})
+    assert status == 200
+    assert "hunter2" not in json.dumps(body)
+    for path in ("course/x.md", "course/shell.md\x00.txt"):
+        status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "ingest",
+                                     body={"paths": [path]})
+        assert status in (400, 403), body
+        assert "Traceback" not in json.dumps(body)

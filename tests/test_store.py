@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from jupyter_llm import paths
+from jupyter_llm.confine import unescape_id
 from jupyter_llm.errors import ChecksumMismatch, Conflict, InsufficientStorage
 from jupyter_llm.registry import ModelSpec
 from jupyter_llm.store import Store, safe_id, sha256_file
@@ -30,9 +32,63 @@ def src(tmp_path: Path) -> Path:
     return path
 
 
-def test_safe_id_replaces_slash_and_colon():
-    assert safe_id("org/tiny:q8") == "org_tiny_q8"
+def test_safe_id_escapes_reversibly_so_ids_never_share_a_folder():
+    assert safe_id("org/tiny:q8") == "org_2ftiny_3aq8"
     assert safe_id("plain-id.v1") == "plain-id.v1"
+    assert safe_id("ns/slash") != safe_id("ns_slash")
+    for model_id in ("ns/slash", "ns_slash", "a:b/c_d", "url:ab12", "ünï/x"):
+        assert unescape_id(safe_id(model_id)) == model_id
+
+
+def test_ids_that_collided_before_keep_separate_files_and_removals(src, tmp_path):
+    store = Store()
+    a, b = _spec("ns/slash"), _spec("ns_slash")
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"other model")
+    store.install_file(a, src)
+    store.install_file(b, other)
+    assert store.manifest(a)["id"] == "ns/slash"
+    assert store.manifest(b)["id"] == "ns_slash"
+    assert store.remove(b)
+    assert store.manifest(a) is not None and store.path_for(a).read_bytes() == DATA
+    assert store.installed_ids() == {"ns/slash"}
+
+
+def test_an_install_in_the_legacy_folder_is_moved_to_the_new_one(src):
+    store, spec = Store(), _spec("org/tiny:q8")
+    path = store.install_file(spec, src)
+    legacy = store.root / "org_tiny_q8"
+    path.parent.rename(legacy)  # as an older release laid it out
+    assert store.installed_ids() == {"org/tiny:q8"}
+    assert store.path_for(spec).read_bytes() == DATA
+    assert not legacy.exists()
+    # a legacy folder of *another* id (``ns_slash`` holding ``ns/slash``) is never taken
+    store.install_file(_spec("ns/slash"), src)
+    (store.root / safe_id("ns/slash")).rename(store.root / "ns_slash")
+    assert store.manifest(_spec("ns_slash")) is None
+    assert (store.root / "ns_slash").is_dir()
+
+
+@pytest.mark.parametrize("filename", ["../../../escaped.gguf", "/etc/x.gguf", "a/b.gguf", "..",
+                                      ".hidden.gguf", "nul\x00.gguf", "back\\slash.gguf"])
+def test_a_registry_filename_that_is_a_path_is_refused(filename):
+    with pytest.raises(ValidationError, match="not a plain file name"):
+        _spec(filename=filename)
+
+
+def test_a_url_whose_last_part_is_not_a_plain_name_installs_under_the_id(src, llm_home):
+    spec = _spec("org/x", url="https://example.org/files/..")
+    assert spec.file_name == "org_2fx.gguf"
+    assert Store().install_file(spec, src).parent.parent == Path(llm_home) / "models"
+
+
+def test_a_manifest_whose_file_is_a_path_is_not_installed(src):
+    store, spec = Store(), _spec()
+    store.install_file(spec, src)
+    manifest = json.loads(store.manifest_path(spec).read_text())
+    manifest["file"] = "../../outside.gguf"
+    store.manifest_path(spec).write_text(json.dumps(manifest))
+    assert store.manifest(spec) is None
 
 
 def test_default_store_lives_in_the_data_directory(llm_home):
@@ -40,8 +96,8 @@ def test_default_store_lives_in_the_data_directory(llm_home):
     assert store.root == paths.models_dir() == Path(llm_home) / "models"
     assert store.downloads_root == paths.downloads_dir()
     spec = _spec()
-    assert store.path_for(spec) == Path(llm_home) / "models" / "org_tiny_q8" / "tiny-q8.gguf"
-    assert store.part_path(spec) == (Path(llm_home) / "downloads" / "org_tiny_q8"
+    assert store.path_for(spec) == Path(llm_home) / "models" / "org_2ftiny_3aq8" / "tiny-q8.gguf"
+    assert store.part_path(spec) == (Path(llm_home) / "downloads" / "org_2ftiny_3aq8"
                                      / "tiny-q8.gguf.part")
 
 

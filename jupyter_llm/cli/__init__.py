@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import JupyterLLMError
+from ..redact import install_log_redaction
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ("models", "prompt", "retrieval", "serve", "history")
+COMMAND_MODULES = ("models", "prompt", "retrieval", "serve", "history", "tokens")
 
 
 _RESUME_HINTS = {
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``jupyter llm`` command; errors print one line and exit non-zero."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_log_redaction()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="jupyter llm: %(levelname)s: %(message)s")
     if not getattr(args, "func", None):

@@ -5,6 +5,7 @@ steers the answer. ``ModelHost`` owns one ``Classroom``; every face goes through
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -73,7 +74,7 @@ class Classroom:
         policy = self.policy.policy
         if not log and policy.logging_opt_out and policy.roles[identity.role].log_opt_out:
             return None
-        return {"face": face, "user": identity.name}
+        return {"face": face, "user": identity.name, "request_id": uuid.uuid4().hex}
 
     def guard(self, identity: Identity,
               messages: list[Any]) -> tuple[list[Any], CodeGuard | None]:

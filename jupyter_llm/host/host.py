@@ -18,14 +18,19 @@ repeats this logic. All public methods are thread-safe.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from ..config import Settings
+from ..confine import check_path_text, confine, safe_file_name
 from ..errors import (
     Busy,
     Forbidden,
@@ -34,8 +39,11 @@ from ..errors import (
     ModelLoadError,
     ModelNotReady,
 )
+from ..limits import check_texts
 from ..models import Message, Model, Request, Response, check_messages
+from ..options import validate_options
 from ..plugins import create_model, get_backend, model_file, plugins, registry_with_plugins
+from ..redact import install_log_redaction
 from ..registry import ModelSpec, Registry, parse_model_query
 from ..store import Store
 from .classroom import Classroom
@@ -49,6 +57,7 @@ from .memory import (
     default_budget_bytes,
     estimate_model_bytes,
 )
+from .model_facts import embed_counted, template_warnings, trained_length, usability
 from .policy import Identity
 from .records import record_history
 from .scheduler import ModelQueue
@@ -66,13 +75,22 @@ REMOTE_CONCURRENCY = 4
 _LOAD_OPTIONS = ("n_ctx", "n_threads")
 
 
+class _LoadOptions(BaseModel):
+    """The options that (re)load a local model, validated before anything uses them."""
+
+    n_ctx: int | None = Field(None, ge=16, le=1 << 20)
+    n_threads: int | None = Field(None, ge=1, le=1024)
+
+
 class ModelHost:
     """Loads models once and shares them with every caller in this process."""
 
     def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None,
                  store: Store | None = None, history: Any = None,
-                 use_workers: bool = True) -> None:
+                 use_workers: bool = True, trust_paths: bool = True) -> None:
+        install_log_redaction()
         self.settings = settings or Settings.from_env()
+        self.trust_paths = trust_paths  # False on servers: paths only in allow_model_paths
         self.store = store or Store()
         self.registry = self._with_url_models(registry_with_plugins(registry or Registry.load()))
         self.use_workers = use_workers
@@ -141,12 +159,14 @@ class ModelHost:
 
     def models(self, tag: str | None = None, *,
                user: str | Identity | None = None) -> list[dict[str, Any]]:
-        """Every registry model as a dict with its ``state`` and whether ``user`` may use it
-        (``allowed``), optionally filtered by tag."""
+        """Every registry model as a dict with its ``state``, whether ``user`` may use it
+        (``allowed``) and whether it can answer (``usable``: False, with a ``hint``, for a
+        remote model whose API key variable is unset), optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
         identity = self.classroom.identify(user)
         return [{**spec.summary(), "state": self.state(spec),
-                 "allowed": self.classroom.allowed(identity, spec.id), **spec.origin()}
+                 "allowed": self.classroom.allowed(identity, spec.id), **usability(spec),
+                 **spec.origin()}
                 for spec in specs]
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
@@ -156,8 +176,10 @@ class ModelHost:
                      else self.settings.default_model)
         if query is None:
             query = "tags:EMBEDDING" if embedding else "tags:CONVERSATIONAL"
-        if query.endswith(".gguf") and Path(query).expanduser().is_file():
-            return self._spec_for_path(Path(query).expanduser(), embedding)
+        if query.endswith(".gguf") and query not in self.registry:
+            path = self._allowed_path(query)
+            if path.is_file():
+                return self._spec_for_path(path, embedding)
         model_id, tags = parse_model_query(query)
         if model_id is not None:
             return self.registry.get(model_id)
@@ -165,13 +187,40 @@ class ModelHost:
         return self.registry.select(tags=tags, fallback_mode="requirements_load",
                                     installed=installed, loaded=self.loaded_ids())
 
+    def _allowed_path(self, query: str) -> Path:
+        """A model file named by path: any file in-process; on a server only inside the
+        ``allow_model_paths`` folders (the same 403 whether or not the file exists)."""
+        if self.trust_paths:
+            return Path(check_path_text(query, field="model")).expanduser()
+        for folder in self.settings.allow_model_paths:
+            try:
+                return confine(query, folder, what="model")
+            except Forbidden:
+                continue
+        raise Forbidden(
+            "This server does not load model files by path; name a model from "
+            "`GET llm/api/models` (an id, an alias or tags:...). The operator can allow "
+            "folders with allow_model_paths (JUPYTER_LLM_ALLOW_MODEL_PATHS).",
+            details={"field": "model"})
+
     def _spec_for_path(self, path: Path, embedding: bool) -> ModelSpec:
-        spec = ModelSpec(id=path.stem, name=path.name, backend="llama_cpp",
-                         tags=["EMBEDDING"] if embedding else ["CONVERSATIONAL"],
-                         filename=path.name, source=str(path))
-        spec.__pydantic_extra__["path"] = str(path)
-        self.registry.add(spec)
-        return spec
+        """A registry entry for a GGUF file; it never takes over another model's id."""
+        path = path.resolve()
+        stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-") or "model"
+        with self._lock:
+            for model_id in (stem, f"{stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"):
+                existing = self.registry.models.get(model_id)
+                if existing is not None and (existing.model_extra or {}).get("path") == str(path):
+                    return existing
+                if existing is None and model_id not in self.registry.aliases:
+                    break
+            spec = ModelSpec(id=model_id, name=path.name, backend="llama_cpp",
+                             tags=["EMBEDDING"] if embedding else ["CONVERSATIONAL"],
+                             filename=path.name if safe_file_name(path.name) else None,
+                             source=str(path))
+            spec.__pydantic_extra__["path"] = str(path)
+            self.registry.add(spec)
+            return spec
 
     # -- downloads -------------------------------------------------------------------------
     def pull(self, model_id: str, progress: Any = None, *, sha256: str | None = None) -> dict[str, Any]:
@@ -346,6 +395,14 @@ class ModelHost:
         if unknown:
             raise InvalidRequest(f"Unknown load option(s) {', '.join(sorted(unknown))}; known: "
                                  "n_ctx, n_threads, keep_alive.", details={"fields": sorted(unknown)})
+        keep = {"keep_alive": options["keep_alive"]} if "keep_alive" in options else {}
+        if keep and not isinstance(keep["keep_alive"], (int, float)) \
+                or isinstance(keep.get("keep_alive"), bool):
+            raise InvalidRequest("keep_alive must be a number of seconds.",
+                                 details={"fields": ["keep_alive"]})
+        options = {**validate_options(  # type: ignore[arg-type]
+            _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
+        ).model_dump(exclude_none=True), **keep}
         spec = self.resolve(model_id)
         if not self._is_local(spec):
             self._in_process_model(spec)
@@ -378,10 +435,16 @@ class ModelHost:
         return True
 
     def ps(self) -> list[dict[str, Any]]:
-        """The loaded local models: pid, memory, queue, last use, expiry and context size."""
+        """The loaded local models: pid, memory, queue, last use, expiry, the context size
+        they run with and their chat template's source."""
         with self._lock:
             entries = list(self._loaded.values())
-        return [e.ps_entry(self._queues.get(e.spec.id)) for e in entries]
+        rows = []
+        for e in entries:
+            template = getattr(e.model, "chat_template_info", None)
+            rows.append({**e.ps_entry(self._queues.get(e.spec.id)),
+                         "chat_template": None if e.spec.is_embedding else template})
+        return rows
 
     # -- keep-alive --------------------------------------------------------------------------
     def _poke_reaper(self) -> None:
@@ -436,17 +499,22 @@ class ModelHost:
                    make: Any, log_fields: dict[str, Any] | None, admission: Admission | None,
                    guard: CodeGuard | None) -> Response:
         local = self._is_local(spec)
-        load_options = {k: options[k] for k in _LOAD_OPTIONS if options.get(k)}
+        load_options = {k: v for k, v in validate_options(  # type: ignore[arg-type]
+            _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
+        ).model_dump(exclude_none=True).items() if v}
+        options = {**options, **load_options}
         if local:
             entry = self._acquire(spec, load_options=load_options)
             model = entry.model
             if keep_alive is not None:
                 entry.keep_alive = self._keep_alive(keep_alive)
-            if options.get("n_ctx"):
-                entry.n_ctx = options["n_ctx"]  # the worker reloads its context at this size
         else:
             model = self._in_process_model(spec)
         request = make(model.options(options))
+        if local and request.options.n_ctx:  # the worker reloads its context at this size
+            trained = trained_length(entry)
+            entry.n_ctx = min(request.options.n_ctx, trained or request.options.n_ctx)
+        warnings = template_warnings(model, spec) if request.is_chat else []
         ticket = self._queue(spec).enter()
 
         def start() -> Any:
@@ -466,7 +534,10 @@ class ModelHost:
                                guard=guard)
 
         stream = HostStream(ticket, start, on_end)
-        return Response(stream, model_id=spec.id, request=request)
+        response = Response(stream, model_id=spec.id, request=request,
+                            request_id=log_fields.get("request_id") if log_fields else None)
+        response.warnings.extend(warnings)
+        return response
 
     def _touch(self, model_id: str) -> None:
         with self._lock:
@@ -480,6 +551,7 @@ class ModelHost:
              **options: Any) -> Response:
         """Run a chat on the named (or default) model and return a streaming Response."""
         messages = check_messages(messages)
+        check_texts((str(m.get("content") or "") for m in messages), self.settings)
         spec = self.resolve(model)
         identity = self.classroom.identify(user)
         messages, guard = self.classroom.guard(identity, messages)
@@ -495,6 +567,7 @@ class ModelHost:
         """Run a raw completion on the named (or default) model."""
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string.")
+        check_texts([prompt], self.settings)
         spec = self.resolve(model)
         identity = self.classroom.identify(user)
         admission = self.classroom.admit(identity, spec.id, face)
@@ -507,21 +580,28 @@ class ModelHost:
               keep_alive: float | None = None,
               user: str | Identity | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
+        return self.embed_with_usage(texts, model, keep_alive=keep_alive, user=user)[0]
+
+    def embed_with_usage(self, texts: list[str], model: str | None = None, *,
+                         keep_alive: float | None = None, user: str | Identity | None = None,
+                         ) -> tuple[list[list[float]], int | None]:
+        """Embed texts; also the tokens they took (None when the model cannot tell)."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
+        check_texts(texts, self.settings, what="input", embedding=True)
         spec = self.resolve(model, embedding=True)
         if user is not None:  # a request from outside (the API): the policy applies
             identity = self.classroom.identify(user)
             self.classroom.admit(identity, spec.id, "api").finish()
         if not self._is_local(spec):
-            return self._in_process_model(spec, embedding=True).embed(texts)
+            return embed_counted(self._in_process_model(spec, embedding=True), texts)
         entry = self._acquire(spec)
         if keep_alive is not None:
             entry.keep_alive = self._keep_alive(keep_alive)
         ticket = self._queue(spec).enter()
         try:
             ticket.wait()
-            return self._acquire(spec, auto_load=True).model.embed(texts)
+            return embed_counted(self._acquire(spec, auto_load=True).model, texts)
         finally:
             ticket.release()
             self._touch(spec.id)
@@ -542,3 +622,4 @@ class ModelHost:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def record_history(host: Any, model_id: str, request: Request, stream: HostStream, *,
-                   face: str, user: str | None, guard: Any = None) -> None:
+                   face: str, user: str | None, guard: Any = None,
+                   request_id: str | None = None) -> None:
     """Log a finished (or failed, or cancelled) request to ``host.history`` when there is one;
     where the tutoring guard acted, the full answer is logged with the guard's note."""
     try:
@@ -34,7 +35,7 @@ def record_history(host: Any, model_id: str, request: Request, stream: HostStrea
         fields: dict[str, Any] = {
             "model": model_id, "face": face, "user": user,
             "response": guard.full_text if acted else stream.text,
-            "guard": guard.note() if acted else None,
+            "guard": guard.note() if acted else None, "request_id": request_id,
             "options": request.options.set_options(),
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else len(stream.pieces),

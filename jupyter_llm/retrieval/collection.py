@@ -51,37 +51,64 @@ class Collection:
     def create(cls, path: str | os.PathLike[str], *, embedder: Embedder | str | None = None,
                vector_backend: str = DEFAULT_BACKEND, chunking: ChunkerSettings | None = None,
                exist_ok: bool = True) -> Collection:
-        """Create a collection file (or open it if it exists and ``exist_ok``)."""
+        """Create a collection file (or open it if it exists and ``exist_ok``).
+
+        The file is built under a temporary name and linked into place complete, so a
+        concurrent creator sees either nothing or a whole collection, and a failed create
+        leaves nothing behind.
+        """
         path = Path(path).expanduser()
-        if path.exists() and path.stat().st_size > 0:
-            if not exist_ok:
-                raise Conflict(f"The collection {path} already exists; open it or delete it.")
-            coll = cls.open(path, embedder=embedder)
-            if vector_backend != coll.meta.vector_backend:
-                coll.close()
-                raise Conflict(
-                    f"The collection {path} uses the {coll.meta.vector_backend!r} vector backend, "
-                    f"not {vector_backend!r}; use a new file to change the backend.")
-            return coll
-        emb = get_embedder(embedder)
-        chunking = chunking or ChunkerSettings()
+        if path.exists() and path.stat().st_size == 0:
+            path.unlink(missing_ok=True)  # an empty file left by an older, failed create
+        if not path.exists():
+            emb = get_embedder(embedder)
+            chunking = chunking or ChunkerSettings()
+            if cls._create_file(path, emb, vector_backend, chunking):
+                return cls.open(path, embedder=emb)
+        if not exist_ok:
+            raise Conflict(f"The collection {path} already exists; open it or delete it.")
+        coll = cls.open(path, embedder=embedder)
+        if vector_backend != coll.meta.vector_backend:
+            coll.close()
+            raise Conflict(
+                f"The collection {path} uses the {coll.meta.vector_backend!r} vector backend, "
+                f"not {vector_backend!r}; use a new file to change the backend.")
+        return coll
+
+    @staticmethod
+    def _create_file(path: Path, emb: Embedder, vector_backend: str,
+                     chunking: ChunkerSettings) -> bool:
+        """Build a new collection file at ``path``; False when another creator got there first."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = connect(path)
-        now = time.time()
-        meta = CollectionMeta(embedder_id=emb.id, dimensions=emb.dimensions,
-                              vector_backend=vector_backend, chunk_size=chunking.chunk_size,
-                              chunk_overlap=chunking.chunk_overlap,
-                              tokenizer=emb.tokenizer_id(), created_at=now, updated_at=now)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         try:
-            index = open_index(vector_backend, db, meta.dimensions)
-            with db.transaction():
-                create_tables(db)
-                index.create()
-                write_meta(db, meta, touch=False)
-        except BaseException:
-            db.close()
-            raise
-        return cls(db, meta, path, emb)
+            now = time.time()
+            meta = CollectionMeta(embedder_id=emb.id, dimensions=emb.dimensions,
+                                  vector_backend=vector_backend, chunk_size=chunking.chunk_size,
+                                  chunk_overlap=chunking.chunk_overlap,
+                                  tokenizer=emb.tokenizer_id(), created_at=now, updated_at=now)
+            db = connect(tmp)
+            try:
+                index = open_index(vector_backend, db, meta.dimensions)
+                with db.transaction():
+                    create_tables(db)
+                    index.create()
+                    write_meta(db, meta, touch=False)
+                db.execute("PRAGMA journal_mode = DELETE")  # fold the WAL into the file
+            finally:
+                db.close()
+            try:
+                os.link(tmp, path)  # atomic, and never replaces a collection created meanwhile
+            except FileExistsError:
+                return False
+            except OSError:  # a disk without hard links: rename (a lost race stays possible)
+                if path.exists():
+                    return False
+                os.replace(tmp, path)
+            return True
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *,

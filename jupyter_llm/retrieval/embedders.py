@@ -84,6 +84,8 @@ class Embedder(ABC):
 
 _ST_CACHE: dict[str, Any] = {}
 _ST_LOCK = threading.Lock()
+_ST_USE: dict[str, threading.Lock] = {}
+"""One lock per loaded model: its tokenizer keeps padding state and is not thread-safe."""
 
 
 def _resolve_st_model(name: str) -> str:
@@ -139,6 +141,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.batch_size = batch_size
         self.device = device or "cpu"
         self._model: Any = None
+        self._use = threading.Lock()
 
     @property
     def model(self) -> Any:
@@ -161,6 +164,7 @@ class SentenceTransformerEmbedder(Embedder):
                             "sentence-transformers model name or folder, a registry embedding "
                             "model id, or leave it out for all-MiniLM-L6-v2.",
                             details={"model": self.name}) from e
+                self._use = _ST_USE.setdefault(key, threading.Lock())
                 self._model = _ST_CACHE[key]
         return self._model
 
@@ -177,8 +181,10 @@ class SentenceTransformerEmbedder(Embedder):
         return int(self.model.max_seq_length or 512)
 
     def _embed_batch(self, texts: list[str]) -> Any:
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        model = self.model
+        with self._use:  # one thread at a time per model (shared tokenizer state)
+            return model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed with one ``encode`` call (it batches and sorts by length itself)."""
@@ -189,8 +195,10 @@ class SentenceTransformerEmbedder(Embedder):
 
     def count_tokens(self, text: str) -> int:
         """Count word pieces with the model's own tokenizer (no special tokens)."""
-        encoded = self.model.tokenizer(text, add_special_tokens=False, verbose=False,
-                                       return_attention_mask=False, return_token_type_ids=False)
+        model = self.model
+        with self._use:
+            encoded = model.tokenizer(text, add_special_tokens=False, verbose=False,
+                                      return_attention_mask=False, return_token_type_ids=False)
         return len(encoded["input_ids"])
 
     def tokenizer_id(self) -> str:

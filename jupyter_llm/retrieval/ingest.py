@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_llm.confine import check_path_text, is_inside
 from jupyter_llm.errors import NotFound
 from jupyter_llm.retrieval.chunking import Chunk, chunk_sections
 from jupyter_llm.retrieval.loaders import LoaderError, load_file, walk
@@ -75,24 +76,32 @@ class _Pending:
 
 
 def _files(paths: Iterable[str | os.PathLike[str]], include: Iterable[str],
-           exclude: Iterable[str]) -> tuple[list[Path], list[Path]]:
-    """Return (files, folder roots) to ingest; a missing path is an error."""
+           exclude: Iterable[str]) -> tuple[list[Path], list[Path], list[str]]:
+    """Return (files, folder roots, links skipped) to ingest; a missing path is an error.
+
+    A file reached through a folder must resolve inside that folder: a symlink to a file
+    elsewhere (``docs/x.md -> /outside/secret.md``) is skipped, never read.
+    """
     files: list[Path] = []
     roots: list[Path] = []
+    outside: list[str] = []
     seen: set[Path] = set()
     for p in paths:
-        root = Path(p).expanduser().resolve()
+        root = Path(check_path_text(p)).expanduser().resolve()
         if not root.exists():
             raise NotFound(f"{p} does not exist; give a file or folder to ingest.",
                            details={"path": str(p)})
         if root.is_dir():
             roots.append(root)
         for f in walk(root, include, exclude):
+            if root.is_dir() and not is_inside(f, root):
+                outside.append(str(f))
+                continue
             f = f.resolve()
             if f not in seen:
                 seen.add(f)
                 files.append(f)
-    return files, roots
+    return files, roots, outside
 
 
 def ingest(collection: Collection, paths: Iterable[str | os.PathLike[str]], *,
@@ -103,8 +112,11 @@ def ingest(collection: Collection, paths: Iterable[str | os.PathLike[str]], *,
     ``progress`` is called after each file is settled; an exception it raises stops the
     ingest, leaving every finished document committed and the collection consistent.
     """
-    files, roots = _files(paths, list(include), list(exclude))
+    files, roots, outside = _files(paths, list(include), list(exclude))
     report = IngestReport()
+    for link in outside:
+        report.skipped.append({"path": link, "error": "a link to a file outside the folder "
+                               "being ingested; ingest that file itself if it should be in"})
     known = collection.document_hashes()
     embedder = collection.embedder
     settings = collection.chunking

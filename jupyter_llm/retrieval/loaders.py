@@ -368,7 +368,16 @@ def _matches(rel: str, patterns: Iterable[str]) -> bool:
     """True if a glob matches the relative path or any trailing part of it (``episodes/*``)."""
     parts = rel.split("/")
     tails = ["/".join(parts[i:]) for i in range(len(parts))]
-    return any(fnmatch.fnmatch(t, p) for p in patterns for t in tails)
+    expanded = [q for p in patterns for q in _zero_or_more_folders(p)]
+    return any(fnmatch.fnmatch(t, p) for p in expanded for t in tails)
+
+
+def _zero_or_more_folders(pattern: str) -> list[str]:
+    """A glob with ``**/`` also as if each ``**/`` matched no folder (``**/*`` matches ``a.md``)."""
+    out = [pattern]
+    while "**/" in out[-1]:
+        out.append(out[-1].replace("**/", "", 1))
+    return out
 
 
 def walk(root: str | Path, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> Iterator[Path]:

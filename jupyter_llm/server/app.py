@@ -14,7 +14,7 @@ from jupyter_server.auth.authorizer import Authorizer
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Dict, Float, Integer, Unicode
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from .._version import __version__
 
@@ -28,7 +28,8 @@ HANDLER_MODULES = ("native", "classroom", "collections", "openai_compat", "pantr
 SETTING_TRAITS = ("default_model", "default_embedding_model", "allow_downloads",
                   "allow_url_downloads", "auto_load", "memory_budget_mb", "max_loaded_models",
                   "keep_alive_s", "queue_size", "n_threads", "n_ctx", "history", "policy_file",
-                  "policy")
+                  "policy", "max_body_mb", "max_prompt_chars", "max_embed_inputs",
+                  "allow_model_paths")
 
 
 class JupyterLLM(ExtensionApp):
@@ -38,7 +39,9 @@ class JupyterLLM(ExtensionApp):
     description = "Serve local (llama.cpp) and remote LLMs to notebooks and any OpenAI client."
     version = __version__
     load_other_extensions = False  # `jupyter llm serve`: this API only, no notebook UI
-    open_browser = False
+    # A trait (not a plain False): ServerApp passes open_browser to every extension's config,
+    # and a plain attribute made it log "Config option `open_browser` not recognized" twice.
+    open_browser = Bool(False, config=True, help="Open a browser on start (no UI here: False).")
 
     data_dir = Unicode(None, allow_none=True, config=True,
                        help="Data directory (models, history, collections); default "
@@ -65,6 +68,16 @@ class JupyterLLM(ExtensionApp):
     n_ctx = Integer(None, allow_none=True, config=True, help="Context window of local models.")
     history = Bool(None, allow_none=True, config=True,
                    help="Log requests to history.sqlite (default True).")
+    max_body_mb = Float(None, allow_none=True, config=True,
+                        help="Largest request body in MB; larger ones get 413 (default 16).")
+    max_prompt_chars = Integer(None, allow_none=True, config=True,
+                               help="Most characters in one prompt or embedding request "
+                                    "(default 1,000,000); checked before tokenising.")
+    max_embed_inputs = Integer(None, allow_none=True, config=True,
+                               help="Most inputs in one embedding request (default 2048).")
+    allow_model_paths = List(Unicode(), default_value=None, allow_none=True, config=True,
+                             help="Folders whose GGUF files requests may load by path "
+                                  "(default: none; paths in requests are refused).")
     policy_file = Unicode(None, allow_none=True, config=True,
                           help="Classroom policy file (YAML or JSON): roles, per-user limits, "
                                "allowed models, history access; reloaded when it changes.")
@@ -78,7 +91,11 @@ class JupyterLLM(ExtensionApp):
     def initialize_settings(self) -> None:
         """Validate the settings now (cheap); the host itself is created on first use."""
         from ..config import Settings
+        from ..redact import add_secret, install_log_redaction
 
+        install_log_redaction()  # every log line of this server, ours or Jupyter's
+        token = getattr(getattr(self.serverapp, "identity_provider", None), "token", None)
+        add_secret(token if isinstance(token, str) else None)
         if self.data_dir:
             os.environ["JUPYTER_LLM_HOME"] = os.path.expanduser(self.data_dir)
         overrides = {name: getattr(self, name) for name in SETTING_TRAITS}
@@ -115,7 +132,7 @@ class JupyterLLM(ExtensionApp):
                 if self._host is None:
                     from ..host import ModelHost
 
-                    self._host = ModelHost(self.llm_settings)
+                    self._host = ModelHost(self.llm_settings, trust_paths=False)
         return self._host
 
     @property

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from ..errors import Forbidden, InvalidRequest
+from ..errors import Forbidden, InvalidRequest, NotFound
 from .base import LLMHandler
 
 __all__ = ["default_handlers", "FeedbackBody", "TokenBody"]
@@ -146,7 +146,8 @@ class HistoryExportHandler(ClassroomHandler):
 
 
 class FeedbackHandler(ClassroomHandler):
-    """``POST llm/api/history/{id}/feedback``."""
+    """``POST llm/api/history/{id}/feedback`` (the entry's id, or the ``request_id`` that its
+    response carried)."""
 
     @web.authenticated
     async def post(self, entry_id: str) -> None:
@@ -154,10 +155,10 @@ class FeedbackHandler(ClassroomHandler):
         _, identity, role = await self.caller()
         body = self.parse(FeedbackBody)
         history = await self.run_blocking(lambda: self.llm.history_log)
-        entry = await self.run_blocking(history.get, int(entry_id))
+        entry = await self.run_blocking(history.get, entry_id)
         if entry is None or (role.history != "all" and entry.get("user") != identity.name):
-            raise web.HTTPError(404, f"No history entry {entry_id} of yours.")
-        updated = await self.run_blocking(history.feedback, int(entry_id), rating=body.rating,
+            raise NotFound(f"No history entry {entry_id} of yours.", details={"id": entry_id})
+        updated = await self.run_blocking(history.feedback, entry["id"], rating=body.rating,
                                           score=body.score, comment=body.comment)
         self.write_json(updated)
 
@@ -200,7 +201,7 @@ default_handlers = [
     (r"/llm/api/history", HistoryHandler),
     (r"/llm/api/history/stats", HistoryStatsHandler),
     (r"/llm/api/history/export", HistoryExportHandler),
-    (r"/llm/api/history/(\d+)/feedback", FeedbackHandler),
+    (r"/llm/api/history/([0-9a-f]+)/feedback", FeedbackHandler),
     (r"/llm/api/tokens", TokensHandler),
     (r"/llm/api/tokens/([^/]+)", TokenHandler),
 ]

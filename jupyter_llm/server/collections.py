@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tornado import web
 
 from ..errors import Forbidden
@@ -40,6 +40,15 @@ class IngestBody(_Body):
     include: list[str] = Field(default_factory=list, description="Only files matching a glob.")
     exclude: list[str] = Field(default_factory=list, description="Skip files matching a glob.")
     stream: bool = Field(True, description="Stream NDJSON progress lines.")
+
+    @field_validator("paths")
+    @classmethod
+    def _plain_paths(cls, paths: list[str]) -> list[str]:
+        for p in paths:
+            if not p or "\x00" in p or any(0xD800 <= ord(c) <= 0xDFFF for c in p):
+                raise ValueError("each path must be non-empty text without NUL bytes or lone "
+                                 "surrogates")
+        return paths
 
 
 class SearchBody(_Body):

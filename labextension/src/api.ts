@@ -23,8 +23,10 @@ export interface IModel {
   state: ModelState;
   /** From the user's own registry (not the built-in one). */
   own?: boolean;
-  /** Remote models: whether their API key variable (`api_key_env`) is set on the server. */
-  key_set?: boolean;
+  /** False when the model cannot answer yet (e.g. a remote model without its API key). */
+  usable?: boolean;
+  /** What would make it usable (`{"action": "set_key", "env", "model"}`). */
+  hint?: { action: string; env?: string; [key: string]: unknown } | null;
   api_key_env?: string | null;
   [key: string]: unknown;
 }

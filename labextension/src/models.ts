@@ -332,7 +332,8 @@ export class ModelsSection extends Widget {
 
   private keyNote(m: api.IModel): HTMLElement {
     const note = h('div', { class: 'jp-llm-keynote', 'data-key-missing': 'true' });
-    appendRich(note, `Needs an API key: set \`${m.api_key_env ?? 'the API key variable'}\` where ` +
+    const env = m.hint?.env ?? m.api_key_env ?? 'the API key variable';
+    appendRich(note, `Needs an API key: set \`${env}\` where ` +
       'JupyterLab starts, then restart it.');
     return note;
   }
@@ -386,7 +387,7 @@ export class ModelsSection extends Widget {
         local || m.state === 'loaded'
           ? h('span', { class: `jp-llm-badge jp-llm-state-${m.state}` }, m.state)
           : keyMissing(m)
-            ? h('span', { class: 'jp-llm-badge jp-llm-state-nokey', title: `set ${m.api_key_env}` },
+            ? h('span', { class: 'jp-llm-badge jp-llm-state-nokey', title: `set ${m.hint?.env ?? m.api_key_env}` },
                 'no API key')
             : h('span', { class: 'jp-llm-badge jp-llm-state-remote', title: `served by ${m.backend}` },
                 'remote'),

@@ -90,7 +90,7 @@ export function isEmbedding(m: api.IModel): boolean {
 
 /** Whether a remote model lacks its API key on the server (it cannot answer then). */
 export function keyMissing(m: api.IModel): boolean {
-  return m.backend !== 'llama_cpp' && m.key_set === false;
+  return m.backend !== 'llama_cpp' && m.usable === false;
 }
 
 /** Whether a model can answer a chat now or after a load. */
