@@ -380,4 +380,5 @@ def _answer(question: str, body: dict[str, Any], text: str) -> Answer:
 def _finish(body: dict[str, Any]) -> Finish:
     usage = body.get("usage") or {}
     return Finish(body.get("finish_reason") or "stop",
-                  Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
+                  Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+                  list(body.get("warnings") or []))

@@ -42,12 +42,28 @@ _ROUTES: dict[str, dict[str, tuple[str, str | None, str, bool]]] = {
                                    'as chat, with "text" instead of "message"', True)},
     "/llm/api/embed": {"post": ("Embed texts", "EmbedBody",
                                 '{"model", "embeddings": [[float]]}', False)},
-    "/llm/api/history": {"get": ("Recent requests, newest first", None,
+    "/llm/api/me": {"get": ("The caller's name, role, permissions and usage", None,
+                            '{"name", "role", "history", "export", "manage_tokens", '
+                            '"tutoring_guard", "models", "usage", "policy_error"}', False)},
+    "/llm/api/history": {"get": ("Recent requests the caller may see, newest first", None,
                                  '{"entries": [...]}; query `limit`, `model`, `user`, '
-                                 '`collection`, `since`, `until` (epoch seconds)', False)},
-    "/llm/api/history/stats": {"get": ("Request statistics per model (or user)", None,
-                                       '{"requests", "errors", "models": {...}}; query `by`, '
-                                       '`user`, `collection`, `since`, `until`', False)},
+                                 '`collection`, `since`, `until`', False)},
+    "/llm/api/history/stats": {"get": ("Request statistics per model or user", None,
+                                       '{"requests", "errors", "refusals", "models"|"users": '
+                                       '{...}}; query `by`', False)},
+    "/llm/api/history/export": {"get": ("The history as CSV or JSONL (instructors)", None,
+                                        "a CSV or JSONL download; query `format` and the "
+                                        "history filters", False)},
+    "/llm/api/history/{id}/feedback": {
+        "post": ("Rate an answer (id or request_id)", "FeedbackBody", "the updated entry",
+                 False)},
+    "/llm/api/tokens": {
+        "get": ("Named API tokens (admins)", None, '{"tokens": [{"name", "role", '
+                '"created_at"}]}', False),
+        "post": ("Issue a named token (admins)", "TokenBody",
+                 '{"name", "role", "token"} (201; the only time the token is shown)', False)},
+    "/llm/api/tokens/{name}": {"delete": ("Revoke a named token (admins)", None,
+                                          '{"revoked": true}', False)},
     "/llm/api/config": {"get": ("Version and non-secret settings", None, "config", False)},
     "/llm/api/collections": {
         "get": ("List collections", None, '{"collections": [{"name", "path", "documents", '
@@ -77,7 +93,7 @@ _ROUTES: dict[str, dict[str, tuple[str, str | None, str, bool]]] = {
 
 def openapi_document() -> dict[str, Any]:
     """Build the OpenAPI 3.1 document of the native API."""
-    from . import collections, native
+    from . import classroom, collections, native
 
     schemas: dict[str, Any] = {"Error": _ERROR}
     paths: dict[str, Any] = {}
@@ -97,7 +113,8 @@ def openapi_document() -> dict[str, Any]:
                 op["parameters"] = [{"name": p, "in": "path", "required": True,
                                      "schema": {"type": "string"}} for p in params]
             if body:
-                model = getattr(native, body, None) or getattr(collections, body)
+                model = next(getattr(m, body) for m in (native, collections, classroom)
+                             if hasattr(m, body))
                 schemas[body] = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 op["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{body}"}}}}
