@@ -453,3 +453,21 @@ def test_ground_answers_through_the_client_and_abstains_when_not_covered(ip, llm
     response = run(ip, "%%llm -g notes\nWho won the 1966 World Cup?")[0].result
     assert response.text().startswith("The course materials do not cover this question.")
     assert response.finish_reason == "not_covered"
+
+
+def test_feedback_rates_the_last_answer_and_lands_in_the_history(ip, llm):
+    result, _ = run(ip, "%%llm -m tiny-chat --max-tokens 4 --temperature 0\nhello")
+    assert result.success
+    result, outputs = run(ip, "%llm feedback down --score 2 too vague")
+    assert result.success
+    assert "score 2" in outputs[-1].data["text/markdown"]
+    entry = llm.client.history(1)[0]
+    assert (entry["rating"], entry["score"], entry["comment"]) == (-1, 2, "too vague")
+    stats = llm.client.history_stats(by="user")
+    assert sum(u["thumbs_down"] for u in stats["users"].values()) == 1
+
+
+def test_feedback_without_an_answer_says_what_to_do(ip, llm):
+    llm.last_response = None
+    result, _ = run(ip, "%llm feedback up")
+    assert "run a `%%llm` cell" in one_line_error(result, InvalidRequest)

@@ -139,6 +139,23 @@ def test_set_default_and_chat_streams_from_the_default_model(local):
     assert "Write a question" in panel.error
 
 
+def test_the_last_answer_can_be_rated_with_a_comment(local):
+    panel = ModelPanel(local, default_model="tiny-chat")
+    assert panel.thumbs_up.disabled and panel.thumbs_down.disabled  # nothing to rate yet
+    panel.max_tokens.value = 4
+    panel.prompt.value = "What is a loop?"
+    panel.send.click()
+    panel.wait()
+    assert not panel.thumbs_down.disabled
+    panel.feedback_comment.value = "did not answer"
+    panel.thumbs_down.click()
+    assert panel.error == "" and "feedback was saved" in panel.status.value
+    assert panel.thumbs_down.disabled and panel.feedback_comment.value == ""
+    entry = local.history(1)[0]
+    assert entry["request_id"] == panel.last_response.request_id
+    assert (entry["rating"], entry["comment"]) == (-1, "did not answer")
+
+
 def test_chat_error_is_shown_and_the_question_can_be_resent(local):
     panel = ModelPanel(local, default_model="tiny-remote-only")
     panel.prompt.value = "hi"

@@ -32,6 +32,7 @@ HELP = """\
 | `%llm fix` | explain the last exception with the default model |
 | `%llm ingest COLLECTION PATH... [--include GLOB] [--exclude GLOB]` | build or update a retrieval collection (`--vector-backend vss`, `--embedder MODEL` for a new one) |
 | `%llm search COLLECTION QUERY [-k N] [--mode MODE]` | the passages that match, with citations (mode: hybrid, dense or lexical) |
+| `%llm feedback up\|down [--score N] [COMMENT]` | rate the last answer (`--id ID` for another history entry) |
 | `%llm new` | forget the conversation (`%%llm -c` continues it) |
 | `%llm help` | this help |
 
@@ -281,6 +282,32 @@ def cmd_search(shell: Any, s: Session, args: list[str]) -> Any:
     return s.client.search(a.collection, " ".join(a.query), k=a.k, mode=a.mode)
 
 
+def cmd_feedback(shell: Any, s: Session, args: list[str]) -> dict[str, Any]:
+    """Rate the last answer (or a history entry): thumbs up or down, a score, a comment."""
+    p = _parser("feedback")
+    p.add_argument("rating", choices=["up", "down", "none"])
+    p.add_argument("comment", nargs="*")
+    p.add_argument("--score", type=float, default=None)
+    p.add_argument("--id", default=None)
+    a = p.parse_intermixed_args(args)
+    entry = a.id
+    if entry is None:
+        last = s.last_response
+        entry = getattr(last, "request_id", None) if last is not None else None
+        if entry is None:
+            raise InvalidRequest("There is no logged answer to rate yet: run a `%%llm` cell "
+                                 "(without --no-log), then `%llm feedback up` or `down`; or "
+                                 "name an entry of `%llm history` with --id.")
+    rating = {"up": 1, "down": -1, "none": 0}[a.rating]
+    updated = s.client.feedback(entry, rating=rating, score=a.score,
+                                comment=" ".join(a.comment) or None)
+    thumb = {1: "👍", -1: "👎", 0: "no rating"}[rating]
+    _show_markdown(f"Feedback saved on entry {updated.get('id')}: {thumb}"
+                   + (f", score {a.score:g}" if a.score is not None else "")
+                   + (f", “{' '.join(a.comment)}”" if a.comment else "") + ".")
+    return updated
+
+
 def cmd_new(shell: Any, s: Session, args: list[str]) -> None:
     """Forget the conversation."""
     s.forget_conversation()
@@ -296,10 +323,11 @@ COMMANDS: dict[str, Callable[[Any, Session, list[str]], Any]] = {
     "unload": cmd_unload, "ps": cmd_ps, "use": cmd_use, "alias": cmd_alias,
     "templates": cmd_templates, "history": cmd_history, "panel": cmd_panel, "fix": cmd_fix,
     "new": cmd_new, "help": cmd_help, "ingest": cmd_ingest, "search": cmd_search,
+    "feedback": cmd_feedback,
 }
 
 _QUIET = {"rm", "remove", "unload", "use", "alias", "new", "help", "models", "ps", "templates",
-          "history", "pull", "load", "ingest"}
+          "history", "pull", "load", "ingest", "feedback"}
 """Commands that show their result themselves; the magic returns None for them."""
 
 

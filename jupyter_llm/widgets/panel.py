@@ -90,6 +90,12 @@ class ModelPanel(w.VBox):
         self.clear = w.Button(description="New chat", icon="eraser")
         self.answer = w.HTML()
         self.chat_log = w.HTML()
+        self.thumbs_up = w.Button(description="Helpful", icon="thumbs-up", disabled=True,
+                                  tooltip="Rate the last answer as helpful")
+        self.thumbs_down = w.Button(description="Not helpful", icon="thumbs-down",
+                                    disabled=True, tooltip="Rate the last answer as not helpful")
+        self.feedback_comment = w.Text(placeholder="Optional comment on the last answer",
+                                       disabled=True)
 
         self.text.observe(lambda _: self._render(), "value")
         self.tag.observe(lambda _: self._render(), "value")
@@ -99,8 +105,11 @@ class ModelPanel(w.VBox):
         self.send.on_click(lambda _: self.ask())
         self.stop.on_click(lambda _: self._stop_chat())
         self.clear.on_click(lambda _: self._new_chat())
+        self.thumbs_up.on_click(lambda _: self.rate(1))
+        self.thumbs_down.on_click(lambda _: self.rate(-1))
 
         chat = w.VBox([w.HTML("<b>Chat</b>"), self.chat_log, self.answer,
+                       w.HBox([self.thumbs_up, self.thumbs_down, self.feedback_comment]),
                        w.HBox([self.prompt, w.VBox([self.send, self.stop, self.clear])]),
                        self.max_tokens])
         super().__init__([
@@ -280,12 +289,33 @@ class ModelPanel(w.VBox):
             self.answer.value = ""
             self.messages.append({"role": "assistant", "content": response.text()})
             self._render_log()
+            rateable = response.request_id is not None
+            for control in (self.thumbs_up, self.thumbs_down, self.feedback_comment):
+                control.disabled = not rateable
         except BaseException:
             self.messages.pop()  # the question stays unanswered; it can be sent again
             self._render_log()
             raise
         finally:
             self.send.disabled = False
+
+    def rate(self, rating: int) -> None:
+        """Rate the last answer (1 helpful, -1 not), with the comment box's text."""
+        response = self.last_response
+        if response is None or response.request_id is None:
+            self._fail(ValueError("There is no logged answer to rate yet."))
+            return
+        try:
+            self.client.feedback(response.request_id, rating=rating,
+                                 comment=self.feedback_comment.value.strip() or None)
+        except Exception as e:  # noqa: BLE001 - shown in the status line
+            self._fail(e)
+            return
+        self.feedback_comment.value = ""
+        for control in (self.thumbs_up, self.thumbs_down, self.feedback_comment):
+            control.disabled = True
+        self._say("Thank you: your feedback was saved." if rating > 0 else
+                  "Thank you: your feedback was saved and your teacher can see it.")
 
     def _stop_chat(self) -> None:
         if self.last_response is not None:
