@@ -32,9 +32,9 @@ _HTTP_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 40
                422: "invalid_request", 501: "not_implemented", 503: "busy"}
 
 
-AUTH_MESSAGE = ("Invalid or missing token. Send the Jupyter server's token as "
-                "`Authorization: token <TOKEN>` (OpenAI clients: as the API key, sent as "
-                "`Authorization: Bearer <TOKEN>`).")
+AUTH_MESSAGE = ("Invalid or missing token. Send the Jupyter server's token in the "
+                "Authorization header, with the scheme `token` or `Bearer` (OpenAI clients: give "
+                "it as the API key).")
 # OpenAI's error codes for our types where they differ (clients branch on ``error.code``)
 _OPENAI_CODES = {"unauthorized": "invalid_api_key", "unknown_model": "model_not_found"}
 
