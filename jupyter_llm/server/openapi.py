@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from .._version import __version__
@@ -80,7 +81,8 @@ _ROUTES: dict[str, dict[str, tuple[str, str | None, str, bool]]] = {
     "/llm/api/collections/{name}/search": {
         "post": ("Search a collection", "SearchBody",
                  '{"supported", "top_similarity", "threshold", "results": [{"source", "path", '
-                 '"text", "score", "heading", "start_line", "end_line", ...}]}', False)},
+                 '"text", "score", "heading", "start_line", "end_line", ...}]}; with '
+                 '"queries": {"searches": [one such object per query]}', False)},
     "/llm/api/collections/{name}/ask": {
         "post": ("Answer from a collection with citations", "AskBody",
                  'as chat, plus "citations", "supported", "retrieval_only", "note", "cited"',
@@ -134,6 +136,7 @@ class OpenAPIHandler(LLMHandler):
     """``GET llm/api/openapi.json``."""
 
     @web.authenticated
+    @authorized
     def get(self) -> None:
         """The OpenAPI document."""
         self.write_json(openapi_document())
