@@ -9,9 +9,12 @@ worker's pipe); the ones that compose their own message have a ``from_…`` cons
     ├── InvalidRequest (400 invalid_request)        malformed JSON, missing fields
     │   ├── TooLarge (413 too_large)                a body over max_body_mb
     │   ├── InvalidOptions (422 invalid_options)    an option value out of range; names the field
+    │   ├── ContextLengthExceeded (400 context_length_exceeded)  the input cannot fit n_ctx
+    │   ├── MissingAPIKey (400 missing_api_key)     a remote model whose key variable is unset
     │   ├── NotACollection (400 not_a_collection)   a file that is not a jupyter-llm collection
     │   ├── QuestionFileError (400 invalid_question_file) a malformed evaluation question file; names the line
     │   └── LoaderError (400 unreadable_file)       a course file that cannot be read (ingest skips it)
+    ├── Unauthorized (401 unauthorized)              a missing or wrong token
     ├── Forbidden (403 forbidden)                    a disabled capability (URL downloads, …)
     │   └── ModelNotAllowed (403 model_not_allowed)  the policy's allowlist excludes the model
     ├── NotFound (404 not_found)
@@ -44,6 +47,9 @@ __all__ = [
     "JupyterLLMError",
     "InvalidRequest",
     "InvalidOptions",
+    "ContextLengthExceeded",
+    "MissingAPIKey",
+    "Unauthorized",
     "TooLarge",
     "Forbidden",
     "NotFound",
@@ -103,6 +109,45 @@ class InvalidOptions(InvalidRequest):
     """One or more option values are invalid; ``details`` lists the fields."""
 
     status, type = 422, "invalid_options"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt (with the tokens to generate) does not fit the model's context window."""
+
+    status, type = 400, "context_length_exceeded"
+
+    @classmethod
+    def from_counts(cls, model_id: str, prompt_tokens: int, n_ctx: int, *,
+                    trained: int | None = None) -> ContextLengthExceeded:
+        """The error naming both numbers and how to fix it."""
+        bigger = (f" (up to the model's trained length of {trained})" if trained and trained > n_ctx
+                  else "")
+        return cls(
+            f"The input of {prompt_tokens} tokens does not fit the context window of model "
+            f"{model_id!r}, which is {n_ctx} tokens. Send a shorter input (or fewer earlier "
+            f"messages), or load the model with a larger n_ctx{bigger}.",
+            details={"model": model_id, "prompt_tokens": prompt_tokens, "n_ctx": n_ctx,
+                     "trained_context_length": trained})
+
+
+class MissingAPIKey(InvalidRequest):
+    """A remote model is called but its API key environment variable is not set."""
+
+    status, type = 400, "missing_api_key"
+
+    @classmethod
+    def from_env(cls, model_id: str, env: str) -> MissingAPIKey:
+        """The error naming the variable to set (``details.action`` is ``set_key``)."""
+        return cls(
+            f"Model {model_id!r} needs an API key: set the environment variable {env} where the "
+            "model host runs (then restart it), or choose a local model.",
+            details={"action": "set_key", "env": env, "model": model_id})
+
+
+class Unauthorized(JupyterLLMError):
+    """The request carries no valid token."""
+
+    status, type = 401, "unauthorized"
 
 
 class Forbidden(JupyterLLMError):

@@ -42,10 +42,12 @@ class Usage:
 
 @dataclass
 class Finish:
-    """The last event of an execution: why it stopped, and the token counts."""
+    """The last event of an execution: why it stopped, the token counts, and warnings for the
+    user (``{"type", "message", "details"}``, e.g. turns left out to fit the context)."""
 
     reason: str = "stop"
     usage: Usage | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -198,6 +200,11 @@ class Backend(ABC):
     def create(self, spec: ModelSpec, **load: Any) -> Model:
         """Return a model object for ``spec`` (not yet loaded); see the class docstring."""
 
+    def setup_hint(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """What must be set up before ``spec`` can answer (a structured hint such as
+        ``{"action": "set_key", "env": ..., "model": ...}``), or None when it is usable."""
+        return None
+
 
 class Response:
     """A streaming result: iterate for text chunks, or call :meth:`text`.
@@ -221,6 +228,8 @@ class Response:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.citations: list[Any] = []
+        self.warnings: list[dict[str, Any]] = []
+        """What every face shows besides the text (``{"type", "message", "details"}``)."""
         self.error: BaseException | None = None
         self._cancelled = threading.Event()
         self._state_lock = threading.Lock()
@@ -239,6 +248,7 @@ class Response:
                 if isinstance(event, Finish):
                     self.finish_reason = event.reason
                     self.usage = event.usage
+                    self.warnings.extend(w for w in event.warnings if w not in self.warnings)
                     continue
                 if self._cancelled.is_set():
                     if stoppable:
@@ -341,10 +351,12 @@ class Response:
         return {"time_to_first_token_s": ttft, "duration_s": duration, "tokens_per_s": tps}
 
     def summary(self) -> dict[str, Any]:
-        """``model``, ``finish_reason``, ``usage`` and ``timings`` (the one summary of a
-        generation that every face and API answers with; complete once the stream ended)."""
+        """``model``, ``finish_reason``, ``usage``, ``timings`` and ``warnings`` (the one
+        summary of a generation that every face and API answers with; complete once the
+        stream ended)."""
         summary = {"model": self.model_id, "finish_reason": self.finish_reason or "stop",
-                   "usage": self.usage.to_dict() if self.usage else None, "timings": self.timings}
+                   "usage": self.usage.to_dict() if self.usage else None, "timings": self.timings,
+                   "warnings": list(self.warnings)}
         if self.request_id is not None:
             summary["request_id"] = self.request_id
         return summary
@@ -390,7 +402,7 @@ class Conversation:
         def recorded() -> Iterator[str | Finish]:
             yield from response
             conversation.messages.append({"role": "assistant", "content": response.text()})
-            yield Finish(response.finish_reason or "stop", response.usage)
+            yield Finish(response.finish_reason or "stop", response.usage, list(response.warnings))
 
         return Response(recorded(), model_id=response.model_id, request=response.request)
 

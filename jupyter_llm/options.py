@@ -24,7 +24,9 @@ class Options(BaseModel):
     seed: int | None = Field(None, description="Random seed, for reproducible sampling.")
     repeat_penalty: float | None = Field(None, gt=0.0, le=5.0, description="Penalty for repeated tokens (1: none).")
     json_mode: bool = Field(False, description="Constrain the output to a JSON object.")
+    json_schema: dict[str, Any] | None = Field(None, description="Constrain the output to JSON matching this schema.")
     grammar: str | None = Field(None, description="A GBNF grammar constraining the output (local models).")
+    trim_history: bool = Field(False, description="Chat: leave out the oldest turns when the conversation does not fit the context.")
     n_ctx: int | None = Field(None, ge=16, description="Context window in tokens (local models; set at load).")
 
     @field_validator("stop", mode="before")

@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 
 from jupyter_llm.backends.llama_cpp import LlamaCppModel
-from jupyter_llm.errors import InvalidOptions, InvalidRequest, ModelLoadError, ModelNotReady
+from jupyter_llm.errors import (
+    ContextLengthExceeded,
+    InvalidOptions,
+    InvalidRequest,
+    ModelLoadError,
+    ModelNotReady,
+)
 from jupyter_llm.models import Finish, Request
 from jupyter_llm.options import Options
 
@@ -119,9 +125,39 @@ def test_embeddings_are_one_normalised_vector_per_text(tiny_embed_gguf):
     m.close()
 
 
-def test_chat_model_refuses_embeddings(model):
-    with pytest.raises(InvalidRequest, match="EMBEDDING"):
-        model.embed(["x"])
+def test_a_chat_model_embeds_too_and_counts_tokens(model):
+    vectors, tokens = model.embed_with_usage(["hello world", "x"])
+    assert len(vectors) == 2 and all(len(v) == 64 for v in vectors)
+    assert sum(x * x for x in vectors[0]) == pytest.approx(1.0, abs=1e-4)
+    assert tokens == model.token_count("hello world") + model.token_count("x") + 2  # with BOS
+    assert model.prompt("hi", max_tokens=2).text()  # the chat context still works
+
+
+def test_a_prompt_that_cannot_fit_is_context_length_exceeded(tiny_gguf):
+    small = LlamaCppModel.from_path(tiny_gguf, n_ctx=64)
+    with pytest.raises(ContextLengthExceeded) as info:
+        small.complete("word " * 200, max_tokens=4).text()
+    assert info.value.status == 400 and info.value.details["n_ctx"] == small.context_size
+    assert info.value.details["prompt_tokens"] > 64
+    assert "n_ctx" in info.value.message and "2048" in info.value.message  # trained length
+    small.close()
+
+
+def test_trim_history_drops_the_oldest_turns_and_says_so(tiny_gguf):
+    small = LlamaCppModel.from_path(tiny_gguf, n_ctx=128)
+    turns = [{"role": "system", "content": "S"}]
+    for i in range(6):
+        turns += [{"role": "user", "content": f"question {i} " + "x " * 10},
+                  {"role": "assistant", "content": f"answer {i} " + "y " * 10}]
+    turns.append({"role": "user", "content": "last"})
+    with pytest.raises(ContextLengthExceeded):
+        small.prompt(messages=turns, max_tokens=4).text()
+    response = small.prompt(messages=turns, max_tokens=4, trim_history=True)
+    assert response.text() and response.usage.prompt_tokens < 128
+    (warning,) = response.warnings
+    assert warning["type"] == "context_trimmed" and warning["details"]["dropped_messages"] >= 2
+    assert warning["details"]["dropped_messages"] % 2 == 0  # whole turns
+    small.close()
 
 
 def test_n_ctx_never_exceeds_the_trained_context(model):

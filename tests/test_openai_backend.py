@@ -4,7 +4,7 @@
 import pytest
 
 from jupyter_llm.backends.openai import OpenAIModel
-from jupyter_llm.errors import BackendError, InvalidOptions
+from jupyter_llm.errors import BackendError, InvalidOptions, MissingAPIKey
 from jupyter_llm.registry import ModelSpec
 
 
@@ -101,8 +101,11 @@ def test_unreachable_server_says_so():
 def test_openai_api_without_a_key_says_which_variable_to_set(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with pytest.raises(BackendError, match="set the environment variable OPENAI_API_KEY"):
+    with pytest.raises(MissingAPIKey, match="set the environment variable OPENAI_API_KEY") as info:
         OpenAIModel("gpt-4o-mini").prompt("hi").text()
+    assert info.value.status == 400  # a client error: OpenAI clients do not retry it
+    assert info.value.details == {"action": "set_key", "env": "OPENAI_API_KEY",
+                                  "model": "gpt-4o-mini"}
 
 
 def test_local_only_options_are_refused_for_remote_models():

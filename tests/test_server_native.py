@@ -177,7 +177,8 @@ async def test_history_records_requests_unless_log_is_false(tiny_registry, jp_fe
     assert contents == ["remember me"]
     entry = body["entries"][0]
     assert entry["model"] == "tiny-chat" and entry["face"] == "api"
-    assert entry["completion_tokens"] == 4 and entry["options"] == {"max_tokens": 4}
+    assert entry["completion_tokens"] == 4
+    assert entry["options"] == {"max_tokens": 4, "trim_history": True}  # native chat's default
     status, body, _ = await call(jp_fetch, "llm", "api", "history", params={"limit": "0"})
     assert_error(status, body, 400, "invalid_request")
     status, body, _ = await call(jp_fetch, "llm", "api", "history", "stats")

@@ -129,22 +129,55 @@ async def test_errors_reach_the_openai_client_as_its_exceptions(oai):
     with pytest.raises(openai.NotFoundError) as info:
         await asyncio.to_thread(oai.chat.completions.create, model="nope",
                                 messages=[{"role": "user", "content": "x"}])
-    assert "Unknown model 'nope'" in str(info.value)
-    with pytest.raises(openai.UnprocessableEntityError) as info:
+    assert "Unknown model 'nope'" in str(info.value) and info.value.code == "model_not_found"
+    # invalid values are 400 as on OpenAI (not 422), naming the field in `param`
+    with pytest.raises(openai.BadRequestError) as info:
         await asyncio.to_thread(oai.chat.completions.create, model="tiny-chat", temperature=9,
                                 messages=[{"role": "user", "content": "x"}])
-    assert "temperature" in str(info.value)
-    with pytest.raises(openai.UnprocessableEntityError):
+    assert "temperature" in str(info.value) and info.value.param == "temperature"
+    with pytest.raises(openai.BadRequestError):
         await asyncio.to_thread(oai.chat.completions.create, model="tiny-chat", n=2,
                                 messages=[{"role": "user", "content": "x"}])
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    with pytest.raises(openai.UnprocessableEntityError) as info:
+    with pytest.raises(openai.BadRequestError) as info:
         await asyncio.to_thread(oai.chat.completions.create, model="tiny-chat", tools=[tool],
                                 messages=[{"role": "user", "content": "x"}])
     assert "tool calling is not supported" in str(info.value)
-    bad = openai.OpenAI(base_url=str(oai.base_url), api_key="wrong-token", max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError):
-        await asyncio.to_thread(bad.models.list)
+    for kwargs in ({"logprobs": True}, {"logprobs": True, "top_logprobs": 2}):
+        with pytest.raises(openai.BadRequestError) as info:  # refused, never ignored
+            await asyncio.to_thread(oai.chat.completions.create, model="tiny-chat",
+                                    messages=[{"role": "user", "content": "x"}], **kwargs)
+        assert "log-probabilities are not supported" in str(info.value)
+
+
+async def test_a_wrong_api_key_is_401_invalid_api_key(oai, llm_url):
+    for key in ("wrong-token", ""):
+        bad = openai.OpenAI(base_url=str(oai.base_url), api_key=key or "x", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as info:
+            await asyncio.to_thread(bad.models.list)
+        assert info.value.status_code == 401 and info.value.code == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError) as info:  # a POST too (no _xsrf talk)
+            await asyncio.to_thread(bad.chat.completions.create, model="tiny-chat",
+                                    messages=[{"role": "user", "content": "x"}])
+        assert "Invalid or missing token" in str(info.value)
+        assert "_xsrf" not in str(info.value)
+
+
+async def test_one_model_and_list_prompts(oai):
+    model = await asyncio.to_thread(oai.models.retrieve, "tiny-chat")
+    assert model.id == "tiny-chat" and model.object == "model"
+    with pytest.raises(openai.NotFoundError):
+        await asyncio.to_thread(oai.models.retrieve, "no-such-model")
+    result = await asyncio.to_thread(oai.completions.create, model="tiny-chat",
+                                     prompt=["a b c", "x y"], max_tokens=4, temperature=0)
+    assert [c.index for c in result.choices] == [0, 1]
+    single = await asyncio.to_thread(oai.completions.create, model="tiny-chat", prompt="x y",
+                                     max_tokens=4, temperature=0)
+    assert result.choices[1].text == single.choices[0].text
+    assert result.usage.completion_tokens == 8
+    with pytest.raises(openai.BadRequestError):  # token ids: a clear refusal
+        await asyncio.to_thread(oai.completions.create, model="tiny-chat", prompt=[1, 2, 3],
+                                max_tokens=2)
 
 
 async def test_langchain_chat_openai_works_unchanged(tiny_registry, llm_url, llm_token):

@@ -6,6 +6,7 @@ process, so a llama.cpp abort never takes the Jupyter server down.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -15,25 +16,44 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from ..errors import InvalidOptions, MissingDependency, ModelLoadError, ModelNotReady
+from ..errors import (
+    ContextLengthExceeded,
+    InvalidOptions,
+    InvalidRequest,
+    MissingDependency,
+    ModelLoadError,
+    ModelNotReady,
+)
 from ..gguf_meta import read_gguf_metadata, trained_context_length
 from ..hookspecs import hookimpl
 from ..models import Backend, Finish, Message, Model, Request, Usage, replace_hint
 from ..options import Options
+from .chat_format import (
+    BUILTIN_TEMPLATES,
+    ChatTemplate,
+    choose_template,
+    plain_transcript,
+    says_chat_tuned,
+)
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX"]
+__all__ = ["LlamaCppOptions", "LlamaCppModel", "LlamaCppBackend", "DEFAULT_N_CTX",
+           "effective_n_ctx", "schema_grammar"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 4096
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+DEFAULT_MAX_TOKENS = 512
+_POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
+
+
+def effective_n_ctx(requested: int | None, trained: int | None) -> int | None:
+    """The context a model really runs with: the request, never beyond the trained length."""
+    if requested and trained:
+        return min(requested, trained)
+    return requested
 
 
 class LlamaCppOptions(Options):
@@ -68,9 +88,14 @@ class LlamaCppModel(Model):
         self.n_threads = n_threads or _env_int("JUPYTER_LLM_N_THREADS")
         self.embedding = bool(spec and spec.is_embedding) if embedding is None else embedding
         self._llama: Any = None
+        self._embedder: Any = None  # a chat model asked for embeddings: a second, pooled context
         self._loaded_n_ctx: int | None = None
+        self._asked_ctx: int | None = None
+        self._trained_ctx: int | None = None
+        self._meta: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._formatter: Any = None
+        self._template: ChatTemplate | None = None
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs: Any) -> LlamaCppModel:
@@ -85,13 +110,15 @@ class LlamaCppModel(Model):
         return self._llama is not None
 
     def load(self, n_ctx: int | None = None, n_threads: int | None = None) -> Any:
-        """Load the weights (again, if ``n_ctx`` or ``n_threads`` changed) and return the Llama."""
+        """Load the weights (again, if ``n_ctx`` or ``n_threads`` changed) and return the Llama.
+
+        The context is the request's ``n_ctx``, else the model's, else the registry's
+        ``default_options`` / ``DEFAULT_N_CTX``; never more than the trained length."""
         with self._lock:
-            want_ctx = n_ctx or self.n_ctx or self._default_n_ctx()
             if n_threads:
                 self.n_threads = n_threads
             if self._llama is not None and not n_threads and (
-                    want_ctx == self._loaded_n_ctx or not (n_ctx or self.n_ctx)):
+                    not n_ctx or effective_n_ctx(n_ctx, self._trained_ctx) == self._asked_ctx):
                 return self._llama
             self.close()
             if not self.path.is_file():
@@ -99,78 +126,182 @@ class LlamaCppModel(Model):
                     f"Model {self.model_id!r} is not installed (no file at {self.path}). "
                     f"Run `jupyter llm pull {self.model_id}`.", details={"model": self.model_id})
             meta = read_gguf_metadata(self.path)  # clear errors for empty/truncated/foreign files
-            trained = trained_context_length(meta)
-            if trained and not (n_ctx or self.n_ctx):
-                want_ctx = min(want_ctx, trained)  # never exceed what the model was trained on
-            llama_cpp = _import_llama_cpp()
-            os.environ.setdefault("GGML_NO_BACKTRACE", "1")
-            try:
-                self._llama = llama_cpp.Llama(
-                    model_path=str(self.path), n_ctx=want_ctx, n_threads=self.n_threads,
-                    embedding=self.embedding, verbose=False, seed=0)
-            except (ValueError, RuntimeError, OSError) as e:
-                raise ModelLoadError(
-                    f"llama.cpp could not load {self.path.name} for model {self.model_id!r}: {e}. "
-                    f"The file may be truncated or corrupt; {replace_hint(self.model_id, self.spec, self.path)}.",
-                    details={"model": self.model_id}) from e
-            self._loaded_n_ctx = want_ctx
-            self._formatter = None
+            self._meta, self._trained_ctx = meta, trained_context_length(meta)
+            want_ctx = effective_n_ctx(n_ctx or self.n_ctx or self._default_n_ctx(),
+                                       self._trained_ctx)
+            self._llama = self._new_llama(want_ctx, self.embedding)
+            self._asked_ctx = want_ctx
+            self._loaded_n_ctx = _ctx_limit(self._llama)
+            self._formatter = self._template = None
             return self._llama
+
+    def _new_llama(self, n_ctx: int | None, embedding: bool) -> Any:
+        llama_cpp = _import_llama_cpp()
+        os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+        kwargs: dict[str, Any] = {}
+        if embedding:  # an embedding input must fit one batch; pool even files that say none
+            kwargs = {"n_batch": n_ctx or 512, "n_ubatch": n_ctx or 512,
+                      "pooling_type": self._pooling_type()}
+        try:
+            return llama_cpp.Llama(
+                model_path=str(self.path), n_ctx=n_ctx, n_threads=self.n_threads,
+                embedding=embedding, verbose=False, seed=0, **kwargs)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ModelLoadError(
+                f"llama.cpp could not load {self.path.name} for model {self.model_id!r}: {e}. "
+                f"The file may be truncated or corrupt; {replace_hint(self.model_id, self.spec, self.path)}.",
+                details={"model": self.model_id}) from e
+
+    def _pooling_type(self) -> int:
+        """The registry's ``pooling``, else the file's, else mean (a chat GGUF can embed)."""
+        wanted = str((self.spec.model_extra or {}).get("pooling") or "") if self.spec else ""
+        if wanted.lower() in _POOLING:
+            return _POOLING[wanted.lower()]
+        arch = self._meta.get("general.architecture")
+        found = self._meta.get(f"{arch}.pooling_type")
+        return found if isinstance(found, int) and found > 0 else _POOLING["mean"]
 
     @property
     def context_size(self) -> int | None:
-        """The context size llama.cpp allocated (None before loading)."""
-        llama = self._llama
-        return llama.n_ctx() if llama is not None else None
+        """The context the loaded model really holds (None before loading)."""
+        return self._loaded_n_ctx
 
     def _default_n_ctx(self) -> int:
+        configured = (self.spec.default_options or {}).get("n_ctx") if self.spec else None
         trained = self.spec.context_length if self.spec and self.spec.context_length else None
-        return min(DEFAULT_N_CTX, trained) if trained else DEFAULT_N_CTX
+        base = configured if isinstance(configured, int) and configured > 0 else DEFAULT_N_CTX
+        return min(base, trained) if trained else base
 
     def close(self) -> None:
         """Free the weights and the context."""
         with self._lock:
-            if self._llama is not None:
-                try:
-                    self._llama.close()
-                except Exception:  # pragma: no cover - best effort
-                    pass
-                self._llama = None
-                self._loaded_n_ctx = None
+            for llama in (self._llama, self._embedder):
+                if llama is not None:
+                    try:
+                        llama.close()
+                    except Exception:  # pragma: no cover - best effort
+                        pass
+            self._llama = self._embedder = None
+            self._loaded_n_ctx = None
 
     # -- prompting -----------------------------------------------------------------------
-    def format_chat(self, messages: list[Message]) -> tuple[str, list[str]]:
-        """Render messages with the GGUF's chat template (or the registry's, or ChatML)."""
+    @property
+    def chat_template(self) -> ChatTemplate:
+        """Which chat format this model uses (loads the model; see ``chat_format``)."""
         llama = self.load()
+        if self._template is None:
+            def single(marker: str) -> bool:
+                return len(llama.tokenize(marker.encode("utf-8"), add_bos=False, special=True)) == 1
+
+            meta = self._meta
+            self._template = choose_template(
+                self.model_id, gguf_template=llama.metadata.get("tokenizer.chat_template"),
+                registry_template=self.spec.chat_template if self.spec else None,
+                architecture=meta.get("general.architecture"), is_single_token=single,
+                chat_tuned=says_chat_tuned(meta.get("general.finetune"), meta.get("general.name"),
+                                           self.path.name))
+            if self._template.warning:
+                log.warning("%s", self._template.warning)
+        return self._template
+
+    @property
+    def chat_template_info(self) -> dict[str, Any] | None:
+        """``chat_template`` as a dict (source, name, architecture, warning) for ``ps``; None
+        for embedding models."""
+        return None if self.embedding else self.chat_template.to_dict()
+
+    def format_chat(self, messages: list[Message]) -> tuple[str, list[str]]:
+        """Render messages as the prompt text (BOS included) and the stop strings, with the
+        GGUF's template, the registry's, a llama.cpp built-in, or a plain transcript."""
+        llama = self.load()
+        template = self.chat_template
+        bos = self._bos_text(llama)
+        if not template.applies:
+            prompt, stops = plain_transcript(messages)
+            return bos + prompt, stops
+        if template.name is not None:  # a llama.cpp built-in
+            return bos + _apply_builtin(template.name, messages), list(
+                BUILTIN_TEMPLATES[template.name][1])
         if self._formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            meta = llama.metadata
-            template = (self.spec.chat_template if self.spec and self.spec.chat_template else None)
-            template = template or meta.get("tokenizer.chat_template") or CHATML_TEMPLATE
+            source = (llama.metadata.get("tokenizer.chat_template") if template.source == "gguf"
+                      else self.spec.chat_template if self.spec else None)
             vocab = llama._model
-            eos_id, bos_id = llama.token_eos(), llama.token_bos()
+            eos_id = llama.token_eos()
             eos = vocab.token_get_text(eos_id) if eos_id >= 0 else ""
-            bos = vocab.token_get_text(bos_id) if bos_id >= 0 else ""
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+            self._formatter = Jinja2ChatFormatter(template=source or "", eos_token=eos,
+                                                  bos_token=self._bos_text(llama, always=True),
                                                   stop_token_ids=[eos_id] if eos_id >= 0 else None)
-        result = self._formatter(messages=messages)
+        try:
+            result = self._formatter(messages=messages)
+        except Exception as e:  # jinja2 errors, and raise_exception() in the template
+            raise InvalidRequest(
+                f"The chat template of model {self.model_id!r} refused these messages: {e}. "
+                "Some templates allow no system message, or need user and assistant turns to "
+                "alternate.", details={"model": self.model_id}) from None
         stops = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
         return result.prompt, [s for s in stops if s]
+
+    @staticmethod
+    def _bos_text(llama: Any, *, always: bool = False) -> str:
+        """The BOS token's text when the vocabulary adds one (or ``always``), else ''."""
+        bos_id = llama.token_bos()
+        if bos_id < 0 or not (always or llama._model.add_bos_token()):
+            return ""
+        return llama._model.token_get_text(bos_id)
+
+    def prepare_chat(self, request: Request) -> tuple[list[int], list[str], list[dict[str, Any]]]:
+        """Prompt tokens and stops of a chat request, fitted to the context: with the
+        ``trim_history`` option the oldest turns are dropped (and a warning says so)."""
+        llama = self.load()
+        messages = list(request.messages or [])
+        opts = request.options
+        n_ctx = _ctx_limit(llama)
+        reserve = min(opts.max_tokens or DEFAULT_MAX_TOKENS, max(1, n_ctx // 4))
+        dropped = 0
+        while True:
+            prompt, stops = self.format_chat(messages)
+            tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            if not opts.trim_history or len(tokens) + reserve <= n_ctx:
+                break
+            first = next((i for i, m in enumerate(messages) if m.get("role") != "system"), None)
+            if first is None or first >= len(messages) - 1:
+                break  # only the last message is left: it cannot fit
+            end = first + 1  # drop one turn: a user message with the answer that followed it
+            while end < len(messages) - 1 and messages[end].get("role") == "assistant":
+                end += 1
+            dropped += end - first
+            del messages[first:end]
+        warnings = []
+        if dropped:
+            warnings.append({"type": "context_trimmed", "message": (
+                f"The conversation did not fit the context window of {self.model_id} "
+                f"({n_ctx} tokens): the oldest {dropped} message(s) were left out."),
+                "details": {"dropped_messages": dropped, "n_ctx": n_ctx,
+                            "model": self.model_id}})
+        return tokens, stops, warnings
+
+    def _check_fits(self, n_tokens: int, llama: Any) -> None:
+        if n_tokens >= _ctx_limit(llama):
+            raise ContextLengthExceeded.from_counts(self.model_id, n_tokens, _ctx_limit(llama),
+                                        trained=self._trained_ctx)
 
     def execute(self, request: Request) -> Iterator[str | Finish]:
         """Stream tokens from llama.cpp; one text piece per generated token."""
         opts = request.options
         with self._lock:
             llama = self.load(opts.n_ctx, getattr(opts, "n_threads", None))
+            warnings: list[dict[str, Any]] = []
             if request.is_chat:
-                prompt, stops = self.format_chat(request.messages or [])
-                tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+                tokens, stops, warnings = self.prepare_chat(request)
             else:
                 stops = []
                 tokens = llama.tokenize((request.prompt or "").encode("utf-8"), add_bos=True,
                                         special=True)
+            self._check_fits(len(tokens), llama)
             kwargs = self._completion_kwargs(opts, stops, llama)
+            kwargs["max_tokens"] = min(kwargs["max_tokens"], _ctx_limit(llama) - len(tokens))
             if opts.temperature == 0 or opts.seed is not None:
                 # A reused prompt prefix is evaluated in other batch sizes, which shifts the
                 # logits slightly: a reproducible request starts from an empty context.
@@ -185,12 +316,13 @@ class LlamaCppModel(Model):
                     yield text
                 if choice.get("finish_reason"):
                     reason = choice["finish_reason"]
-            yield Finish(reason, Usage(prompt_tokens=len(tokens), completion_tokens=count))
+            yield Finish(reason, Usage(prompt_tokens=len(tokens), completion_tokens=count),
+                         warnings=warnings)
 
     def _completion_kwargs(self, opts: Options, stops: list[str], llama: Any) -> dict[str, Any]:
         values = opts.set_options()
         kwargs: dict[str, Any] = {
-            "max_tokens": values.get("max_tokens", 512),
+            "max_tokens": values.get("max_tokens", DEFAULT_MAX_TOKENS),
             "stop": stops + list(values.get("stop", [])) or None,
         }
         for key in ("temperature", "top_p", "top_k", "seed", "repeat_penalty", "min_p",
@@ -198,6 +330,8 @@ class LlamaCppModel(Model):
             if key in values:
                 kwargs[key] = values[key]
         grammar = values.get("grammar")
+        if values.get("json_schema") is not None and not grammar:
+            grammar = schema_grammar(values["json_schema"])
         if opts.json_mode and not grammar:
             from llama_cpp.llama_grammar import JSON_GBNF
 
@@ -207,20 +341,78 @@ class LlamaCppModel(Model):
         return kwargs
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one L2-normalised vector per text (models with pooling, e.g. MEAN)."""
-        if not self.embedding:
-            return super().embed(texts)
+        """Return one L2-normalised vector per text (pooled as the registry or file says, else
+        mean-pooled, so a chat GGUF can embed too)."""
+        return self.embed_with_usage(texts)[0]
+
+    def embed_with_usage(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """The vectors and how many tokens the texts took."""
         with self._lock:
             llama = self.load()
             if not texts:
-                return []
-            vectors = llama.embed(list(texts), normalize=True)
-            return [list(map(float, v)) for v in vectors]
+                return [], 0
+            embedder = llama if self.embedding else self._chat_embedder()
+            counts = [len(embedder.tokenize(t.encode("utf-8"), add_bos=True, special=False))
+                      for t in texts]
+            for count in counts:
+                self._check_fits(count, embedder)
+            vectors = embedder.embed(list(texts), normalize=True)
+            return [list(map(float, v)) for v in vectors], sum(counts)
+
+    def _chat_embedder(self) -> Any:
+        """A second context of a chat model made for embeddings (mean-pooled by default)."""
+        if self._embedder is None:
+            self._embedder = self._new_llama(min(self._loaded_n_ctx or 512, 2048), True)
+        return self._embedder
 
     def token_count(self, text: str) -> int:
         """How many tokens ``text`` takes for this model."""
         with self._lock:
             return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+def _ctx_limit(llama: Any) -> int:
+    """Tokens a context holds: llama.cpp may round n_ctx up, llama-cpp-python's buffers not."""
+    return min(llama.n_ctx(), len(llama.input_ids))
+
+
+def schema_grammar(schema: Any) -> str:
+    """A GBNF grammar (llama.cpp's converter) for a JSON schema; InvalidOptions if it cannot."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    if not isinstance(schema, dict):
+        raise InvalidOptions("json_schema: must be a JSON schema object.",
+                             details={"fields": [{"field": "json_schema", "message": "not an object"}]})
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except Exception as e:  # noqa: BLE001 - the converter raises plain exceptions
+        raise InvalidOptions(
+            f"json_schema: llama.cpp cannot turn this schema into a grammar ({e}). Simplify it "
+            "(plain objects, arrays, strings, numbers, enums and $defs work).",
+            details={"fields": [{"field": "json_schema", "message": str(e)}]}) from None
+
+
+def _apply_builtin(name: str, messages: list[Message]) -> str:
+    """Render messages with a llama.cpp built-in template (``llama_chat_apply_template``)."""
+    import ctypes
+
+    import llama_cpp
+
+    items = [llama_cpp.llama_chat_message(role=str(m.get("role") or "user").encode("utf-8"),
+                                          content=str(m.get("content") or "").encode("utf-8"))
+             for m in messages]
+    chat = (llama_cpp.llama_chat_message * len(items))(*items)
+    size = 256 + sum(len(m.content) + 64 for m in items)
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_chat_apply_template(name.encode(), chat, len(items), True, buf, size)
+        if n < 0:
+            raise InvalidRequest(f"llama.cpp's {name!r} chat template cannot render these "
+                                 "messages.", details={"template": name})
+        if n <= size:
+            return buf.raw[:n].decode("utf-8", errors="replace")
+        size = n + 1
+    raise InvalidRequest(f"llama.cpp's {name!r} chat template failed.")  # pragma: no cover
 
 
 def _compile_grammar(grammar: str, llama: Any) -> Any:

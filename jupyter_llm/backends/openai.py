@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from ..errors import BackendError, Busy, InvalidOptions, JupyterLLMError, MissingDependency
+from ..errors import (
+    BackendError,
+    Busy,
+    InvalidOptions,
+    JupyterLLMError,
+    MissingAPIKey,
+    MissingDependency,
+)
 from ..hookspecs import hookimpl
 from ..models import Backend, Finish, Model, Request, Usage
 from ..options import Options
@@ -18,7 +25,7 @@ from ..redact import add_secret, add_url_credentials, strip_userinfo
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["OpenAIOptions", "OpenAIModel", "OpenAIBackend", "DEFAULT_API_BASE"]
+__all__ = ["OpenAIOptions", "OpenAIModel", "OpenAIBackend", "DEFAULT_API_BASE", "missing_key_env"]
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
@@ -54,15 +61,11 @@ class OpenAIModel(Model):
     def _key(self) -> str:
         if self._api_key:
             return self._api_key
+        env = missing_key_env(self.spec, self.api_base)
+        if env:
+            raise MissingAPIKey.from_env(self.model_id, env)
         env = (self.spec.api_key_env if self.spec else None) or "OPENAI_API_KEY"
-        key = os.environ.get(env)
-        if key:
-            return key
-        if self.api_base.rstrip("/") == DEFAULT_API_BASE:
-            raise BackendError(
-                f"Model {self.model_id!r} needs an API key: set the environment variable {env}.",
-                details={"model": self.model_id, "env": env})
-        return "not-needed"  # local OpenAI-compatible servers usually accept any key
+        return os.environ.get(env) or "not-needed"  # local servers usually accept any key
 
     @property
     def client(self) -> Any:
@@ -88,7 +91,11 @@ class OpenAIModel(Model):
         extra = {k: values[k] for k in ("top_k", "repeat_penalty", "grammar") if k in values}
         if extra:
             kwargs["extra_body"] = extra
-        if opts.json_mode:
+        if values.get("json_schema") is not None:
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": str(values["json_schema"].get("title") or "response"),
+                "schema": values["json_schema"]}}
+        elif opts.json_mode:
             kwargs["response_format"] = {"type": "json_object"}
         return kwargs
 
@@ -123,23 +130,42 @@ class OpenAIModel(Model):
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Embed texts with the API's ``/embeddings``, in batches of 256."""
+        return self.embed_with_usage(texts)[0]
+
+    def embed_with_usage(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+        """The vectors and the prompt tokens the API reported (None when it reports none)."""
         out: list[list[float]] = []
+        tokens: int | None = None
         try:
             for start in range(0, len(texts), 256):
                 result = self.client.embeddings.create(model=self.api_model,
                                                        input=texts[start:start + 256])
                 out.extend(list(d.embedding) for d in sorted(result.data, key=lambda d: d.index))
+                used = getattr(getattr(result, "usage", None), "prompt_tokens", None)
+                if used is not None:
+                    tokens = (tokens or 0) + used
         except JupyterLLMError:
             raise
         except Exception as e:
             raise _api_error(e, self) from e
-        return out
+        return out, tokens
 
     def close(self) -> None:
         """Close the HTTP client."""
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def missing_key_env(spec: ModelSpec | None, api_base: str | None = None) -> str | None:
+    """The API key variable a remote model needs but is unset (None when it can be called):
+    its ``api_key_env``, or ``OPENAI_API_KEY`` for OpenAI's own API."""
+    base = (api_base or (spec.api_base if spec else None) or os.environ.get("OPENAI_BASE_URL")
+            or DEFAULT_API_BASE).rstrip("/")
+    env = spec.api_key_env if spec else None
+    if env is None and base == DEFAULT_API_BASE:
+        env = "OPENAI_API_KEY"
+    return env if env and not os.environ.get(env) else None
 
 
 def _api_error(exc: Exception, model: OpenAIModel) -> JupyterLLMError:
@@ -179,6 +205,14 @@ class OpenAIBackend(Backend):
     def create(self, spec: ModelSpec) -> OpenAIModel:
         """A model calling the API described by ``spec``."""
         return OpenAIModel(spec.id, spec)
+
+    def setup_hint(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """``set_key`` when the entry's API key variable (or OpenAI's) is unset."""
+        env = missing_key_env(spec)
+        if env is None:
+            return None
+        return {"action": "set_key", "env": env, "model": spec.id,
+                "message": f"Set the environment variable {env} to use {spec.id}."}
 
 
 @hookimpl

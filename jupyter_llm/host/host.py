@@ -57,6 +57,7 @@ from .memory import (
     default_budget_bytes,
     estimate_model_bytes,
 )
+from .model_facts import embed_counted, template_warnings, trained_length, usability
 from .policy import Identity
 from .records import record_history
 from .scheduler import ModelQueue
@@ -158,12 +159,14 @@ class ModelHost:
 
     def models(self, tag: str | None = None, *,
                user: str | Identity | None = None) -> list[dict[str, Any]]:
-        """Every registry model as a dict with its ``state`` and whether ``user`` may use it
-        (``allowed``), optionally filtered by tag."""
+        """Every registry model as a dict with its ``state``, whether ``user`` may use it
+        (``allowed``) and whether it can answer (``usable``: False, with a ``hint``, for a
+        remote model whose API key variable is unset), optionally filtered by tag."""
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
         identity = self.classroom.identify(user)
         return [{**spec.summary(), "state": self.state(spec),
-                 "allowed": self.classroom.allowed(identity, spec.id)} for spec in specs]
+                 "allowed": self.classroom.allowed(identity, spec.id), **usability(spec)}
+                for spec in specs]
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:
         """Turn an id, alias, ``tags:A,B`` query, GGUF path or None (the default) into a spec."""
@@ -431,10 +434,16 @@ class ModelHost:
         return True
 
     def ps(self) -> list[dict[str, Any]]:
-        """The loaded local models: pid, memory, queue, last use, expiry and context size."""
+        """The loaded local models: pid, memory, queue, last use, expiry, the context size
+        they run with and their chat template's source."""
         with self._lock:
             entries = list(self._loaded.values())
-        return [e.ps_entry(self._queues.get(e.spec.id)) for e in entries]
+        rows = []
+        for e in entries:
+            template = getattr(e.model, "chat_template_info", None)
+            rows.append({**e.ps_entry(self._queues.get(e.spec.id)),
+                         "chat_template": None if e.spec.is_embedding else template})
+        return rows
 
     # -- keep-alive --------------------------------------------------------------------------
     def _poke_reaper(self) -> None:
@@ -498,11 +507,13 @@ class ModelHost:
             model = entry.model
             if keep_alive is not None:
                 entry.keep_alive = self._keep_alive(keep_alive)
-            if options.get("n_ctx"):
-                entry.n_ctx = options["n_ctx"]  # the worker reloads its context at this size
         else:
             model = self._in_process_model(spec)
         request = make(model.options(options))
+        if local and request.options.n_ctx:  # the worker reloads its context at this size
+            trained = trained_length(entry)
+            entry.n_ctx = min(request.options.n_ctx, trained or request.options.n_ctx)
+        warnings = template_warnings(model, spec) if request.is_chat else []
         ticket = self._queue(spec).enter()
 
         def start() -> Any:
@@ -522,8 +533,10 @@ class ModelHost:
                                guard=guard)
 
         stream = HostStream(ticket, start, on_end)
-        return Response(stream, model_id=spec.id, request=request,
-                        request_id=log_fields.get("request_id") if log_fields else None)
+        response = Response(stream, model_id=spec.id, request=request,
+                            request_id=log_fields.get("request_id") if log_fields else None)
+        response.warnings.extend(warnings)
+        return response
 
     def _touch(self, model_id: str) -> None:
         with self._lock:
@@ -566,6 +579,12 @@ class ModelHost:
               keep_alive: float | None = None,
               user: str | Identity | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
+        return self.embed_with_usage(texts, model, keep_alive=keep_alive, user=user)[0]
+
+    def embed_with_usage(self, texts: list[str], model: str | None = None, *,
+                         keep_alive: float | None = None, user: str | Identity | None = None,
+                         ) -> tuple[list[list[float]], int | None]:
+        """Embed texts; also the tokens they took (None when the model cannot tell)."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
         check_texts(texts, self.settings, what="input", embedding=True)
@@ -574,14 +593,14 @@ class ModelHost:
             identity = self.classroom.identify(user)
             self.classroom.admit(identity, spec.id, "api").finish()
         if not self._is_local(spec):
-            return self._in_process_model(spec, embedding=True).embed(texts)
+            return embed_counted(self._in_process_model(spec, embedding=True), texts)
         entry = self._acquire(spec)
         if keep_alive is not None:
             entry.keep_alive = self._keep_alive(keep_alive)
         ticket = self._queue(spec).enter()
         try:
             ticket.wait()
-            return self._acquire(spec, auto_load=True).model.embed(texts)
+            return embed_counted(self._acquire(spec, auto_load=True).model, texts)
         finally:
             ticket.release()
             self._touch(spec.id)
@@ -602,3 +621,4 @@ class ModelHost:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+

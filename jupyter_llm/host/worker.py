@@ -102,8 +102,10 @@ class _Worker:
                     self.send(("ok", rid, self.load(**message[2])))
                 elif kind == "exec":
                     self.execute(rid, message[2])
-                elif kind == "embed":
-                    self.send(("ok", rid, self.model.embed(message[2])))
+                elif kind == "embed":  # texts -> vectors; {"texts"} -> (vectors, prompt tokens)
+                    payload = message[2]
+                    self.send(("ok", rid, self.model.embed_with_usage(payload["texts"])
+                               if isinstance(payload, dict) else self.model.embed(payload)))
                 else:
                     raise ValueError(f"unknown worker command {kind!r}")
             except BrokenPipeError:  # the parent is gone
@@ -122,7 +124,8 @@ class _Worker:
         self.model = get_backend(backend, spec).create(spec, path=path, n_ctx=n_ctx,
                                                         n_threads=n_threads)
         self.model.load(n_ctx, n_threads)
-        return {"n_ctx": self.model.context_size, "pid": os.getpid()}
+        return {"n_ctx": self.model.context_size, "pid": os.getpid(),
+                "chat_template": getattr(self.model, "chat_template_info", None)}
 
     def execute(self, rid: int, request: Any) -> None:
         """Stream one generation, stopping within a token of a ``cancel``."""
@@ -139,7 +142,8 @@ class _Worker:
                 if isinstance(event, Finish):
                     usage = event.usage
                     self.send(("fin", rid, event.reason,
-                               (usage.prompt_tokens, usage.completion_tokens) if usage else None))
+                               (usage.prompt_tokens, usage.completion_tokens) if usage else None,
+                               event.warnings))
                     return
                 count += 1
                 self.send(("tok", rid, event))

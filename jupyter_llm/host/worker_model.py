@@ -70,7 +70,8 @@ class WorkerStream:
         self._ended = True
         if kind == "fin":
             usage = message[3]
-            return Finish(message[2], Usage(*usage) if usage else Usage(completion_tokens=self._pieces))
+            return Finish(message[2], Usage(*usage) if usage else Usage(completion_tokens=self._pieces),
+                          list(message[4]) if len(message) > 4 and message[4] else [])
         raise message[2]
 
     def cancel(self) -> None:
@@ -223,8 +224,18 @@ class WorkerModel(Model):
         return stream
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """Embed texts in the worker (models loaded for embeddings)."""
+        """Embed texts in the worker."""
         return self._call("embed", list(texts))
+
+    def embed_with_usage(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embed texts in the worker; also how many tokens they took."""
+        vectors, tokens = self._call("embed", {"texts": list(texts)})
+        return vectors, tokens
+
+    @property
+    def chat_template_info(self) -> dict[str, Any] | None:
+        """The chat format the worker's model chose at load (None for embedding models)."""
+        return self.info.get("chat_template") if self.info else None
 
     def _call(self, kind: str, payload: Any) -> Any:
         stream = self._open()

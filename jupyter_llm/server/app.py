@@ -39,7 +39,9 @@ class JupyterLLM(ExtensionApp):
     description = "Serve local (llama.cpp) and remote LLMs to notebooks and any OpenAI client."
     version = __version__
     load_other_extensions = False  # `jupyter llm serve`: this API only, no notebook UI
-    open_browser = False
+    # A trait (not a plain False): ServerApp passes open_browser to every extension's config,
+    # and a plain attribute made it log "Config option `open_browser` not recognized" twice.
+    open_browser = Bool(False, config=True, help="Open a browser on start (no UI here: False).")
 
     data_dir = Unicode(None, allow_none=True, config=True,
                        help="Data directory (models, history, collections); default "

@@ -15,12 +15,13 @@ from pydantic import BaseModel, ValidationError
 from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 
-from ..errors import Busy, InvalidRequest, JupyterLLMError
+from ..errors import Busy, InvalidRequest, JupyterLLMError, Unauthorized
 from ..host.streams import END, CallbackStream
 from ..limits import MAX_JSON_DEPTH, check_body_size, check_json_depth
 from ..redact import redact
 
-__all__ = ["LLMHandler", "NotFoundHandler", "error_body", "STREAM_END"]
+__all__ = ["LLMHandler", "NotFoundHandler", "error_body", "openai_error_body", "STREAM_END",
+           "AUTH_MESSAGE"]
 
 log = logging.getLogger("jupyter_llm.server")
 
@@ -29,6 +30,13 @@ STREAM_END = END
 _HTTP_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "too_large",
                422: "invalid_request", 501: "not_implemented", 503: "busy"}
+
+
+AUTH_MESSAGE = ("Invalid or missing token. Send the Jupyter server's token as "
+                "`Authorization: token <TOKEN>` (OpenAI clients: as the API key, sent as "
+                "`Authorization: Bearer <TOKEN>`).")
+# OpenAI's error codes for our types where they differ (clients branch on ``error.code``)
+_OPENAI_CODES = {"unauthorized": "invalid_api_key", "unknown_model": "model_not_found"}
 
 
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -50,8 +58,27 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
                            "details": None}}, {}
 
 
+def openai_error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``error_body`` as OpenAI's API answers: invalid values are 400 (not 422), and the error
+    also carries OpenAI's ``code`` and ``param`` (the first field named in ``details``)."""
+    status, body, headers = error_body(exc)
+    if status == 422 and isinstance(exc, InvalidRequest):
+        status = 400
+    err = body["error"]
+    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    fields = details.get("fields") or []
+    param = details.get("field") or (fields[0].get("field") if fields and
+                                      isinstance(fields[0], dict) else None)
+    err["code"] = _OPENAI_CODES.get(err["type"], err["type"])
+    err["param"] = param
+    return status, body, headers
+
+
 class LLMHandler(APIHandler):
     """Base of every jupyter_llm handler; subclasses stay thin and call the host."""
+
+    openai_errors = False
+    """True for ``/v1`` handlers: errors in OpenAI's statuses and codes (``openai_error_body``)."""
 
     @property
     def llm(self) -> Any:
@@ -104,11 +131,25 @@ class LLMHandler(APIHandler):
 
         return identity_of(self.current_user)
 
+    # -- authentication ----------------------------------------------------------------------
+    def check_xsrf_cookie(self) -> None:
+        """A request without a valid token is 401 "invalid or missing token" (Jupyter would
+        answer a POST with "'_xsrf' argument missing"); a logged-in browser still needs XSRF."""
+        if hasattr(self, "_jupyter_current_user") and not self._jupyter_current_user:
+            raise Unauthorized(AUTH_MESSAGE)
+        return super().check_xsrf_cookie()
+
+    def get_login_url(self) -> str:
+        """``@web.authenticated`` without a user: 401 in the JSON error shape, no redirect."""
+        raise Unauthorized(AUTH_MESSAGE)
+
     # -- errors ----------------------------------------------------------------------------
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         """Our own errors are answered to the client: log one line, not an "Uncaught" traceback."""
         if isinstance(value, JupyterLLMError):
             level = logging.ERROR if value.status >= 500 else logging.DEBUG
+            if isinstance(value, Unauthorized):
+                level = logging.WARNING  # as Jupyter logs refused requests
             log.log(level, "%s %s: %s %s", self.request.method, self.request.path,
                     value.status, value.message)
             return
@@ -118,7 +159,7 @@ class LLMHandler(APIHandler):
         """Every error is ``{"error": {"type", "message", "details"}}``; never a traceback."""
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else web.HTTPError(status_code)
-        status, body, headers = error_body(exc)
+        status, body, headers = (openai_error_body if self.openai_errors else error_body)(exc)
         if status >= 500 and not isinstance(exc, JupyterLLMError):
             log.error("Unexpected error in %s %s", self.request.method, self.request.path,
                       exc_info=exc_info)
@@ -134,6 +175,21 @@ class LLMHandler(APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
+
+    # -- generations -----------------------------------------------------------------------
+    async def prime(self, gen: Any) -> None:
+        """Wait (off the loop) for a generation's first piece, so an early error still gets
+        its status code; a client that hangs up meanwhile cancels it. Its warnings go into the
+        ``X-Jupyter-LLM-Warning`` header (and the server log), before any byte is sent."""
+        self._cancel_event = threading.Event()
+        self._on_cancel = gen.cancel
+        await self.run_blocking(gen.prime)
+        for warning in gen.warnings:
+            log.warning("%s %s: %s", self.request.method, self.request.path, warning["message"])
+        if gen.warnings:  # header values must be one line of latin-1
+            text = " | ".join(w["message"] for w in gen.warnings)
+            self.set_header("X-Jupyter-LLM-Warning",
+                            text.encode("latin-1", "replace").decode("latin-1"))
 
     # -- streaming -------------------------------------------------------------------------
     def on_connection_close(self) -> None:
@@ -172,7 +228,8 @@ class LLMHandler(APIHandler):
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = self._cancel_event = threading.Event()
+        cancel = getattr(self, "_cancel_event", None) or threading.Event()
+        self._cancel_event = cancel  # set by prime() when a generation started before
 
         def send(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)

@@ -3,6 +3,7 @@ stream its chunks until done or cancelled, and summarise it (usage, timings, fin
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,11 +21,18 @@ class Generation:
 
     def __init__(self, response: Response) -> None:
         self.response = response
+        self._pieces: Iterator[str] | None = None
+        self._first: list[str] = []
 
     @property
     def model_id(self) -> str:
         """The id of the model that answers."""
         return self.response.model_id
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """Warnings for the user so far (all of them once the stream ended)."""
+        return self.response.warnings
 
     def cancel(self) -> None:
         """Stop the generation (safe from any thread; a finished stream is left alone)."""
@@ -33,12 +41,21 @@ class Generation:
         except (ValueError, RuntimeError):  # a plain generator running in another thread
             pass
 
+    def prime(self) -> None:
+        """Wait for the first piece (or the end): an error before any text (the input does not
+        fit, a bad option) raises here, while the handler can still answer a status code."""
+        self._pieces = iter(self.response)
+        for piece in self._pieces:
+            self._first.append(piece)
+            break
+
     def chunks(self, cancel: threading.Event | None = None) -> Iterator[str]:
         """The text pieces; once ``cancel`` is set, cancels the response and drains it (a
         worker's stream ends within about a token), so the model is freed and the request
         logged now rather than whenever the abandoned stream is garbage-collected."""
-        iterator = iter(self.response)
-        for chunk in iterator:
+        iterator = self._pieces if self._pieces is not None else iter(self.response)
+        first, self._first = self._first, []
+        for chunk in itertools.chain(first, iterator):
             if cancel is not None and cancel.is_set():
                 self.cancel()
                 for _ in iterator:
@@ -51,7 +68,7 @@ class Generation:
         return "".join(self.chunks())
 
     def summary(self) -> dict[str, Any]:
-        """The response's ``summary()`` (model, finish reason, usage, timings)."""
+        """The response's ``summary()`` (model, finish reason, usage, timings, warnings)."""
         return self.response.summary()
 
 

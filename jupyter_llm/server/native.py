@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
+from ..errors import InvalidRequest
 from ..host.streams import CallbackStream
 from .base import LLMHandler, error_body
 from .generation import Generation, start_generation
@@ -24,12 +25,28 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _with_format(options: dict[str, Any], fmt: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Ollama's ``format``: "json" for any JSON object, or a JSON schema the answer must match."""
+    if fmt is None:
+        return options
+    if fmt == "json":
+        return {**options, "json_mode": True}
+    if isinstance(fmt, dict):
+        return {**options, "json_schema": fmt}
+    raise InvalidRequest('format: send "json" or a JSON schema object.',
+                         details={"field": "format"})
+
+
 class ChatBody(_Body):
     """``POST llm/api/chat``."""
 
     model: str | None = Field(None, description="Id, alias, `tags:A,B` query, or null (default).")
     messages: list[dict[str, Any]] = Field(description='[{"role": "user", "content": "..."}]')
-    options: dict[str, Any] = Field(default_factory=dict, description="Generation options.")
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "Generation options. trim_history defaults to true here: the oldest turns are left out "
+        "when the conversation does not fit the context, and a warning says so."))
+    format: str | dict[str, Any] | None = Field(None, description=(
+        '"json", or a JSON schema the answer must match (Ollama\'s format).'))
     stream: bool = Field(True, description="Stream NDJSON lines.")
     log: bool = Field(True, description="Record this request in the history.")
     keep_alive: float | None = Field(None, ge=0, description="Seconds to keep the model loaded.")
@@ -41,6 +58,7 @@ class GenerateBody(_Body):
     model: str | None = None
     prompt: str
     options: dict[str, Any] = Field(default_factory=dict)
+    format: str | dict[str, Any] | None = Field(None, description='"json" or a JSON schema.')
     stream: bool = True
     log: bool = True
     keep_alive: float | None = Field(None, ge=0)
@@ -209,6 +227,7 @@ class GenerationHandler(LLMHandler):
         host = await self.host()
         gen: Generation = await self.run_blocking(
             start_generation, host, face="api", user=self.identity(), **gen_kwargs)
+        await self.prime(gen)
         if not stream:
             text = await self.run_blocking(gen.text)
             value: Any = {"role": "assistant", "content": text} if key == "message" else text
@@ -231,8 +250,9 @@ class ChatHandler(GenerationHandler):
     async def post(self) -> None:
         """Chat with a model."""
         body = self.parse(ChatBody)
+        options = _with_format({"trim_history": True, **body.options}, body.format)
         await self.respond({"messages": body.messages, "model": body.model,
-                            "options": body.options, "log": body.log,
+                            "options": options, "log": body.log,
                             "keep_alive": body.keep_alive}, body.stream, "message")
 
 
@@ -244,7 +264,7 @@ class GenerateHandler(GenerationHandler):
         """Raw completion (no chat template)."""
         body = self.parse(GenerateBody)
         await self.respond({"prompt": body.prompt, "model": body.model,
-                            "options": body.options, "log": body.log,
+                            "options": _with_format(body.options, body.format), "log": body.log,
                             "keep_alive": body.keep_alive}, body.stream, "text")
 
 

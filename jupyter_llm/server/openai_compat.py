@@ -1,6 +1,8 @@
 """The OpenAI-compatible API ``llm/v1/…``: models, chat/completions, completions and
 embeddings, with SSE streaming ending in ``data: [DONE]``. Any OpenAI client works unchanged
-with the Jupyter token as its API key (``Authorization: Bearer <TOKEN>``)."""
+with the Jupyter token as its API key (``Authorization: Bearer <TOKEN>``). Errors follow
+OpenAI's statuses and codes (400 for invalid values, 401 ``invalid_api_key``,
+``context_length_exceeded``); docs/rest.md lists what still differs."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from ..errors import InvalidOptions, InvalidRequest
-from .base import LLMHandler, error_body
+from ..errors import InvalidOptions, InvalidRequest, UnknownModel
+from .base import LLMHandler, openai_error_body
 from .generation import Generation, start_generation
 
 __all__ = ["default_handlers", "ChatCompletionBody", "CompletionBody", "EmbeddingsBody"]
@@ -47,12 +49,20 @@ class _OpenAIBody(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
 
     def options(self) -> dict[str, Any]:
         """The generation options this request sets, in jupyter_llm's names."""
         if self.n not in (None, 1):
             raise InvalidOptions("n: only one choice per request is supported; send n=1.",
                                  details={"fields": [{"field": "n", "message": "must be 1"}]})
+        for field in ("logprobs", "top_logprobs"):
+            if getattr(self, field):
+                raise InvalidOptions(
+                    f"{field}: token log-probabilities are not supported by jupyter-llm's /v1; "
+                    f"send the request without {field}.",
+                    details={"fields": [{"field": field, "message": "not supported"}]})
         opts: dict[str, Any] = {}
         for key in ("temperature", "top_p", "seed", "stop", "top_k", "repeat_penalty",
                     "grammar", "presence_penalty", "frequency_penalty"):
@@ -65,9 +75,19 @@ class _OpenAIBody(BaseModel):
         kind = (self.response_format or {}).get("type", "text")
         if kind == "json_object":
             opts["json_mode"] = True
+        elif kind == "json_schema":
+            spec = (self.response_format or {}).get("json_schema") or {}
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise InvalidOptions(
+                    "response_format.json_schema.schema: send the JSON schema the answer must "
+                    "match.", details={"fields": [{"field": "response_format.json_schema.schema",
+                                                   "message": "missing"}]})
+            opts["json_schema"] = schema
         elif kind != "text":
             raise InvalidOptions(
-                f"response_format: type {kind!r} is not supported; use 'json_object' or 'text'.",
+                f"response_format: type {kind!r} is not supported; use 'json_schema', "
+                "'json_object' or 'text'.",
                 details={"fields": [{"field": "response_format.type", "message": "unsupported"}]})
         return opts
 
@@ -110,7 +130,16 @@ class ChatCompletionBody(_OpenAIBody):
 class CompletionBody(_OpenAIBody):
     """``POST llm/v1/completions``."""
 
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+    def prompts(self) -> list[str]:
+        """The prompts (one choice each); token-id prompts are refused."""
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        if not self.prompt or not all(isinstance(p, str) for p in self.prompt):
+            raise InvalidRequest("prompt: send a string or a non-empty list of strings (token "
+                                 "ids are not supported).", details={"field": "prompt"})
+        return list(self.prompt)  # type: ignore[arg-type]
 
 
 class EmbeddingsBody(BaseModel):
@@ -124,73 +153,128 @@ class EmbeddingsBody(BaseModel):
 
 
 def sse(item: Any) -> bytes:
-    """Encode one item as a server-sent event (errors in the one error shape)."""
+    """Encode one item as a server-sent event (errors in OpenAI's error shape)."""
     if isinstance(item, BaseException):
-        item = error_body(item)[1]
+        item = openai_error_body(item)[1]
     if item == "[DONE]":
         return b"data: [DONE]\n\n"
     return b"data: " + json.dumps(item, default=str).encode() + b"\n\n"
 
 
-class V1ModelsHandler(LLMHandler):
-    """``GET llm/v1/models``: every model that can answer now (installed, loaded or remote)."""
+class _V1Handler(LLMHandler):
+    """Base of the ``/v1`` handlers: errors as OpenAI answers them."""
+
+    openai_errors = True
+
+
+def _model_object(m: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's model object, plus our ``state``, ``usable`` and the ``hint`` when unusable."""
+    out = {"id": m["id"], "object": "model", "created": 0, "owned_by": "jupyter-llm",
+           "state": m.get("state"), "usable": m.get("usable", True)}
+    if m.get("hint"):
+        out["hint"] = m["hint"]
+    return out
+
+
+class V1ModelsHandler(_V1Handler):
+    """``GET llm/v1/models``: every model that can answer now (installed, loaded or remote);
+    a remote model whose API key is unset is listed with ``usable: false`` and a ``hint``."""
 
     @web.authenticated
     async def get(self) -> None:
         """OpenAI's model list."""
         host = await self.host()
         models = await self.run_blocking(host.models, None, user=self.identity())
-        data = [{"id": m["id"], "object": "model", "created": 0, "owned_by": "jupyter-llm",
-                 "state": m.get("state")}
-                for m in models if m.get("state") in ("installed", "loaded") and m["allowed"]]
+        data = [_model_object(m) for m in models
+                if m.get("state") in ("installed", "loaded") and m["allowed"]]
         self.write_json({"object": "list", "data": data})
 
 
-class _CompletionHandler(LLMHandler):
+class V1ModelHandler(_V1Handler):
+    """``GET llm/v1/models/{id}``: one model (404 ``model_not_found`` for an unknown id)."""
+
+    @web.authenticated
+    async def get(self, model_id: str) -> None:
+        """OpenAI's model object."""
+        host = await self.host()
+
+        def find() -> dict[str, Any]:
+            spec = host.registry.get(model_id)
+            found = next(m for m in host.models(user=self.identity()) if m["id"] == spec.id)
+            if not found["allowed"]:  # as in the list: a model the policy hides is unknown
+                raise UnknownModel.from_id(model_id)
+            return found
+
+        self.write_json(_model_object(await self.run_blocking(find)))
+
+
+class _CompletionHandler(_V1Handler):
     object_name = "chat.completion"
 
-    def choice(self, text: str | None, finish: str | None, *, delta: bool) -> dict[str, Any]:
+    def choice(self, text: str | None, finish: str | None, *, delta: bool,
+               index: int = 0) -> dict[str, Any]:
         """One choice in OpenAI's shape (message or delta for chat, text for completions)."""
         raise NotImplementedError
 
-    async def respond(self, body: _OpenAIBody, gen_kwargs: dict[str, Any]) -> None:
-        """Start the generation and answer as OpenAI does (SSE when ``stream``)."""
+    async def respond(self, body: _OpenAIBody, runs: list[dict[str, Any]]) -> None:
+        """Run each generation (one choice each) and answer as OpenAI does (SSE when
+        ``stream``). The first is started before answering, so its errors get a status."""
         host = await self.host()
-        gen: Generation = await self.run_blocking(
-            start_generation, host, model=body.model, options=body.options(), face="openai",
-            user=self.identity(), **gen_kwargs)
+        options = body.options()
+        identity = self.identity()
+
+        def start(gen_kwargs: dict[str, Any]) -> Generation:
+            return start_generation(host, model=body.model, options=options, face="openai",
+                                    user=identity, **gen_kwargs)
+
+        first: Generation = await self.run_blocking(start, runs[0])
+        await self.prime(first)
         rid = f"{'chatcmpl' if self.object_name.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}"
-        created = int(time.time())
-        base = {"id": rid, "created": created, "model": gen.model_id}
+        base = {"id": rid, "created": int(time.time()), "model": first.model_id}
         if not body.stream:
-            text = await self.run_blocking(gen.text)
-            summary = gen.summary()
-            self.write_json({**base, "object": self.object_name,
-                             "choices": [self.choice(text, _FINISH.get(summary["finish_reason"],
-                                                                      summary["finish_reason"]),
-                                                     delta=False)],
-                             "usage": summary["usage"]})
+            choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            for index, run in enumerate(runs):
+                gen = first if index == 0 else await self.run_blocking(start, run)
+                text = await self.run_blocking(gen.text)
+                summary = gen.summary()
+                choices.append(self.choice(text, _finish(summary), delta=False, index=index))
+                for key, value in (summary["usage"] or {}).items():
+                    usage[key] = usage.get(key, 0) + value
+            self.write_json({**base, "object": self.object_name, "choices": choices,
+                             "usage": usage})
             return
         chunk_object = self.object_name + (".chunk" if self.object_name.startswith("chat") else "")
 
         def produce(cancel: threading.Event) -> Iterator[Any]:
-            if self.object_name.startswith("chat"):
-                first = self.choice("", None, delta=True)
-                first["delta"]["role"] = "assistant"
-                yield {**base, "object": chunk_object, "choices": [first]}
-            for piece in gen.chunks(cancel):
+            usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            for index, run in enumerate(runs):
+                gen = first if index == 0 else start(run)
+                if cancel.is_set():
+                    gen.cancel()
+                    return
+                if self.object_name.startswith("chat"):
+                    head = self.choice("", None, delta=True, index=index)
+                    head["delta"]["role"] = "assistant"
+                    yield {**base, "object": chunk_object, "choices": [head]}
+                for piece in gen.chunks(cancel):
+                    yield {**base, "object": chunk_object,
+                           "choices": [self.choice(piece, None, delta=True, index=index)]}
+                if cancel.is_set():
+                    return
+                summary = gen.summary()
                 yield {**base, "object": chunk_object,
-                       "choices": [self.choice(piece, None, delta=True)]}
-            if cancel.is_set():
-                return
-            summary = gen.summary()
-            finish = _FINISH.get(summary["finish_reason"], summary["finish_reason"])
-            yield {**base, "object": chunk_object, "choices": [self.choice(None, finish, delta=True)]}
+                       "choices": [self.choice(None, _finish(summary), delta=True, index=index)]}
+                for key, value in (summary["usage"] or {}).items():
+                    usage[key] = usage.get(key, 0) + value
             if body.include_usage:
-                yield {**base, "object": chunk_object, "choices": [], "usage": summary["usage"]}
+                yield {**base, "object": chunk_object, "choices": [], "usage": usage}
             yield "[DONE]"
 
-        await self.stream(produce, sse, "text/event-stream", on_cancel=gen.cancel)
+        await self.stream(produce, sse, "text/event-stream", on_cancel=first.cancel)
+
+
+def _finish(summary: dict[str, Any]) -> str:
+    return _FINISH.get(summary["finish_reason"], summary["finish_reason"])
 
 
 class ChatCompletionsHandler(_CompletionHandler):
@@ -198,19 +282,20 @@ class ChatCompletionsHandler(_CompletionHandler):
 
     object_name = "chat.completion"
 
-    def choice(self, text: str | None, finish: str | None, *, delta: bool) -> dict[str, Any]:
+    def choice(self, text: str | None, finish: str | None, *, delta: bool,
+               index: int = 0) -> dict[str, Any]:
         """A chat choice."""
         if delta:
-            return {"index": 0, "delta": {} if text is None else {"content": text},
+            return {"index": index, "delta": {} if text is None else {"content": text},
                     "finish_reason": finish, "logprobs": None}
-        return {"index": 0, "message": {"role": "assistant", "content": text},
+        return {"index": index, "message": {"role": "assistant", "content": text},
                 "finish_reason": finish, "logprobs": None}
 
     @web.authenticated
     async def post(self) -> None:
         """Chat completion."""
         body = self.parse(ChatCompletionBody)
-        await self.respond(body, {"messages": body.chat_messages()})
+        await self.respond(body, [{"messages": body.chat_messages()}])
 
 
 class CompletionsHandler(_CompletionHandler):
@@ -218,24 +303,19 @@ class CompletionsHandler(_CompletionHandler):
 
     object_name = "text_completion"
 
-    def choice(self, text: str | None, finish: str | None, *, delta: bool) -> dict[str, Any]:
+    def choice(self, text: str | None, finish: str | None, *, delta: bool,
+               index: int = 0) -> dict[str, Any]:
         """A completion choice."""
-        return {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+        return {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
 
     @web.authenticated
     async def post(self) -> None:
-        """Raw completion."""
+        """Raw completion: one choice per prompt of a list."""
         body = self.parse(CompletionBody)
-        prompt = body.prompt
-        if isinstance(prompt, list):
-            if len(prompt) != 1:
-                raise InvalidRequest("prompt: send one prompt per request.",
-                                     details={"field": "prompt"})
-            prompt = prompt[0]
-        await self.respond(body, {"prompt": prompt})
+        await self.respond(body, [{"prompt": p} for p in body.prompts()])
 
 
-class EmbeddingsHandler(LLMHandler):
+class EmbeddingsHandler(_V1Handler):
     """``POST llm/v1/embeddings``."""
 
     @web.authenticated
@@ -245,11 +325,11 @@ class EmbeddingsHandler(LLMHandler):
         texts = [body.input] if isinstance(body.input, str) else body.input
         host = await self.host()
 
-        def embed() -> tuple[str, list[list[float]]]:
+        def embed() -> tuple[str, list[list[float]], int | None]:
             spec = host.resolve(body.model, embedding=True)
-            return spec.id, host.embed(texts, spec.id, user=self.identity())
+            return spec.id, *host.embed_with_usage(texts, spec.id, user=self.identity())
 
-        model_id, vectors = await self.run_blocking(embed)
+        model_id, vectors, tokens = await self.run_blocking(embed)
         data = []
         for i, vector in enumerate(vectors):
             value: Any = vector
@@ -257,11 +337,12 @@ class EmbeddingsHandler(LLMHandler):
                 value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": value})
         self.write_json({"object": "list", "data": data, "model": model_id,
-                         "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+                         "usage": {"prompt_tokens": tokens or 0, "total_tokens": tokens or 0}})
 
 
 default_handlers = [
     (r"/llm/v1/models", V1ModelsHandler),
+    (r"/llm/v1/models/(.+)", V1ModelHandler),
     (r"/llm/v1/chat/completions", ChatCompletionsHandler),
     (r"/llm/v1/completions", CompletionsHandler),
     (r"/llm/v1/embeddings", EmbeddingsHandler),
