@@ -9,6 +9,15 @@ SYSTEM_PACKAGES ?= libblas3 liblapack3 libgomp1 chromium
 PYTEST_ARGS ?=
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export GGML_NO_BACKTRACE = 1
+# PyPI has only an sdist of llama-cpp-python, so the first install compiles llama.cpp (the
+# longest step of `make lab`). Leave out what jupyter-llm does not use: the multimodal mtmd
+# library (LLAVA_BUILD), and llama.cpp's tools, examples, tests and server. What we use
+# (libllama with chat templates, grammars, embeddings and the batch API) is still built;
+# llama-cpp-python forces llama.cpp's `common` library on. Later installs reuse pip's cache.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF
+LLAMA_CPP_PYTHON ?= llama-cpp-python>=0.3.0
+SHELL := /bin/bash
 
 .PHONY: install system-deps lab test lint bench fuzz clean
 
@@ -33,7 +42,19 @@ system-deps:
 	  echo "Note: install BLAS, LAPACK and libgomp (for sqlite-vss), Chromium (for browser tests) and Node.js >= 18 (to build the lab extension) with your package manager, then \`npm install -g configurable-http-proxy\` (for the JupyterHub test)."; \
 	fi
 
-$(VENV)/.installed: pyproject.toml $(PY)
+# Compile llama.cpp with one progress line (compiled files / all files), not minutes of silence;
+# the whole build log stays in $(VENV)/llama-build.log.
+$(VENV)/.llama: $(PY)
+	@echo "Installing $(LLAMA_CPP_PYTHON): the first time this compiles llama.cpp (minutes on 2 cores)."
+	@set -o pipefail; $(PIP) install -v "$(LLAMA_CPP_PYTHON)" 2>&1 | tee $(VENV)/llama-build.log | \
+	  awk 'match($$0, /^[ \t]*\[[0-9]+\/[0-9]+\] /) { split(substr($$0, index($$0, "[") + 1), n, /[\/\]]/); \
+	         printf "\r  llama.cpp: %d of %d files compiled", n[1], n[2]; fflush() } \
+	       END { print "" }' \
+	  || { echo "Building llama-cpp-python failed; the end of $(VENV)/llama-build.log:"; \
+	       tail -n 30 $(VENV)/llama-build.log; exit 1; }
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(PY) $(VENV)/.llama
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -e ".[test]"
 	$(VENV)/bin/jupyter server extension enable jupyter_llm --sys-prefix >/dev/null

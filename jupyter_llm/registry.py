@@ -108,6 +108,13 @@ class ModelSpec(BaseModel):
         """True for a remote model whose API key variable is set in the environment."""
         return bool(self.is_remote and self.api_key_env and os.environ.get(self.api_key_env))
 
+    def origin(self) -> dict[str, Any]:
+        """``own``: whether the entry comes from the user's registry rather than the built-in
+        one (faces list those first)."""
+        builtin = paths.builtin_registry_dir().resolve()
+        return {"own": bool(self.source)
+                and not Path(str(self.source)).resolve().is_relative_to(builtin)}
+
     def has_tags(self, required: Iterable[str]) -> bool:
         """True when the model carries every tag in ``required``."""
         return set(t.upper() for t in required) <= set(self.tags)

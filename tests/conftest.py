@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.models",
     "tests.fixtures.real_models",
+    "tests.lab.fixtures",
 ]
 
 

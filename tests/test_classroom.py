@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from jupyter_llm.errors import JupyterLLMError
 from jupyter_llm.host.tokens import TokenStore
 
 from .fixtures.server import _free_port, start_serve
@@ -161,3 +162,35 @@ def test_a_policy_edit_applies_without_restart_and_a_bad_edit_keeps_the_last_goo
     assert _chat(bob).status_code == 200  # requests: 5 still in force
     me = admin.get("llm/api/me").json()
     assert "line 4" in me["policy_error"] and "requests" in me["policy_error"]
+
+
+def test_the_cli_and_client_manage_tokens_rate_answers_and_export(classroom, monkeypatch, capsys):
+    from jupyter_llm.cli import main
+    from jupyter_llm.client.remote import RemoteClient
+
+    served, tokens, _ = classroom
+    monkeypatch.setenv("JUPYTER_LLM_URL", served.url)
+    monkeypatch.setenv("JUPYTER_LLM_TOKEN", served.token)  # the admin
+    assert main(["tokens", "add", "dora", "--role", "student"]) == 0
+    issued = capsys.readouterr().out
+    secret = next(w for w in issued.split() if w.startswith("jllm-"))
+    assert main(["tokens", "list"]) == 0
+    assert "dora" in capsys.readouterr().out
+    assert main(["tokens", "add", "eve", "--role", "wizard"]) == 1
+    assert "Unknown role 'wizard'" in capsys.readouterr().err
+
+    dora = RemoteClient(served.url, secret)
+    assert dora.me()["name"] == "dora"
+    response = dora.chat([{"role": "user", "content": "hello"}], "tiny-chat", max_tokens=3)
+    response.text()
+    assert response.request_id
+    rated = dora.feedback(response.request_id, rating=1, comment="helpful")
+    assert rated["rating"] == 1 and rated["user"] == "dora"
+    exported = RemoteClient(served.url, tokens["ada"]).export_history("jsonl", user="dora")
+    assert json.loads(exported.splitlines()[0])["comment"] == "helpful"
+    with pytest.raises(Exception, match="cannot export"):
+        dora.export_history()
+    assert main(["tokens", "revoke", "dora"]) == 0
+    with pytest.raises(JupyterLLMError) as refused:
+        dora.me()
+    assert refused.value.status in (401, 403)

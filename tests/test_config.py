@@ -37,3 +37,23 @@ def test_serve_with_a_bad_setting_exits_with_one_line(monkeypatch, capsys):
 
 def test_stopping_an_extension_whose_settings_failed_does_not_raise():
     asyncio.run(JupyterLLM().stop_extension())
+
+
+def test_the_server_passes_open_browser_without_an_unrecognized_option_warning():
+    """ServerApp hands ``open_browser`` to every extension's config; it must be a trait here
+    (a plain attribute logged "Config option `open_browser` not recognized" on start)."""
+    import io
+    import logging
+
+    from traitlets.config import Config
+
+    app = JupyterLLM()
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    app.log.addHandler(handler)
+    try:
+        app.update_config(Config({"JupyterLLM": {"open_browser": False}}))
+    finally:
+        app.log.removeHandler(handler)
+    assert "not recognized" not in buffer.getvalue()
+    assert app.open_browser is False

@@ -12,63 +12,24 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from jupyter_llm.testing.tiny_gguf import sha256_file, write_tiny_gguf
-from tests.fixtures.http_server import LocalHTTPServer
-from tests.lab.server import (
-    LAUNCH_ARGS,
-    LabServer,
-    chromium_path,
-    labextension_installed,
-    start_lab,
+from tests.lab.fixtures import COURSE
+from tests.lab.helpers import (
+    PANEL,
+    REPO,
+    TAB,
+    close_all_documents,
+    ensure_installed,
+    model_row,
+    open_lab,
+    record,
+    shot,
+    show_section,
 )
-
-CHROMIUM = chromium_path()
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-results" / "lab"
-PANEL = ".jp-llm-Panel"
-TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="jupyter-llm-panel"]'
-TIMEOUT_MS = 60_000
-
-COURSE = {
-    "shell.md": """# The Unix shell
-
-## Listing files
-
-The `ls` command lists the files in the current directory.
-Use `ls -l` to see sizes and dates, and `ls -a` to show hidden files.
-
-## Moving around
-
-The `cd` command changes the working directory.
-`pwd` prints the working directory.
-""",
-    "git.md": """# Version control with git
-
-## Recording changes
-
-`git add` stages a change and `git commit` records the staged changes in the history.
-Write a short commit message that says why the change was made.
-""",
-}
-
-
-def model_row(model_id: str) -> str:
-    """The selector of a model's row in the Models section."""
-    return f'.jp-llm-model[data-model-id="{model_id}"]'
-
-
-def shot(page: Any, name: str) -> Path:
-    """Save a screenshot of the whole page as a test artifact."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
+from tests.lab.server import LabServer, labextension_installed
 
 
 def test_the_labextension_is_installed_and_enabled_with_the_package_version():
@@ -97,104 +58,6 @@ def test_every_command_and_setting_is_documented():
     assert [n for n in names if n not in docs] == []
 
 
-@pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A local HTTP server with a ~5 MB tiny model (big enough for several progress events);
-    ``/slow.gguf`` trickles the same bytes slowly, for cancelling."""
-    folder = tmp_path_factory.mktemp("model")
-    gguf = write_tiny_gguf(folder / "tiny.gguf", n_embd=256, n_layer=4)
-    server = LocalHTTPServer()
-    server.serve("/tiny.gguf", file=gguf, chunk_size=64 * 1024, chunk_delay=0.02)
-    server.serve("/slow.gguf", file=gguf, chunk_size=64 * 1024, chunk_delay=0.25)
-    entry = {"backend": "llama_cpp", "sha256": sha256_file(gguf),
-             "size_bytes": gguf.stat().st_size, "tags": ["CONVERSATIONAL"]}
-    yield {"server": server, "models": [
-        {"id": "tiny-chat", "name": "Tiny chat", "url": server.url("/tiny.gguf"), **entry},
-        {"id": "tiny-slow", "name": "Tiny slow", "url": server.url("/slow.gguf"), **entry},
-    ]}
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, model_server: dict[str, Any]) -> Iterator[LabServer]:
-    """A running ``jupyter lab`` with the panel installed and a course folder to ingest."""
-    if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium; `make "
-                    "install` does it): the lab panel browser tests need it")
-    if labextension_installed() is None:
-        pytest.fail("The jupyter-llm labextension is not installed: run `pip install -e .` "
-                    "(or `make install`), which builds it with node.")
-    base = tmp_path_factory.mktemp("lab")
-    course = base / "root" / "course"
-    course.mkdir(parents=True)
-    for name, text in COURSE.items():
-        (course / name).write_text(text)
-    server = start_lab(base, model_server["models"])
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def lab_page(lab: LabServer) -> Iterator[Any]:
-    """One Chromium page on JupyterLab, with the LLM panel open."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        pg = context.new_page()
-        open_lab(pg, lab)
-        yield pg
-        context.close()
-        browser.close()
-
-
-def open_lab(page: Any, lab: LabServer) -> None:
-    """Load JupyterLab, wait for it to start, and open the LLM panel on its Models section."""
-    page.goto(lab.lab_url)
-    page.wait_for_function("() => !!window.jupyterapp")
-    page.evaluate("window.jupyterapp.restored.then(() => true)")
-    page.wait_for_selector("#jupyterlab-splash", state="detached")
-    if not page.is_visible(PANEL):  # the restored layout may have it open already
-        page.click(TAB)
-    show_section(page, "models")
-    page.wait_for_selector(f"{PANEL} {model_row('tiny-chat')}")
-
-
-def show_section(page: Any, name: str) -> None:
-    """Click a section's tab in the panel."""
-    page.click(f"#jp-llm-tab-{name}")
-    page.wait_for_selector(f"#jp-llm-section-{name}:not(.lm-mod-hidden)")
-
-
-def ensure_installed(lab: LabServer, page: Any, model_id: str) -> None:
-    """Make sure the model is installed (through the REST API), and refresh the panel."""
-    result = lab.api("POST", "llm/api/pull", {"model": model_id, "stream": False}, timeout=120)
-    assert result.get("status") == "done", result
-    show_section(page, "models")
-    page.click('button[aria-label="Refresh models"]')
-    page.wait_for_selector(f"{model_row(model_id)}:not([data-state='available'])")
-
-
-def record(page: Any, selector: str, attribute: str | None, key: str) -> None:
-    """Start recording, in the page, each value of ``selector``'s attribute (or text length)."""
-    page.evaluate(
-        """([selector, attribute, key]) => {
-          window[key] = [];
-          const note = () => {
-            const el = document.querySelector(selector);
-            if (!el) return;
-            const v = attribute ? el.getAttribute(attribute) : el.textContent.length;
-            const values = window[key];
-            if (v !== null && values[values.length - 1] !== v) values.push(v);
-          };
-          new MutationObserver(note).observe(document.body,
-            {subtree: true, childList: true, attributes: true, characterData: true});
-        }""",
-        [selector, attribute, key],
-    )
-
-
 def test_panel_opens_with_three_sections_keyboard_tabs_labels_and_both_themes(lab_page, lab):
     page = lab_page
     """One sidebar tab holds Models, Chat and Collections; arrow keys move between the tabs;
@@ -206,7 +69,7 @@ def test_panel_opens_with_three_sections_keyboard_tabs_labels_and_both_themes(la
     assert "CONVERSATIONAL" in row.inner_text()
 
     page.fill('input[aria-label="Search models"]', "tiny")
-    assert page.locator(f"{PANEL} .jp-llm-model").count() == 2
+    assert page.locator(f"{PANEL} .jp-llm-model").count() == 3
     page.select_option('select[aria-label="Filter models by tag"]', "EMBEDDING")
     assert page.locator(f"{PANEL} .jp-llm-model").count() == 0
     page.select_option('select[aria-label="Filter models by tag"]', "")
@@ -347,19 +210,6 @@ def test_insert_into_notebook_adds_the_answer_as_a_markdown_cell(lab_page, lab):
     last = lab.api("GET", "llm/api/history?limit=1")["entries"][0]
     assert "".join(saved[1]["source"]) == last["response"] != ""
     close_all_documents(page)
-
-
-def close_all_documents(page) -> None:
-    """Close every open document, answering a "save changes?" dialog by discarding."""
-    page.evaluate("window.jupyterapp.commands.execute('application:close-all')")
-    for _ in range(60):
-        if page.query_selector(".jp-NotebookPanel") is None:
-            return
-        discard = page.query_selector(".jp-Dialog .jp-Dialog-button.jp-mod-warn")
-        if discard is not None:
-            discard.click()
-        page.wait_for_timeout(500)
-    page.wait_for_selector(".jp-NotebookPanel", state="detached", timeout=5000)
 
 
 def test_unknown_model_error_is_shown_in_the_panel(lab_page, lab):

@@ -45,4 +45,6 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    for warning in response.warnings:  # e.g. no chat template: probably a base model
+        sys.stderr.write(f"warning: {warning['message']}\n")
     return 0

@@ -49,6 +49,33 @@ class Client(ABC):
     def ps(self) -> list[dict[str, Any]]:
         """The loaded models with memory, queue depth, last use and expiry."""
 
+    # -- the classroom: identity, feedback, export, tokens -------------------------------------
+    @abstractmethod
+    def me(self) -> dict[str, Any]:
+        """Who this client is to the host: name, role, what the role may do, usage of limits."""
+
+    @abstractmethod
+    def feedback(self, entry: int | str, *, rating: int | None = None,
+                 score: float | None = None, comment: str | None = None) -> dict[str, Any]:
+        """Rate a history entry (its id, or a response's ``request_id``): ``rating`` 1 (thumbs
+        up) or -1 (down), ``score`` 0-10, a ``comment``; returns the updated entry."""
+
+    @abstractmethod
+    def export_history(self, fmt: str = "jsonl", **filters: Any) -> str:
+        """The history (filtered by model, user, collection, since, until) as CSV or JSONL."""
+
+    @abstractmethod
+    def tokens(self) -> list[dict[str, Any]]:
+        """Named API tokens: name, role, creation time (admins)."""
+
+    @abstractmethod
+    def add_token(self, name: str, role: str = "student") -> dict[str, Any]:
+        """Issue a named token; the answer is the only place it is shown (admins)."""
+
+    @abstractmethod
+    def revoke_token(self, name: str) -> bool:
+        """Revoke a named token at once (admins)."""
+
     @abstractmethod
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
              log: bool = True, **options: Any) -> Response:

@@ -70,6 +70,59 @@ class LocalClient(Client):
         """Embed texts in this process."""
         return self.host.embed(texts, model)
 
+    # -- the classroom (this process's host and data directory) -------------------------------
+    def me(self) -> dict[str, Any]:
+        """This process's user (the OS user) and its role under the local policy."""
+        classroom = self.host.classroom
+        identity = classroom.identify(None)
+        role = classroom.policy.policy.roles[identity.role]
+        return {"name": identity.name, "role": identity.role, "history": role.history,
+                "export": role.export, "manage_tokens": role.manage_tokens,
+                "tutoring_guard": role.tutoring_guard and not role.sees_guarded,
+                "models": role.models, "usage": classroom.gate.usage(identity),
+                "policy_error": classroom.policy.error}
+
+    def feedback(self, entry: int | str, *, rating: int | None = None,
+                 score: float | None = None, comment: str | None = None) -> dict[str, Any]:
+        """Rate an entry of this machine's history."""
+        from ..history import History
+
+        log = self.host.history or History()
+        return log.feedback(entry, rating=rating, score=score, comment=comment)
+
+    def export_history(self, fmt: str = "jsonl", **filters: Any) -> str:
+        """This machine's history as CSV or JSONL."""
+        import io
+
+        from ..history import History
+
+        out = io.StringIO()
+        (self.host.history or History()).export(out, fmt, **filters)
+        return out.getvalue()
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """The named tokens of this machine's data directory."""
+        from ..host.tokens import TokenStore
+
+        return TokenStore().list()
+
+    def add_token(self, name: str, role: str = "student") -> dict[str, Any]:
+        """Issue a named token in this machine's data directory (for its `jupyter llm serve`)."""
+        from ..errors import InvalidRequest
+        from ..host.tokens import TokenStore
+
+        roles = self.host.classroom.policy.policy.roles
+        if role not in roles:
+            raise InvalidRequest(f"Unknown role {role!r}; the roles are {', '.join(sorted(roles))}"
+                                 " (set the policy file with JUPYTER_LLM_POLICY_FILE).")
+        return {"name": name, "role": role, "token": TokenStore().add(name, role)}
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke a named token of this machine's data directory."""
+        from ..host.tokens import TokenStore
+
+        return TokenStore().revoke(name)
+
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent requests, newest first (empty when history is off)."""
         log = self.host.history

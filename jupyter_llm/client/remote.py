@@ -168,7 +168,8 @@ class RemoteClient(Client):
                 yield text
                 yield _finish(body)
 
-            return Response(once(), model_id=body.get("model") or model or "", request=request)
+            return Response(once(), model_id=body.get("model") or model or "", request=request,
+                            request_id=body.get("request_id"))
         lines = self._lines(path, {**payload, "stream": True})
         response: Response
 
@@ -179,6 +180,7 @@ class RemoteClient(Client):
                         yield event["delta"]
                     elif event.get("done"):
                         response.model_id = event.get("model") or response.model_id
+                        response.request_id = event.get("request_id")
                         yield _finish(event)
                         return
                     elif "error" in event:
@@ -204,6 +206,42 @@ class RemoteClient(Client):
     def embed(self, texts: list[str], model: str | None = None) -> list[list[float]]:
         """Embeddings from the server."""
         return self._call("POST", "embed", json={"model": model, "input": list(texts)})["embeddings"]
+
+    # -- the classroom ------------------------------------------------------------------------
+    def me(self) -> dict[str, Any]:
+        """This token's name, role and usage on the server."""
+        return self._call("GET", "me")
+
+    def feedback(self, entry: int | str, *, rating: int | None = None,
+                 score: float | None = None, comment: str | None = None) -> dict[str, Any]:
+        """Rate one of your history entries on the server."""
+        body = {k: v for k, v in (("rating", rating), ("score", score), ("comment", comment))
+                if v is not None}
+        return self._call("POST", f"history/{entry}/feedback", json=body)
+
+    def export_history(self, fmt: str = "jsonl", **filters: Any) -> str:
+        """The server's history as CSV or JSONL (instructors)."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        try:
+            response = self._http.get("history/export", params={**params, "format": fmt})
+        except httpx.HTTPError as e:
+            raise errors.BackendError(f"Cannot reach the jupyter-llm server at {self.url}: {e}.",
+                                      details={"url": self.url}) from e
+        if response.status_code >= 400:
+            self._json(response)  # raises the server's error
+        return response.text
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """The server's named tokens (admins)."""
+        return self._call("GET", "tokens")["tokens"]
+
+    def add_token(self, name: str, role: str = "student") -> dict[str, Any]:
+        """Issue a named token on the server (admins)."""
+        return self._call("POST", "tokens", json={"name": name, "role": role})
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke a named token on the server (admins)."""
+        return bool(self._call("DELETE", f"tokens/{name}")["revoked"])
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         """The server's most recent requests, newest first."""
@@ -313,4 +351,5 @@ def _answer(question: str, body: dict[str, Any], text: str) -> Answer:
 def _finish(body: dict[str, Any]) -> Finish:
     usage = body.get("usage") or {}
     return Finish(body.get("finish_reason") or "stop",
-                  Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
+                  Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+                  list(body.get("warnings") or []))

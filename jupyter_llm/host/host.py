@@ -165,7 +165,8 @@ class ModelHost:
         specs = self.registry.with_tags([tag]) if tag else list(self.registry)
         identity = self.classroom.identify(user)
         return [{**spec.summary(), "state": self.state(spec),
-                 "allowed": self.classroom.allowed(identity, spec.id), **usability(spec)}
+                 "allowed": self.classroom.allowed(identity, spec.id), **usability(spec),
+                 **spec.origin()}
                 for spec in specs]
 
     def resolve(self, query: str | None = None, *, embedding: bool = False) -> ModelSpec:

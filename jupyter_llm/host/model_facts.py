@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JupyterLLMError, ModelLoadError
 from ..gguf_meta import read_gguf_metadata, trained_context_length
-from ..plugins import get_backend
+from ..plugins import get_backend, model_file
 
 if TYPE_CHECKING:
     from ..models import Model
     from ..registry import ModelSpec
     from .memory import Resident
 
-__all__ = ["usability", "template_warnings", "trained_length", "embed_counted"]
+__all__ = ["usability", "template_warnings", "trained_length", "embed_counted",
+           "chat_template_of"]
 
 
 def trained_length(entry: Resident) -> int | None:
@@ -53,3 +54,29 @@ def usability(spec: ModelSpec) -> dict[str, Any]:
     except JupyterLLMError:  # a backend no plugin registers: using it says so
         return {"usable": True}
     return {"usable": True} if hint is None else {"usable": False, "hint": hint}
+
+
+def chat_template_of(host: Any, spec: ModelSpec) -> dict[str, Any] | None:
+    """The chat format of a model for ``models/{id}``: what the loaded model uses, else what its
+    file's header says (``loaded: false``: the vocabulary is checked when it loads); None for
+    remote and embedding models."""
+    from ..backends.chat_format import choose_template, says_chat_tuned
+
+    if spec.is_embedding or spec.is_remote:
+        return None
+    for row in host.ps():
+        if row["id"] == spec.id:
+            return {**row["chat_template"], "loaded": True} if row.get("chat_template") else None
+    try:
+        if not get_backend(spec.backend, spec).in_worker:
+            return None
+        path = model_file(spec, host.store)
+        meta = read_gguf_metadata(path)
+    except (JupyterLLMError, OSError):
+        return None  # not installed (or not a GGUF): nothing to tell yet
+    template = choose_template(
+        spec.id, gguf_template=meta.get("tokenizer.chat_template"),
+        registry_template=spec.chat_template, architecture=meta.get("general.architecture"),
+        chat_tuned=says_chat_tuned(meta.get("general.finetune"), meta.get("general.name"),
+                                   path.name), is_single_token=None)
+    return {**template.to_dict(), "loaded": False}

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
 from ..errors import InvalidRequest
+from ..host.model_facts import chat_template_of
 from ..host.streams import CallbackStream
 from .base import LLMHandler, error_body
 from .generation import Generation, start_generation
@@ -122,7 +123,8 @@ class ModelHandler(LLMHandler):
 
         def find() -> dict[str, Any]:
             spec = host.registry.get(model_id)
-            return next(m for m in host.models() if m["id"] == spec.id)
+            found = next(m for m in host.models() if m["id"] == spec.id)
+            return {**found, "chat_template": chat_template_of(host, spec)}
 
         self.write_json(await self.run_blocking(find))
 

@@ -21,6 +21,13 @@ export interface IModel {
   license?: string | null;
   description?: string | null;
   state: ModelState;
+  /** From the user's own registry (not the built-in one). */
+  own?: boolean;
+  /** False when the model cannot answer yet (e.g. a remote model without its API key). */
+  usable?: boolean;
+  /** What would make it usable (`{"action": "set_key", "env", "model"}`). */
+  hint?: { action: string; env?: string; [key: string]: unknown } | null;
+  api_key_env?: string | null;
   [key: string]: unknown;
 }
 
@@ -187,9 +194,11 @@ export async function chat(
   model: string | null,
   messages: IMessage[],
   onLine: (line: IChatLine) => void,
-  signal?: AbortSignal
+  signal?: AbortSignal,
+  onOpen?: () => void
 ): Promise<void> {
-  await streamAPI<IChatLine>('chat', { model, messages, stream: true }, onLine, signal);
+  await streamAPI<IChatLine>('chat', { model, messages, stream: true }, onLine, signal,
+    undefined, onOpen);
 }
 
 /** Stream an answer grounded on a collection, with citations. */
@@ -198,13 +207,16 @@ export async function ask(
   question: string,
   model: string | null,
   onLine: (line: IChatLine) => void,
-  signal?: AbortSignal
+  signal?: AbortSignal,
+  onOpen?: () => void
 ): Promise<void> {
   await streamAPI<IChatLine>(
     `collections/${enc(collection)}/ask`,
     { question, model, stream: true },
     onLine,
-    signal
+    signal,
+    undefined,
+    onOpen
   );
 }
 
@@ -216,6 +228,13 @@ export async function listCollections(): Promise<ICollection[]> {
 /** Create an empty collection. */
 export async function createCollection(name: string): Promise<ICollection> {
   return requestAPI<ICollection>('collections', { method: 'POST', body: { name } });
+}
+
+/** Delete a collection (its index; the source files stay). */
+export async function deleteCollection(name: string): Promise<boolean> {
+  return (await requestAPI<{ removed: boolean }>(`collections/${enc(name)}`, {
+    method: 'DELETE'
+  })).removed;
 }
 
 /** Ingest files or folders (server file-system paths) into a collection, with progress. */

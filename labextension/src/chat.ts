@@ -4,13 +4,14 @@
  * insert-into-notebook.
  */
 import { Clipboard } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
 import * as api from './api';
 import { citationLabel } from './citations';
-import { button, ErrorBox, h } from './dom';
+import { button, elapsed, ErrorBox, flash, h } from './dom';
 import { APIError } from './request';
 import { LLMState } from './state';
 
@@ -21,6 +22,28 @@ export interface IChatHost {
   openCitation(c: api.ICitation): Promise<void>;
   /** Insert text as a markdown cell below the active cell of the current notebook. */
   insertIntoNotebook(text: string): Promise<void>;
+  /**
+   * Put code into the current notebook: a code cell below the active cell, or in place of
+   * the active cell's source; the cell's metadata records where it came from.
+   */
+  insertCode(code: string, mode: 'below' | 'replace', provenance: IProvenance): Promise<void>;
+}
+
+/** Where inserted code came from (cell metadata `jupyter_llm`). */
+export interface IProvenance {
+  model: string;
+  created: string;
+  question: string;
+}
+
+/** One saved turn of the conversation (kept in the browser, so a reload keeps it). */
+interface ISavedTurn {
+  question: string;
+  label: string;
+  answer: string;
+  note: string;
+  model: string;
+  citations: api.ICitation[];
 }
 
 /**
@@ -44,6 +67,13 @@ class AssistantMessage {
   private readonly footer: HTMLElement;
   private readonly stats: HTMLElement;
   private readonly renderer: IRenderMime.IRenderer;
+  private readonly stage: HTMLElement;
+  private stageTimer: number | null = null;
+  private readonly copyButton: HTMLButtonElement;
+  /** The model that answered (for provenance). */
+  model = '';
+  /** The question this answers (for provenance). */
+  question = '';
   private rendering: Promise<void> = Promise.resolve();
   private pending = false;
   private timer: number | null = null;
@@ -57,11 +87,13 @@ class AssistantMessage {
     this.body = h('div', { class: 'jp-llm-message-body' }, this.renderer.node);
     this.citationList = h('ol', { class: 'jp-llm-citations', 'aria-label': 'Citations', hidden: true });
     this.stats = h('span', { class: 'jp-llm-stats' });
+    this.stage = h('div', { class: 'jp-llm-stage', role: 'status', hidden: true });
+    this.copyButton = button('Copy', () => this.copy(), { ariaLabel: 'Copy answer', cls: 'jp-llm-small' });
     this.footer = h(
       'div',
       { class: 'jp-llm-message-footer', hidden: true },
       this.stats,
-      button('Copy', () => this.copy(), { ariaLabel: 'Copy answer', cls: 'jp-llm-small' }),
+      this.copyButton,
       button('Insert into notebook', () => this.insert(), {
         ariaLabel: 'Insert answer into notebook',
         cls: 'jp-llm-small'
@@ -71,14 +103,42 @@ class AssistantMessage {
       'div',
       { class: 'jp-llm-message jp-llm-assistant', 'aria-label': label, 'aria-busy': 'true' },
       h('div', { class: 'jp-llm-message-role' }, label),
+      this.stage,
       this.body,
       this.citationList,
       this.footer
     );
   }
 
+  /**
+   * Say what is happening before the first word (`what()` is re-read every second, with the
+   * time waited so far); `null` hides it.
+   */
+  setStage(what: (() => string) | null, stage = ''): void {
+    if (this.stageTimer !== null) {
+      window.clearInterval(this.stageTimer);
+      this.stageTimer = null;
+    }
+    if (!what) {
+      this.stage.hidden = true;
+      delete this.node.dataset.stage;
+      return;
+    }
+    const start = Date.now();
+    const show = (): void => {
+      this.stage.textContent = `${what()} · ${elapsed(start)}`;
+    };
+    this.node.dataset.stage = stage;
+    this.stage.hidden = false;
+    show();
+    this.stageTimer = window.setInterval(show, 1000);
+  }
+
   /** Append streamed text; the markdown is re-rendered at most every 80 ms. */
   append(delta: string): void {
+    if (!this.text) {
+      this.setStage(null);
+    }
     this.text += delta;
     if (this.timer === null) {
       this.timer = window.setTimeout(() => {
@@ -142,13 +202,46 @@ class AssistantMessage {
       window.clearTimeout(this.timer);
       this.timer = null;
     }
+    this.setStage(null);
     await this.render();
+    this.addCodeButtons();
     this.stats.textContent = note;
     this.footer.hidden = false;
     for (const b of this.footer.querySelectorAll('button')) {
       (b as HTMLButtonElement).hidden = !this.text;
     }
     this.node.setAttribute('aria-busy', 'false');
+  }
+
+  /** Copy, insert-below and replace-cell buttons on each code block of the answer. */
+  private addCodeButtons(): void {
+    const blocks = [...this.renderer.node.querySelectorAll('pre')];
+    blocks.forEach((pre, i) => {
+      const code = (pre.querySelector('code') ?? pre).textContent ?? '';
+      const n = blocks.length > 1 ? ` ${i + 1}` : '';
+      const provenance = (): IProvenance => ({
+        model: this.model,
+        created: new Date().toISOString(),
+        question: this.question
+      });
+      const copy = button('Copy', () => {
+        void Clipboard.copyToSystem(code);
+        flash(copy, 'Copied');
+      }, { ariaLabel: `Copy code${n}`, cls: 'jp-llm-small' });
+      const below = button('Insert below', () => {
+        this.host.insertCode(code, 'below', provenance()).then(
+          () => flash(below, 'Inserted'),
+          error => this.errors.show(error));
+      }, { ariaLabel: `Insert code${n} in a new cell below`, cls: 'jp-llm-small' });
+      const replace = button('Replace cell', () => {
+        this.host.insertCode(code, 'replace', provenance()).then(
+          () => flash(replace, 'Replaced'),
+          error => this.errors.show(error));
+      }, { ariaLabel: `Replace the active cell with code${n}`, cls: 'jp-llm-small' });
+      const bar = h('div', { class: 'jp-llm-code-actions' }, copy, below, replace);
+      pre.before(bar);
+      pre.classList.add('jp-llm-code');
+    });
   }
 
   /** The answer as markdown, with its sources listed. */
@@ -162,6 +255,7 @@ class AssistantMessage {
 
   private copy(): void {
     Clipboard.copyToSystem(this.markdown());
+    flash(this.copyButton, 'Copied');
   }
 
   private insert(): void {
@@ -169,8 +263,14 @@ class AssistantMessage {
   }
 
   dispose(): void {
+    this.setStage(null);
     this.renderer.dispose();
   }
+}
+
+/** The browser storage key of the conversation (per server, so two servers do not mix). */
+function storageKey(): string {
+  return `jupyter-llm:chat:${PageConfig.getBaseUrl()}`;
 }
 
 /** The Chat section of the side panel. */
@@ -184,7 +284,10 @@ export class ChatSection extends Widget {
   private readonly stopButton: HTMLButtonElement;
   private readonly history: api.IMessage[] = [];
   private readonly answers: AssistantMessage[] = [];
+  private readonly turns: ISavedTurn[] = [];
   private abort: AbortController | null = null;
+  private shownDefaultModel = '';
+  private shownDefaultCollection = '';
 
   constructor(private readonly state: LLMState, private readonly host: IChatHost) {
     super();
@@ -217,6 +320,8 @@ export class ChatSection extends Widget {
     });
     this.sendButton = button('Send', () => void this.send(), { ariaLabel: 'Send message', primary: true });
     this.stopButton = button('Stop', () => this.stop(), { ariaLabel: 'Stop answering', disabled: true });
+    // The message box comes before the conversation in the DOM (and so in Tab order); CSS
+    // `order` still draws it below the conversation.
     this.node.append(
       h(
         'div',
@@ -227,7 +332,6 @@ export class ChatSection extends Widget {
         this.collectionSelect
       ),
       this.errors.node,
-      this.transcript,
       h(
         'div',
         { class: 'jp-llm-composer' },
@@ -239,10 +343,12 @@ export class ChatSection extends Widget {
           this.stopButton,
           button('New chat', () => this.clear(), { ariaLabel: 'Start a new chat' })
         )
-      )
+      ),
+      this.transcript
     );
     state.changed.connect(() => this.renderPickers());
     this.renderPickers();
+    this.restore();
   }
 
   /** The model id chosen ('' means the server's default). */
@@ -259,6 +365,7 @@ export class ChatSection extends Widget {
   set collection(name: string) {
     this.renderPickers();
     this.collectionSelect.value = name;
+    this.collectionSelect.dataset.touched = '1';
   }
 
   /** Focus the message box. */
@@ -266,7 +373,24 @@ export class ChatSection extends Widget {
     this.input.focus();
   }
 
+  /** Put a draft question in the message box (selecting its first line) and focus it. */
+  draft(text: string): void {
+    this.input.value = text;
+    this.input.focus();
+    const firstLine = text.indexOf('\n');
+    this.input.setSelectionRange(0, firstLine < 0 ? text.length : firstLine);
+  }
+
   private renderPickers(): void {
+    // A new default (set in Models or the settings) wins over an earlier pick.
+    if (this.state.defaultModel !== this.shownDefaultModel) {
+      this.shownDefaultModel = this.state.defaultModel;
+      delete this.modelSelect.dataset.touched;
+    }
+    if (this.state.defaultCollection !== this.shownDefaultCollection) {
+      this.shownDefaultCollection = this.state.defaultCollection;
+      delete this.collectionSelect.dataset.touched;
+    }
     const keep = (select: HTMLSelectElement, fallback: string): string =>
       select.dataset.touched ? select.value : fallback;
     const model = keep(this.modelSelect, this.state.defaultModel);
@@ -299,6 +423,73 @@ export class ChatSection extends Widget {
     this.collectionSelect.onchange = () => (this.collectionSelect.dataset.touched = '1');
   }
 
+  private addQuestion(question: string): void {
+    this.transcript.append(
+      h(
+        'div',
+        { class: 'jp-llm-message jp-llm-user', 'aria-label': 'You' },
+        h('div', { class: 'jp-llm-message-role' }, 'You'),
+        h('div', { class: 'jp-llm-message-body' }, question)
+      )
+    );
+  }
+
+  private addAnswer(label: string, question: string): AssistantMessage {
+    const answer = new AssistantMessage(this.host, this.errors, label);
+    answer.question = question;
+    this.answers.push(answer);
+    this.transcript.append(answer.node);
+    return answer;
+  }
+
+  /**
+   * Stages before the first word: retrieving (grounded) or starting, queued (how many wait for
+   * the model, from `ps`), then the model reading the question. Polls `ps` once a second.
+   */
+  private stages(answer: AssistantMessage, model: string | null, collection: string): {
+    opened(): void;
+    done(): void;
+  } {
+    const name = model || 'the default model';
+    let waiting = 0;
+    let opened = false;
+    const first = collection ? `Finding passages in ${collection}…` : `Starting ${name}…`;
+    const show = (): void => {
+      const stage = waiting > 0 ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
+      if (answer.node.dataset.stage === stage) {
+        return;
+      }
+      answer.setStage(() => {
+        if (waiting > 0) {
+          return `Queued for ${name}: ${waiting} waiting, yours included…`;
+        }
+        return opened ? `${name} is reading the ${collection ? 'passages and the ' : ''}question…` : first;
+      }, stage);
+    };
+    const check = async (): Promise<void> => {
+      try {
+        const ps = await api.listLoaded();
+        const entry = ps.find(p => p.id === model) ?? (!model && ps.length === 1 ? ps[0] : undefined);
+        waiting = entry?.queue_depth ?? 0;
+        if (!answer.text && answer.node.getAttribute('aria-busy') === 'true') {
+          show();
+        }
+      } catch {
+        // a stage is a courtesy: the answer itself reports real errors
+      }
+    };
+    show();
+    const poll = window.setInterval(() => void check(), 1000);
+    void check();
+    return {
+      opened: () => {
+        opened = true;
+        show();
+      },
+      done: () => window.clearInterval(poll)
+    };
+  }
+
   /** Send the message box's text (or `text`) and stream the answer. */
   async send(text?: string): Promise<void> {
     const question = (text ?? this.input.value).trim();
@@ -309,22 +500,16 @@ export class ChatSection extends Widget {
     this.errors.clear();
     const model = this.model || null;
     const collection = this.collection;
-    this.transcript.append(
-      h(
-        'div',
-        { class: 'jp-llm-message jp-llm-user', 'aria-label': 'You' },
-        h('div', { class: 'jp-llm-message-role' }, 'You'),
-        h('div', { class: 'jp-llm-message-body' }, question)
-      )
-    );
+    this.addQuestion(question);
     const label = `${model ?? 'default model'}${collection ? ` · ${collection}` : ''}`;
-    const answer = new AssistantMessage(this.host, this.errors, label);
-    this.answers.push(answer);
-    this.transcript.append(answer.node);
+    const answer = this.addAnswer(label, question);
+    answer.model = model ?? '';
     this.transcript.scrollTop = this.transcript.scrollHeight;
     this.abort = new AbortController();
     this.setStreaming(true);
+    const stages = this.stages(answer, model, collection);
     let summary: api.IChatLine = {};
+    let opened = false;
     const onLine = (line: api.IChatLine): void => {
       if (line.delta) {
         answer.append(line.delta);
@@ -337,29 +522,50 @@ export class ChatSection extends Widget {
         summary = line;
       }
     };
+    const onOpen = (): void => {
+      opened = true;
+      stages.opened();
+    };
     let note = '';
+    let stopped = false;
     try {
       if (collection) {
-        await api.ask(collection, question, model, onLine, this.abort.signal);
+        await api.ask(collection, question, model, onLine, this.abort.signal, onOpen);
       } else {
         const messages: api.IMessage[] = [...this.history, { role: 'user', content: question }];
-        await api.chat(model, messages, onLine, this.abort.signal);
+        await api.chat(model, messages, onLine, this.abort.signal, onOpen);
       }
       this.history.push({ role: 'user', content: question }, { role: 'assistant', content: answer.text });
+      answer.model = summary.model ?? answer.model;
       note = this.describe(summary);
+      ErrorBox.succeeded();
     } catch (error) {
       if (error instanceof APIError && error.type === 'cancelled') {
-        note = 'Stopped.';
+        stopped = true;
+        note = opened || answer.text ? 'Stopped.' : 'Stopped before the answer started.';
       } else {
-        this.errors.show(error);
-        note = 'No answer: see the message above.';
+        this.errors.show(error, () => this.send(question));
+        note = 'No answer.';
       }
     } finally {
+      stages.done();
       this.abort = null;
       this.setStreaming(false);
     }
     await answer.finish(note);
+    this.turns.push({
+      question,
+      label,
+      answer: answer.text,
+      note,
+      model: answer.model,
+      citations: answer.citations
+    });
+    this.save();
     this.transcript.scrollTop = this.transcript.scrollHeight;
+    if (stopped) {
+      this.input.focus(); // the Stop button is disabled now: keep the keyboard in the chat
+    }
   }
 
   private describe(s: api.IChatLine): string {
@@ -388,6 +594,38 @@ export class ChatSection extends Widget {
     return parts.join(' · ');
   }
 
+  /** Keep the conversation in the browser (a reload shows it again). */
+  private save(): void {
+    try {
+      window.localStorage.setItem(storageKey(), JSON.stringify(this.turns.slice(-50)));
+    } catch {
+      // storage full or disabled: the conversation just does not survive a reload
+    }
+  }
+
+  /** Show the conversation saved before a reload. */
+  private restore(): void {
+    let turns: ISavedTurn[] = [];
+    try {
+      turns = JSON.parse(window.localStorage.getItem(storageKey()) ?? '[]');
+    } catch {
+      return;
+    }
+    if (!Array.isArray(turns)) {
+      return;
+    }
+    for (const t of turns) {
+      this.addQuestion(t.question);
+      const answer = this.addAnswer(t.label, t.question);
+      answer.model = t.model;
+      answer.text = t.answer;
+      answer.setCitations(t.citations ?? []);
+      void answer.finish(t.note);
+      this.history.push({ role: 'user', content: t.question }, { role: 'assistant', content: t.answer });
+      this.turns.push(t);
+    }
+  }
+
   /** Stop the answer being streamed. */
   stop(): void {
     this.abort?.abort();
@@ -401,6 +639,8 @@ export class ChatSection extends Widget {
     }
     this.answers.length = 0;
     this.history.length = 0;
+    this.turns.length = 0;
+    this.save();
     this.transcript.replaceChildren();
     this.errors.clear();
   }

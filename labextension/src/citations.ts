@@ -68,13 +68,51 @@ export function citationLabel(c: ICitation): string {
   return [c.source + (last ? ` › ${last}` : ''), place].filter(Boolean).join(', ');
 }
 
+interface IPosition {
+  line: number;
+  column: number;
+}
+
 interface IEditorLike {
-  setSelection(range: { start: { line: number; column: number }; end: { line: number; column: number } }): void;
-  setCursorPosition(position: { line: number; column: number }): void;
-  revealPosition?(position: { line: number; column: number }): void;
+  setSelection(range: { start: IPosition; end: IPosition }): void;
+  setCursorPosition(position: IPosition): void;
+  revealPosition?(position: IPosition): void;
+  getCoordinateForPosition?(position: IPosition): { top: number; bottom: number } | null;
+  getOffsetAt?(position: IPosition): number;
   focus(): void;
   getLine(line: number): string | undefined;
   readonly lineCount: number;
+  readonly host?: HTMLElement;
+}
+
+const frame = (): Promise<void> => new Promise(resolve => requestAnimationFrame(() => resolve()));
+
+/**
+ * Scroll the editor so the lines `start`–`end` sit in the middle of its visible part (their
+ * start a third of the way down when they are taller than the view), never at its edge.
+ */
+export async function centerLines(editor: IEditorLike, start: number, end: number): Promise<void> {
+  editor.revealPosition?.({ line: start, column: 0 }); // renders the line (CodeMirror draws lazily)
+  const scroller = editor.host?.querySelector('.cm-scroller') as HTMLElement | null;
+  if (!scroller || !editor.getCoordinateForPosition) {
+    return;
+  }
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await frame();
+    const first = editor.getCoordinateForPosition({ line: start, column: 0 });
+    const last = editor.getCoordinateForPosition({ line: end, column: 0 }) ?? first;
+    const view = scroller.getBoundingClientRect();
+    if (!first || !last || view.height <= 0) {
+      continue;
+    }
+    const height = last.bottom - first.top;
+    const want = height < view.height * 0.8 ? (view.height - height) / 2 : view.height / 3;
+    const delta = first.top - view.top - want;
+    if (Math.abs(delta) < 2) {
+      return;
+    }
+    scroller.scrollTop += delta;
+  }
 }
 
 /** Open `place.path` and go to the cited lines or cell. */
@@ -116,7 +154,7 @@ export async function openSource(docManager: IDocumentManager, place: ISourcePla
       start: { line: start, column: 0 },
       end: { line: end, column: (editor.getLine(end) ?? '').length }
     });
-    editor.revealPosition?.({ line: start, column: 0 });
     editor.focus();
+    await centerLines(editor, start, end);
   }
 }

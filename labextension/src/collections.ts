@@ -2,10 +2,11 @@
  * The Collections section: list the collections, create one, ingest folders with progress
  * (also from the file browser's "Add to collection"), and search a collection.
  */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import * as api from './api';
-import { button, ErrorBox, h, ProgressBar } from './dom';
+import { button, elapsed, ErrorBox, h, ProgressBar } from './dom';
 import { LLMState } from './state';
 
 /** What the section needs from the application. */
@@ -21,10 +22,12 @@ export interface ICollectionsHost {
   ingestPath(contentsPath: string): string;
 }
 
-/** The text of one ingest progress line. */
+/** The text of one ingest progress line (the summary names the files that failed). */
 export function ingestText(line: api.IIngestLine): string {
   if (typeof line.summary === 'string') {
-    return line.summary;
+    const failed = (line.failed as { path: string; error?: string }[] | undefined) ?? [];
+    const names = failed.map(f => `${String(f.path).split('/').pop()}${f.error ? ` (${f.error})` : ''}`);
+    return names.length ? `${line.summary}. Not added: ${names.join('; ')}` : line.summary;
   }
   const parts: string[] = [];
   if (typeof line.done === 'number' && typeof line.total === 'number') {
@@ -40,6 +43,18 @@ export function ingestText(line: api.IIngestLine): string {
     parts.push(String(line.error));
   }
   return parts.join(' · ');
+}
+
+/**
+ * What a search score means to a reader: hybrid scores (rank fusion) are small numbers whose
+ * size says little, so each hit is worded relative to the best one.
+ */
+export function matchWords(score: number, best: number, rank: number): string {
+  if (rank === 0) {
+    return 'Best match';
+  }
+  const ratio = best > 0 ? score / best : 0;
+  return ratio >= 0.8 ? 'Close match' : ratio >= 0.5 ? 'Partial match' : 'Weak match';
 }
 
 /** The Collections section of the side panel. */
@@ -148,30 +163,80 @@ export class CollectionsSection extends Widget {
    */
   async ingest(collection: string, contentsPaths: string[]): Promise<void> {
     this.errors.clear();
-    if (!this.state.collections.some(c => c.name === collection)) {
-      if (!(await this.create(collection))) {
-        return;
-      }
-    }
+    // The box and a ticking stage show at once: creating a collection, reading the files and
+    // loading the embedding model (first use) can each take seconds before the first file.
     const bar = new ProgressBar(`Ingest progress of ${collection}`);
     const title = h('div', { class: 'jp-llm-item-meta' },
       `Adding ${contentsPaths.join(', ') || 'the root folder'} to ${collection}`);
     const box = h('div', { class: 'jp-llm-item jp-llm-ingest', 'data-collection': collection },
       title, bar.node);
     this.ingests.append(box);
-    bar.set(null, 'Starting…');
+    const start = Date.now();
+    let stage = 'Preparing';
+    let line: api.IIngestLine | null = null;
+    let fraction: number | null = null;
+    const show = (): void => {
+      const text = line ? ingestText(line) : `${stage}…`;
+      bar.set(fraction, `${text} · ${elapsed(start)}`);
+    };
+    show();
+    const timer = window.setInterval(show, 1000);
     let last: api.IIngestLine = {};
     try {
-      await api.ingest(collection, contentsPaths.map(p => this.host.ingestPath(p)), line => {
-        last = line;
-        const fraction = typeof line.done === 'number' && line.total ? line.done / line.total : null;
-        bar.set(fraction, ingestText(line));
+      if (!this.state.collections.some(c => c.name === collection)) {
+        stage = `Creating ${collection}`;
+        show();
+        if (!(await this.create(collection))) {
+          throw new Error(this.errors.message || `Could not create ${collection}.`);
+        }
+      }
+      stage = 'Reading the files and loading the embedding model (the first time takes a while)';
+      show();
+      await api.ingest(collection, contentsPaths.map(p => this.host.ingestPath(p)), l => {
+        last = l;
+        line = l;
+        fraction = typeof l.done === 'number' && l.total ? l.done / l.total : fraction;
+        if (typeof l.path === 'string') {
+          stage = `Reading the files after ${String(l.path).split('/').pop()}`;
+        }
+        show();
       });
-      bar.set(1, `Done${ingestText(last) ? ` · ${ingestText(last)}` : ''}`);
+      window.clearInterval(timer);
+      bar.set(1, `Done${ingestText(last) ? ` · ${ingestText(last)}` : ''} · ${elapsed(start)}`);
       box.dataset.status = 'done';
+      ErrorBox.succeeded();
     } catch (error) {
+      window.clearInterval(timer);
       bar.set(null, 'Failed');
       box.dataset.status = 'failed';
+      this.errors.show(error);
+    }
+    await this.refresh();
+  }
+
+  /** Ask the user for a folder to add to `collection` (null if cancelled). */
+  pickFolderFor(collection: string): Promise<string | null> {
+    return this.host.pickFolder(collection);
+  }
+
+  /** Ask, then delete a collection (its source files stay). */
+  async remove(name: string): Promise<void> {
+    const result = await showDialog({
+      title: `Delete the collection ${name}?`,
+      body: 'Its index is deleted; the files it was built from stay where they are.',
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })],
+      defaultButton: 0
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      await api.deleteCollection(name);
+      if (this.state.defaultCollection === name) {
+        await this.state.setDefaultCollection('');
+      }
+      ErrorBox.succeeded();
+    } catch (error) {
       this.errors.show(error);
     }
     await this.refresh();
@@ -188,6 +253,7 @@ export class CollectionsSection extends Widget {
     this.errors.clear();
     try {
       const answer = await api.search(name, query);
+      const best = answer.results[0]?.score ?? 0;
       this.results.replaceChildren(
         ...answer.results.map((r, i) =>
           h(
@@ -208,7 +274,8 @@ export class CollectionsSection extends Widget {
               `${r.source}${r.start_line ? `:${r.start_line}` : ''}${r.heading ? ` › ${r.heading.split(' > ').pop()}` : ''}`
             ),
             h('div', { class: 'jp-llm-snippet' }, r.text.slice(0, 300)),
-            h('div', { class: 'jp-llm-item-meta' }, `score ${r.score.toFixed(3)}`)
+            h('div', { class: 'jp-llm-item-meta jp-llm-match', title: `score ${r.score.toFixed(3)}` },
+              matchWords(r.score, best, i))
           )
         )
       );
@@ -271,7 +338,8 @@ export class CollectionsSection extends Widget {
         !isDefault &&
           button('Set as default', () => {
             this.state.setDefaultCollection(c.name).catch(error => this.errors.show(error));
-          }, { ariaLabel: `Set ${c.name} as default collection` })
+          }, { ariaLabel: `Set ${c.name} as default collection` }),
+        button('Delete', () => void this.remove(c.name), { ariaLabel: `Delete collection ${c.name}` })
       )
     );
   }

@@ -2,7 +2,7 @@
  * Small DOM helpers shared by the panel's sections: element creation, the error box,
  * progress bars and human-readable numbers.
  */
-import { APIError } from './request';
+import { APIError, IHint } from './request';
 
 type Child = Node | string | null | undefined | false;
 
@@ -70,35 +70,172 @@ export function errorMessage(error: unknown): string {
   return String(error);
 }
 
-/** A dismissible alert that shows errors; every failure in a section lands here. */
+/** A button an error offers as its next step (Download, Load, Retry…). */
+export interface IErrorAction {
+  /** The button's text, in the words of the panel ("Download tiny-chat"). */
+  label: string;
+  /** Do it; the error is cleared when it succeeds, and shown again when it fails. */
+  run(): Promise<unknown>;
+  /** A sentence shown with the button (e.g. how to set an API key); optional. */
+  explain?: string;
+}
+
+/** Whether trying again may work: a busy model, a lost connection, a server failure. */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof APIError) || error.type === 'cancelled') {
+    return false;
+  }
+  return error.hint?.action === 'retry' || error.type === 'busy' || error.status === 0 ||
+    error.status >= 500;
+}
+
+/** Turns an error's structured hint into a button (null: no button fits). */
+export type ActionResolver = (hint: IHint, error: APIError) => IErrorAction | null;
+
+/** Append `text` to `parent`, with `backtick` spans as `<code>` (no raw backticks). */
+export function appendRich(parent: HTMLElement, text: string): void {
+  const parts = text.split('`');
+  parts.forEach((part, i) => {
+    if (part) {
+      parent.append(i % 2 ? h('code', {}, part) : part);
+    }
+  });
+}
+
+/** The sentences of a message without the command-line instructions a button replaces. */
+export function withoutCommandLine(message: string): string {
+  const sentences = message.match(/[^.!?]+(?:[.!?]+(?=\s|$)|$)/g) ?? [message];
+  const kept = sentences.filter(s => !/`jupyter llm |`%llm |`pip install /.test(s));
+  return (kept.length ? kept.join('') : message).trim();
+}
+
+/**
+ * A dismissible alert that shows errors; every failure in a section lands here. An error
+ * whose envelope carries a hint (`details.action`) gets a button for that next step; any
+ * later success (`ErrorBox.succeeded()`) clears every box, so no stale error lingers.
+ */
 export class ErrorBox {
+  /** Resolves hints to buttons (set once by the plugin, shared by all sections). */
+  static resolveAction: ActionResolver | null = null;
+  private static readonly boxes = new Set<ErrorBox>();
+
+  /** Something the user asked for succeeded: clear every error shown. */
+  static succeeded(): void {
+    for (const box of ErrorBox.boxes) {
+      box.clear();
+    }
+  }
+
   readonly node: HTMLElement;
   private readonly text: HTMLElement;
+  private readonly actions: HTMLElement;
+  private shown = 0;
 
   constructor() {
     this.text = h('span', { class: 'jp-llm-error-text' });
+    this.actions = h('span', { class: 'jp-llm-error-actions' });
     this.node = h(
       'div',
       { class: 'jp-llm-error', role: 'alert', hidden: true },
-      this.text,
+      h('div', { class: 'jp-llm-error-main' }, this.text, this.actions),
       button('×', () => this.clear(), { ariaLabel: 'Dismiss error', cls: 'jp-llm-icon-button' })
     );
+    ErrorBox.boxes.add(this);
   }
 
-  /** Show an error (or replace the one shown). */
-  show(error: unknown): void {
+  /** Show an error (or replace the one shown); `retry` adds a Retry button. */
+  show(error: unknown, retry?: () => Promise<unknown>): void {
     const message = errorMessage(error);
-    this.text.textContent = message;
+    this.shown++;
+    const hint = error instanceof APIError ? error.hint : null;
+    let action = hint && ErrorBox.resolveAction ? ErrorBox.resolveAction(hint, error as APIError) : null;
+    const fromHint = action !== null;
+    if (!action && retry && isTransient(error)) {
+      action = { label: 'Retry', run: retry };
+    }
+    this.text.replaceChildren();
+    appendRich(this.text, fromHint ? withoutCommandLine(message) : message);
+    this.actions.replaceChildren();
+    if (action) {
+      if (action.explain) {
+        const p = h('div', { class: 'jp-llm-error-explain' });
+        appendRich(p, action.explain);
+        this.actions.append(p);
+      }
+      const b = button(action.label, () => void this.run(action as IErrorAction, b), {
+        cls: 'jp-llm-small jp-llm-error-action',
+        primary: true
+      });
+      b.dataset.action = hint?.action ?? 'retry';
+      const wait = Number(hint?.retry_after ?? 0);
+      if (hint?.action === 'retry' && wait > 0) {
+        this.countdown(b, action.label, Math.ceil(wait));
+      }
+      this.actions.append(b);
+    }
     this.node.dataset.type = error instanceof APIError ? error.type : 'error';
+    this.node.dataset.action = action ? (hint?.action ?? 'retry') : '';
     this.node.hidden = false;
     console.warn('jupyter-llm:', message);
+  }
+
+  private countdown(b: HTMLButtonElement, label: string, seconds: number): void {
+    b.disabled = true;
+    const tick = (): void => {
+      if (seconds <= 0 || !b.isConnected) {
+        b.disabled = false;
+        b.textContent = label;
+        return;
+      }
+      b.textContent = `${label} in ${seconds} s`;
+      seconds--;
+      window.setTimeout(tick, 1000);
+    };
+    tick();
+  }
+
+  private async run(action: IErrorAction, b: HTMLButtonElement): Promise<void> {
+    b.disabled = true;
+    b.textContent = `${action.label}…`;
+    const shown = this.shown;
+    try {
+      await action.run();
+      if (this.shown === shown) {
+        this.clear(); // unless the action itself reported a new error
+      }
+    } catch (error) {
+      this.show(error);
+    }
+  }
+
+  /** The message shown ('' when hidden). */
+  get message(): string {
+    return this.node.hidden ? '' : this.text.textContent ?? '';
   }
 
   /** Hide the error. */
   clear(): void {
     this.node.hidden = true;
-    this.text.textContent = '';
+    this.text.replaceChildren();
+    this.actions.replaceChildren();
   }
+}
+
+/** Briefly say that a button did its job ("Copied") and announce it to screen readers. */
+export function flash(b: HTMLButtonElement, text: string, ms = 1500): void {
+  const label = b.dataset.label ?? b.textContent ?? '';
+  b.dataset.label = label;
+  b.textContent = text;
+  b.classList.add('jp-mod-done');
+  window.setTimeout(() => {
+    b.textContent = label;
+    b.classList.remove('jp-mod-done');
+  }, ms);
+}
+
+/** Seconds since `start` as `12 s` / `1 min 5 s` (for "still working" stages). */
+export function elapsed(start: number): string {
+  return formatSeconds(Math.floor(Math.max(0, (Date.now() - start) / 1000))) || '0 s';
 }
 
 /** A labelled progress bar (`role=progressbar`). */

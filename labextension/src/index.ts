@@ -14,11 +14,13 @@ import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
-import { ChatSection } from './chat';
+import { ChatSection, IProvenance } from './chat';
 import { openSource, toIngestPath } from './citations';
 import { CollectionsSection } from './collections';
 import { ModelsSection } from './models';
+import { ErrorBox, IErrorAction } from './dom';
 import { LLMPanel, llmIcon, PANEL_ID, SectionName } from './panel';
+import { APIError, IHint } from './request';
 import { LLMState } from './state';
 
 /** The plugin id (its settings live under this id). */
@@ -33,9 +35,79 @@ export namespace CommandIDs {
   export const refresh = 'jupyter-llm:refresh';
   export const newChat = 'jupyter-llm:new-chat';
   export const addToCollection = 'jupyter-llm:add-to-collection';
+  export const askAboutCell = 'jupyter-llm:ask-about-cell';
 }
 
-const PALETTE_CATEGORY = 'LLM';
+/** The palette category: people look for "AI", "LLM" or "Tutor", so the name holds all three. */
+const PALETTE_CATEGORY = 'AI Tutor (LLM)';
+
+/** The metadata key of cells the chat inserts (which model, when, for which question). */
+export const PROVENANCE_KEY = 'jupyter_llm';
+
+function currentNotebook(tracker: INotebookTracker | null, what: string) {
+  const panel = tracker?.currentWidget;
+  if (!panel) {
+    throw new Error(`Open a notebook first: ${what}`);
+  }
+  return panel;
+}
+
+async function insertCode(
+  tracker: INotebookTracker | null,
+  code: string,
+  mode: 'below' | 'replace',
+  provenance: IProvenance
+): Promise<void> {
+  const panel = currentNotebook(tracker, mode === 'below'
+    ? 'the code is inserted below its active cell.'
+    : 'the code replaces its active cell.');
+  await panel.context.ready;
+  const notebook = panel.content;
+  if (mode === 'below' || !notebook.activeCell) {
+    NotebookActions.insertBelow(notebook);
+  }
+  if (notebook.activeCell?.model.type !== 'code') {
+    NotebookActions.changeCellType(notebook, 'code');
+  }
+  const cell = notebook.activeCell;
+  if (!cell) {
+    throw new Error('Could not insert a cell into the notebook.');
+  }
+  cell.model.sharedModel.setSource(code.replace(/\n$/, ''));
+  cell.model.setMetadata(PROVENANCE_KEY, { ...provenance, inserted: mode });
+}
+
+/** The active cell of the current notebook as a draft question: its source, output or error. */
+function cellQuestion(tracker: INotebookTracker | null): string {
+  const panel = currentNotebook(tracker, 'the question is about its active cell.');
+  const cell = panel.content.activeCell;
+  if (!cell) {
+    throw new Error('Select a cell in the notebook first.');
+  }
+  const source = cell.model.sharedModel.getSource();
+  const lang = cell.model.type === 'code' ? 'python' : 'markdown';
+  const parts = [`\`\`\`${lang}\n${source}\n\`\`\``];
+  let question = 'Explain what this cell does.';
+  const outputs = (cell.model.toJSON() as { outputs?: Record<string, unknown>[] }).outputs ?? [];
+  for (const o of outputs) {
+    if (o.output_type === 'error') {
+      question = 'Why does this cell fail, and how do I fix it?';
+      const trace = `${o.ename}: ${o.evalue}`;
+      parts.push(`It fails with:\n\`\`\`\n${trace}\n\`\`\``);
+    } else if (o.output_type === 'stream') {
+      parts.push(`Its output:\n\`\`\`\n${String(o.text).slice(0, 2000)}\n\`\`\``);
+    } else if (o.data && typeof (o.data as Record<string, unknown>)['text/plain'] === 'string') {
+      parts.push(`Its result:\n\`\`\`\n${String((o.data as Record<string, string>)['text/plain']).slice(0, 2000)}\n\`\`\``);
+    }
+  }
+  return `${question}\n\n${parts.join('\n\n')}`;
+}
+
+/** Focus after whatever took the focus back this turn (the closing palette does). */
+function focusSoon(focus: () => void): void {
+  focus();
+  requestAnimationFrame(() => window.setTimeout(focus, 0));
+}
 
 async function insertIntoNotebook(tracker: INotebookTracker | null, text: string): Promise<void> {
   const panel = tracker?.currentWidget;
@@ -83,14 +155,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       panel.showSection(section);
       app.shell.activateById(PANEL_ID);
       if (section === 'chat') {
-        chat.focusInput();
+        focusSoon(() => chat.focusInput());
       }
     };
     const models = new ModelsSection(state);
     const chat = new ChatSection(state, {
       rendermime,
       openCitation: c => openSource(docManager, c),
-      insertIntoNotebook: text => insertIntoNotebook(notebooks, text)
+      insertIntoNotebook: text => insertIntoNotebook(notebooks, text),
+      insertCode: (code, mode, provenance) => insertCode(notebooks, code, mode, provenance)
     });
     const collections = new CollectionsSection(state, {
       openSource: place => openSource(docManager, place),
@@ -109,6 +182,89 @@ const plugin: JupyterFrontEndPlugin<void> = {
       ingestPath: p => toIngestPath(p)
     });
     const panel = new LLMPanel(models, chat, collections);
+
+    // An error's hint becomes a button in the words of the panel.
+    ErrorBox.resolveAction = (hint: IHint, error: APIError): IErrorAction | null => {
+      const model = String(hint.model ?? '');
+      const collection = String(hint.collection ?? '');
+      switch (hint.action) {
+        case 'pull':
+          return model ? {
+            label: `Download ${model}`,
+            run: async () => {
+              open('models');
+              await models.download(model);
+              const after = state.models.find(m => m.id === model);
+              if (after?.state !== 'installed' && after?.state !== 'loaded') {
+                throw new Error(models.errors.message || `${model} was not downloaded.`);
+              }
+            }
+          } : null;
+        case 'load':
+          return model ? { label: `Load ${model}`, run: () => models.load(model) } : null;
+        case 'remove':
+          return model ? {
+            label: `Delete ${model} and download it again`,
+            run: async () => {
+              open('models');
+              await models.removeAndPull(model);
+            }
+          } : null;
+        case 'cancel_pull':
+          return model ? { label: `Cancel the download of ${model}`, run: () => models.cancel(model) } : null;
+        case 'list_models':
+          return { label: 'Show the models', run: async () => open('models') };
+        case 'install':
+          return {
+            label: 'Show the models',
+            explain: `This needs the Python package \`${hint.package ?? hint.extra ?? '?'}\`: install it ` +
+              'where JupyterLab runs, then restart JupyterLab.',
+            run: async () => open('models')
+          };
+        case 'set_key':
+          return {
+            label: 'Show the models',
+            explain: `${model || 'This model'} needs an API key: set \`${hint.env ?? 'its key variable'}\` ` +
+              'in the environment JupyterLab starts from (for example in the terminal before ' +
+              '`jupyter lab`), then restart JupyterLab.',
+            run: async () => open('models')
+          };
+        case 'ingest':
+          return collection ? {
+            label: `Add files to ${collection}`,
+            run: async () => {
+              open('collections');
+              const folder = await collections.pickFolderFor(collection);
+              if (folder !== null) {
+                await collections.ingest(collection, [folder]);
+              }
+            }
+          } : null;
+        case 'create_collection':
+          return collection ? {
+            label: `Create ${collection}`,
+            run: async () => {
+              if (!(await collections.create(collection))) {
+                throw new Error(collections.errors.message || `Could not create ${collection}.`);
+              }
+            }
+          } : null;
+        case 'completion':
+          return {
+            label: 'How to use it',
+            explain: `${model || 'This model'} has no chat template, so it cannot chat; it can ` +
+              'continue a text. Use `%%llm --complete` in a notebook, or pick a chat model here.',
+            run: async () => open('models')
+          };
+        case 'retry':
+          return null; // the section passes its own Retry (it knows what to resend)
+        case 'list_templates':
+          return null;
+        default:
+          void error;
+          return null;
+      }
+    };
     app.shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, PANEL_ID);
 
@@ -136,8 +292,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.openChat, {
       label: 'LLM: Chat',
-      caption: 'Chat with a model, optionally grounded on a collection',
+      caption: 'Chat with a model (an AI tutor), optionally grounded on a collection',
+      icon: args => (args.isLauncher ? llmIcon : undefined),
       execute: () => open('chat')
+    });
+    commands.addCommand(CommandIDs.askAboutCell, {
+      label: 'LLM: Ask About This Cell',
+      caption: 'Ask the AI tutor about the active cell, its output or its error',
+      execute: () => {
+        let draft = '';
+        try {
+          draft = cellQuestion(notebooks);
+        } catch (error) {
+          open('chat');
+          chat.errors.show(error);
+          return;
+        }
+        open('chat');
+        focusSoon(() => chat.draft(draft));
+      }
     });
     commands.addCommand(CommandIDs.openCollections, {
       label: 'LLM: Collections',
@@ -191,11 +364,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.openChat,
         CommandIDs.openCollections,
         CommandIDs.refresh,
-        CommandIDs.newChat
+        CommandIDs.newChat,
+        CommandIDs.askAboutCell
       ]) {
         palette.addItem({ command, category: PALETTE_CATEGORY });
       }
     }
+    app.contextMenu.addItem({
+      command: CommandIDs.askAboutCell,
+      selector: '.jp-Notebook .jp-Cell',
+      rank: 30
+    });
     app.contextMenu.addItem({
       command: CommandIDs.addToCollection,
       selector: '.jp-DirListing-item[data-isdir="true"]',

@@ -2,12 +2,13 @@
  * The Models section: search and filter the registry by tag; each model's state; download
  * with live progress and cancel; load and unload; memory use; set as default.
  */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import * as api from './api';
-import { button, ErrorBox, formatBytes, formatSeconds, h, ProgressBar } from './dom';
+import { appendRich, button, ErrorBox, formatBytes, formatSeconds, h, ProgressBar } from './dom';
 import { APIError } from './request';
-import { LLMState } from './state';
+import { canChat, isEmbedding, keyMissing, LLMState } from './state';
 
 /** A download this panel follows (started here, or found running on the server). */
 interface IPull {
@@ -30,8 +31,10 @@ export function progressText(p: api.IPullProgress): string {
   if (p.rate_bytes_per_s) {
     parts.push(`${formatBytes(p.rate_bytes_per_s)}/s`);
   }
-  if (p.eta_s) {
-    parts.push(`${formatSeconds(p.eta_s)} left`);
+  const eta = p.eta_s ?? (p.rate_bytes_per_s && total > done
+    ? (total - done) / p.rate_bytes_per_s : null);
+  if (eta) {
+    parts.push(`about ${formatSeconds(eta)} left`);
   }
   if (p.message) {
     parts.push(p.message);
@@ -44,10 +47,16 @@ export function isLocal(m: api.IModel): boolean {
   return m.backend === 'llama_cpp';
 }
 
-/** Loaded and installed local models first, then the rest in registry order. */
+/**
+ * Loaded, then installed local models, then the user's own registry models, then the rest
+ * (remote models without their key last), each in registry order.
+ */
 export function sortModels(models: api.IModel[]): api.IModel[] {
   const rank = (m: api.IModel): number =>
-    m.state === 'loaded' ? 0 : isLocal(m) && m.state === 'installed' ? 1 : 2;
+    m.state === 'loaded' ? 0
+      : isLocal(m) && m.state === 'installed' ? 1
+        : m.own ? 2
+          : keyMissing(m) ? 4 : 3;
   return models
     .map((m, i) => ({ m, i }))
     .sort((a, b) => rank(a.m) - rank(b.m) || a.i - b.i)
@@ -145,6 +154,7 @@ export class ModelsSection extends Widget {
       );
       pull.status = 'done';
       pull.bar.set(1, '100% · downloaded');
+      ErrorBox.succeeded();
     } catch (error) {
       if (error instanceof APIError && error.type === 'cancelled') {
         pull.status = 'cancelled';
@@ -182,14 +192,50 @@ export class ModelsSection extends Widget {
     if (row) {
       row.textContent = `${what}…`;
     }
+    let failure: unknown = null;
     try {
       await fn();
+      ErrorBox.succeeded();
     } catch (error) {
-      this.errors.show(error);
+      failure = error;
     } finally {
       this.busy.delete(id);
     }
     await this.refresh();
+    if (failure !== null) {
+      this.errors.show(failure);
+      throw failure;
+    }
+  }
+
+  /** Load a model (the row shows "Loading…"); throws what the server answered. */
+  load(id: string): Promise<void> {
+    return this.act(id, 'Loading', () => api.load(id));
+  }
+
+  /** Delete a broken model file and download the model again (after asking). */
+  async removeAndPull(id: string): Promise<void> {
+    const model = this.state.models.find(m => m.id === id);
+    if (model && model.state !== 'available') {
+      await this.remove(id);
+    }
+    if (this.state.models.find(m => m.id === id)?.state === 'available') {
+      await this.download(id);
+    }
+  }
+
+  /** Ask, then delete an installed model's file. */
+  async remove(id: string): Promise<void> {
+    const result = await showDialog({
+      title: `Delete ${id}?`,
+      body: 'Its downloaded file is deleted from this server. Download it again to use it.',
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })],
+      defaultButton: 0
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    await this.act(id, 'Deleting', () => api.removeModel(id));
   }
 
   private setState(id: string, state: api.ModelState): void {
@@ -284,6 +330,14 @@ export class ModelsSection extends Widget {
     }
   }
 
+  private keyNote(m: api.IModel): HTMLElement {
+    const note = h('div', { class: 'jp-llm-keynote', 'data-key-missing': 'true' });
+    const env = m.hint?.env ?? m.api_key_env ?? 'the API key variable';
+    appendRich(note, `Needs an API key: set \`${env}\` where ` +
+      'JupyterLab starts, then restart it.');
+    return note;
+  }
+
   private row(m: api.IModel, ps: api.IPsEntry | undefined): HTMLElement {
     const id = m.id;
     const isDefault = this.state.defaultModel === id;
@@ -302,16 +356,17 @@ export class ModelsSection extends Widget {
     if (local && m.state === 'downloading') {
       act('Cancel', 'cancel', () => void this.cancel(id));
     }
+    const quiet = (p: Promise<void>): void => void p.catch(() => undefined); // shown already
     if (local && m.state === 'installed') {
-      act('Load', 'load', () => void this.act(id, 'Loading', () => api.load(id)), true);
+      act('Load', 'load', () => quiet(this.load(id)), true);
     }
     if (m.state === 'loaded') {
-      act('Unload', 'unload', () => void this.act(id, 'Unloading', () => api.unload(id)));
+      act('Unload', 'unload', () => quiet(this.act(id, 'Unloading', () => api.unload(id))));
     }
     if (local && (m.state === 'installed' || m.state === 'loaded')) {
-      act('Delete', 'delete', () => void this.act(id, 'Deleting', () => api.removeModel(id)));
+      act('Delete', 'delete', () => quiet(this.remove(id)));
     }
-    if (!isDefault) {
+    if (!isDefault && canChat(m)) {
       act('Set as default', 'default', () => {
         this.state.setDefaultModel(id).catch(error => this.errors.show(error));
       });
@@ -331,11 +386,21 @@ export class ModelsSection extends Widget {
         h('span', { class: 'jp-llm-item-title', title: id }, m.name || id),
         local || m.state === 'loaded'
           ? h('span', { class: `jp-llm-badge jp-llm-state-${m.state}` }, m.state)
-          : h('span', { class: 'jp-llm-badge jp-llm-state-remote', title: `served by ${m.backend}` },
-              'remote'),
+          : keyMissing(m)
+            ? h('span', { class: 'jp-llm-badge jp-llm-state-nokey', title: `set ${m.hint?.env ?? m.api_key_env}` },
+                'no API key')
+            : h('span', { class: 'jp-llm-badge jp-llm-state-remote', title: `served by ${m.backend}` },
+                'remote'),
+        m.own && h('span', { class: 'jp-llm-badge jp-llm-own', title: `from ${m.source ?? 'your registry'}` },
+          'yours'),
         isDefault && h('span', { class: 'jp-llm-badge jp-llm-default' }, 'default')
       ),
-      h('div', { class: 'jp-llm-item-meta' }, [id, ...meta].join(' · ')),
+      m.description && h('div', { class: 'jp-llm-description' }, m.description),
+      h('div', { class: 'jp-llm-item-meta' }, [id, ...meta, m.license ? `licence: ${m.license}` : '']
+        .filter(Boolean).join(' · ')),
+      keyMissing(m) && this.keyNote(m),
+      isEmbedding(m) && !m.description &&
+        h('div', { class: 'jp-llm-item-meta' }, 'Embedding model: used by collections, not for chat.'),
       (m.tags ?? []).length > 0 &&
         h('div', { class: 'jp-llm-tags' },
           ...(m.tags ?? []).map(t => h('span', { class: 'jp-llm-tag' }, t))),

@@ -11,6 +11,20 @@ import { ServerConnection } from '@jupyterlab/services';
 /** The API namespace of the jupyter_llm server extension. */
 export const API_NAMESPACE = 'llm/api';
 
+/**
+ * The structured next step of an error (`details` of the envelope with an `action`):
+ * `pull` {model}, `load` {model}, `set_key` {env, model}, `ingest` {collection},
+ * `create_collection` {collection}, `completion` {model}, `retry` {retry_after}.
+ */
+export interface IHint {
+  action: string;
+  model?: string;
+  env?: string;
+  collection?: string;
+  retry_after?: number;
+  [key: string]: unknown;
+}
+
 /** An error answered by the server (or a failure to reach it), ready to show to a user. */
 export class APIError extends Error {
   /** The stable error type, e.g. `unknown_model`, `network_error`, `cancelled`. */
@@ -19,6 +33,14 @@ export class APIError extends Error {
   readonly status: number;
   /** Extra details of the envelope (e.g. `fields` of `invalid_options`). */
   readonly details: unknown;
+  /** The next step the server suggests (`details.action` and its arguments), if any. */
+  get hint(): IHint | null {
+    const d = this.details as Record<string, unknown> | null | undefined;
+    if (d && typeof d === 'object' && typeof d.action === 'string') {
+      return d as unknown as IHint;
+    }
+    return null;
+  }
 
   constructor(message: string, type: string, status: number, details?: unknown) {
     super(message);
@@ -82,7 +104,9 @@ async function send(
   try {
     return await ServerConnection.makeRequest(apiUrl(endPoint, settings), init, settings);
   } catch (error) {
-    if ((error as Error)?.name === 'AbortError') {
+    // An abort before the answer starts reaches us as a NetworkError wrapping the
+    // AbortError ("signal is aborted without reason"): it is a stop, not a lost server.
+    if ((error as Error)?.name === 'AbortError' || init.signal?.aborted) {
       throw new APIError('Stopped.', 'cancelled', 499);
     }
     throw new APIError(
@@ -145,14 +169,15 @@ export async function requestAPI<T>(
  *
  * A line of the error envelope (`{"error": {...}}`, or a pull progress line with status
  * `error`) ends the stream with that `APIError`. Aborting `signal` ends it with a
- * `cancelled` error.
+ * `cancelled` error. `onOpen` is called when the server starts answering (its headers).
  */
 export async function streamAPI<T>(
   endPoint: string,
   body: unknown,
   onLine: (line: T) => void,
   signal?: AbortSignal,
-  settings?: ServerConnection.ISettings
+  settings?: ServerConnection.ISettings,
+  onOpen?: () => void
 ): Promise<void> {
   const s = settingsOrDefault(settings);
   const response = await send(
@@ -171,6 +196,7 @@ export async function streamAPI<T>(
   if (!response.body) {
     throw new APIError('The browser cannot read streamed answers.', 'invalid_response', 0);
   }
+  onOpen?.();
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';

@@ -76,12 +76,27 @@ export class LLMState {
     }
   }
 
-  /** The models that can answer a chat now or after a load (installed, loaded or remote). */
+  /** The models that can answer a chat now or after a load (installed, loaded, or remote
+   * with its API key set). */
   chatModels(): api.IModel[] {
-    return this.models.filter(
-      m =>
-        (m.state === 'installed' || m.state === 'loaded' || m.backend !== 'llama_cpp') &&
-        !(m.tags ?? []).some(t => t.toUpperCase() === 'EMBEDDING')
-    );
+    return this.models.filter(m => canChat(m));
   }
+}
+
+/** Whether a model is an embedding model (not one to chat with). */
+export function isEmbedding(m: api.IModel): boolean {
+  return (m.tags ?? []).some(t => t.toUpperCase() === 'EMBEDDING');
+}
+
+/** Whether a remote model lacks its API key on the server (it cannot answer then). */
+export function keyMissing(m: api.IModel): boolean {
+  return m.backend !== 'llama_cpp' && m.usable === false;
+}
+
+/** Whether a model can answer a chat now or after a load. */
+export function canChat(m: api.IModel): boolean {
+  const ready = m.backend === 'llama_cpp'
+    ? m.state === 'installed' || m.state === 'loaded'
+    : !keyMissing(m);
+  return ready && !isEmbedding(m);
 }

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LabServer", "chromium_path", "labextension_installed", "start_lab", "LAUNCH_ARGS"]
+__all__ = ["LabServer", "chromium_path", "labextension_build", "labextension_installed", "start_lab",
+           "LAUNCH_ARGS"]
 
 LAUNCH_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,6 +37,12 @@ def chromium_path() -> str | None:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def labextension_build() -> Path | None:
+    """This checkout's build of the extension (``jupyter_llm/labextension``), or None."""
+    build = Path(__file__).resolve().parents[2] / "jupyter_llm" / "labextension"
+    return build if (build / "package.json").is_file() else None
 
 
 def labextension_installed() -> Path | None:
@@ -123,6 +130,16 @@ def start_lab(base: Path, registry_models: list[dict[str, Any]], *,
     for folder in (root, home, registry, cfg / "settings", cfg / "workspaces", cfg / "runtime"):
         folder.mkdir(parents=True, exist_ok=True)
     (registry / "tiny.json").write_text(json.dumps({"models": registry_models}))
+    # Serve this checkout's build of the extension: the environment's installed copy may be
+    # another checkout's (an editable install elsewhere). JUPYTER_PATH comes first in
+    # JupyterLab's search for labextensions, so this one wins.
+    jupyter_path = base / "jupyter-path"
+    build = labextension_build()
+    if build is not None:
+        (jupyter_path / "labextensions").mkdir(parents=True, exist_ok=True)
+        link = jupyter_path / "labextensions" / "jupyter-llm"
+        if not link.exists():
+            link.symlink_to(build, target_is_directory=True)
     # No "get notified about Jupyter news?" toast over the screenshots.
     (cfg / "labconfig").mkdir(exist_ok=True)
     (cfg / "labconfig" / "page_config.json").write_text(json.dumps(
@@ -140,6 +157,9 @@ def start_lab(base: Path, registry_models: list[dict[str, Any]], *,
         "TRANSFORMERS_OFFLINE": "1",
         "JUPYTER_LLM_N_THREADS": "1",
     })
+    if build is not None:
+        env["JUPYTER_PATH"] = os.pathsep.join(
+            [str(jupyter_path)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p])
     env.pop("JUPYTER_LLM_URL", None)
     env.pop("JUPYTER_LLM_TOKEN", None)
     cmd = [
