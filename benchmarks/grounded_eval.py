@@ -56,13 +56,13 @@ def chat_models(names: list[str]) -> dict[str, object]:
             models[name] = None
             continue
         if host is None:
-            from jupyter_llm.client.collections import _HostChat
             from jupyter_llm.host import ModelHost
+            from jupyter_llm.host.grounded import HostChat
 
             host = ModelHost()
         label = Path(name).name if name.endswith(".gguf") else name
-        models[label] = _HostChat(host, str(Path(name).expanduser()) if name.endswith(".gguf")
-                                  else name)
+        models[label] = HostChat(host, str(Path(name).expanduser()) if name.endswith(".gguf")
+                                 else name)
     return models
 
 

@@ -40,10 +40,20 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def load_ipython_extension(shell: Any) -> None:
-    """``%load_ext jupyter_llm``: register ``%llm`` and ``%%llm`` (imported only now)."""
+    """``%load_ext jupyter_llm``: register ``%llm`` and ``%%llm`` (imported only now), with the
+    model panel widget for ``%llm panel`` (faces never import each other; this wires them)."""
     from .magics import load_ipython_extension as load
+    from .magics import provide
 
+    provide("panel", _model_panel)
     load(shell)
+
+
+def _model_panel(*args: Any, **kwargs: Any) -> Any:
+    """A ``jupyter_llm.widgets.ModelPanel`` (ipywidgets is imported only now)."""
+    from .widgets import ModelPanel
+
+    return ModelPanel(*args, **kwargs)
 
 
 def unload_ipython_extension(shell: Any) -> None:

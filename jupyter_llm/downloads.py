@@ -1,7 +1,7 @@
 """Model downloads: streaming HTTP with Range resume, sha256 check before the file becomes
 visible, disk-space checks, progress events, cancellation, and one shared transfer per model.
 
-    manager = DownloadManager()                       # or default_manager()
+    manager = DownloadManager()                       # files in Store() (the data directory)
     path = manager.download(spec, progress=print)     # blocks; resumes a partial file
     handle = manager.start(spec)                      # non-blocking; handle.subscribe(cb)
     manager.cancel(spec.id)                           # the partial file is kept
@@ -40,8 +40,8 @@ from .store import ModelState, Store, safe_id
 from .transfer import Transfer, check_url, hf_auth_headers
 
 __all__ = [
-    "DownloadProgress", "DownloadHandle", "DownloadManager", "ProgressStatus", "default_manager",
-    "download", "spec_from_url", "url_downloads_allowed", "hf_auth_headers",
+    "DownloadProgress", "DownloadHandle", "DownloadManager", "ProgressStatus",
+    "spec_from_url", "url_downloads_allowed", "hf_auth_headers",
 ]
 
 log = logging.getLogger(__name__)
@@ -328,24 +328,3 @@ class DownloadManager:
             if self._active.get(spec.id) is handle:
                 del self._active[spec.id]
         handle._finish(path, error)
-
-
-_default: dict[tuple[Path, Path], DownloadManager] = {}
-_default_lock = threading.Lock()
-
-
-def default_manager() -> DownloadManager:
-    """The process-wide manager for the current data directory."""
-    store = Store()
-    key = (store.root, store.downloads_root)
-    with _default_lock:
-        if key not in _default:
-            _default[key] = DownloadManager(store)
-        return _default[key]
-
-
-def download(spec: ModelSpec, *, progress: ProgressCallback | None = None,
-             cancel: threading.Event | None = None) -> Path:
-    """Download ``spec`` with :func:`default_manager` (see ``DownloadManager.download``)."""
-    return default_manager().download(spec, progress=progress, cancel=cancel)
-

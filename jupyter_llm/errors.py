@@ -33,6 +33,12 @@ worker's pipe); the ones that compose their own message have a ``from_…`` cons
     │   └── InsufficientStorage (507 insufficient_storage)
     ├── Busy (503 busy)                              queue full; carries retry_after
     └── RateLimited (429 rate_limited)               a per-user limit of the policy; carries retry_after
+
+Messages say what is wrong and what to do in neutral words; they name no face's command.
+The next step, when there is one, travels as data in ``details``: ``"action"`` plus that
+action's arguments, e.g. ``{"action": "pull", "model": "qwen2.5-0.5b"}`` (see ``ACTIONS``).
+Each face renders it in its own words: the CLI as a command (``Run: jupyter llm pull X``),
+the magics as ``%llm pull X``, the lab panel as a button.
 """
 
 from __future__ import annotations
@@ -73,7 +79,60 @@ __all__ = [
     "ModelNotAllowed",
     "RateLimited",
     "options_error_from_pydantic",
+    "ACTIONS",
+    "hint",
+    "hint_of",
 ]
+
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "pull": ("model",),                   # download the model
+    "load": ("model",),                   # load the model now (auto-load is off)
+    "remove": ("model",),                 # delete the installed model (then pull it again)
+    "cancel_pull": ("model",),            # cancel the running download of the model
+    "list_models": (),                    # list the models to choose from
+    "set_key": ("env", "model"),          # set the API key environment variable ``env``
+    "install": ("package", "extra"),      # install the optional package (jupyter-llm[extra])
+    "ingest": ("collection",),            # ingest files or folders into the collection
+    "create_collection": ("collection",),  # create the collection
+    "completion": ("model",),             # raw completion: a base model without chat template
+    "retry": ("retry_after",),            # try again after ``retry_after`` seconds
+    "list_templates": (),                 # list the prompt templates
+}
+"""Every ``details["action"]`` and the argument keys it carries next to it in ``details``.
+
+| action | arguments | the next step |
+| --- | --- | --- |
+| pull | model | download the model |
+| load | model | load the model now |
+| remove | model | delete the installed model's file, then pull it again |
+| cancel_pull | model | cancel the running download |
+| list_models | | list the models |
+| set_key | env, model | set the environment variable ``env`` to an API key |
+| install | package, extra | install the optional package |
+| ingest | collection | ingest files or folders into the collection |
+| create_collection | collection | create the collection |
+| completion | model | use raw completion (a base model without a chat template) |
+| retry | retry_after | try again after ``retry_after`` seconds |
+| list_templates | | list the prompt templates |
+"""
+
+
+def hint(action: str, **args: Any) -> dict[str, Any]:
+    """``{"action": action, **args}`` for an error's ``details``; checks the action's arguments."""
+    expected = ACTIONS.get(action)
+    if expected is None:
+        raise ValueError(f"unknown hint action {action!r}; add it to errors.ACTIONS")
+    if set(args) != set(expected):
+        raise ValueError(f"hint {action!r} takes {expected}, not {tuple(args)}")
+    return {"action": action, **args}
+
+
+def hint_of(details: Any) -> dict[str, Any] | None:
+    """The structured hint in an error's ``details`` (``action`` and its arguments), or None."""
+    if not isinstance(details, dict) or details.get("action") not in ACTIONS:
+        return None
+    action = details["action"]
+    return {"action": action, **{key: details.get(key) for key in ACTIONS[action]}}
 
 
 class JupyterLLMError(Exception):
@@ -177,12 +236,13 @@ class UnknownModel(NotFound):
     def from_id(cls, model_id: str, known: Iterable[str] = ()) -> UnknownModel:
         """The error for ``model_id``, suggesting the close ids among ``known``."""
         close = difflib.get_close_matches(model_id, list(known), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        message = f"Unknown model {model_id!r}.{hint} Run `jupyter llm models` to list the models."
+        guess = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        message = f"Unknown model {model_id!r}.{guess} List the models to choose one."
         if model_id.endswith(".gguf") and not model_id.startswith("url:"):  # a missing file
-            close, message = [], (f"No GGUF file at {model_id}: check the path, or name a model "
-                                  "from `jupyter llm models`.")
-        return cls(message, details={"model": model_id, "suggestions": close})
+            close, message = [], (f"No GGUF file at {model_id}: check the path, or choose a "
+                                  "model from the list of models.")
+        return cls(message, details={"model": model_id, "suggestions": close,
+                                     **hint("list_models")})
 
     @property
     def model_id(self) -> str:
@@ -254,7 +314,7 @@ class MissingDependency(JupyterLLMError):
         """The error for ``purpose`` needing ``package`` (installed by the ``extra``)."""
         return cls(f"{purpose} needs the package {package!r}. "
                    f"Install it with `pip install 'jupyter-llm[{extra}]'`.",
-                   details={"package": package, "extra": extra})
+                   details=hint("install", package=package, extra=extra))
 
 
 class BackendError(JupyterLLMError):
@@ -293,6 +353,8 @@ class Busy(JupyterLLMError):
     status, type = 503, "busy"
 
     def __init__(self, message: str, *, details: Any = None, retry_after: int = 1) -> None:
+        if details is None or (isinstance(details, dict) and "action" not in details):
+            details = {**(details or {}), **hint("retry", retry_after=retry_after)}
         super().__init__(message, details=details)
         self.retry_after = retry_after
 

@@ -63,7 +63,7 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
     Raises ``ModelLoadError`` naming the file when it is empty, truncated or not GGUF.
     """
     path = Path(path)
-    hint = "Delete it and download it again (`jupyter llm rm ID`, then `jupyter llm pull ID`)."
+    hint = "Delete it and download it again."
     try:
         with open(path, "rb") as f:
             magic = f.read(4)

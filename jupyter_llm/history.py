@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import json
 import sqlite3
 import threading
@@ -22,7 +23,7 @@ from . import paths
 from .errors import Busy, InsufficientStorage, InvalidRequest, JupyterLLMError, NotFound
 from .redact import redact, redact_obj
 
-__all__ = ["History", "BUSY_TIMEOUT_MS"]
+__all__ = ["History", "BUSY_TIMEOUT_MS", "parse_time"]
 
 BUSY_TIMEOUT_MS = 30_000
 MAX_LIMIT = 1_000_000
@@ -259,6 +260,27 @@ class History:
             return 0
         with self._connect() as conn:
             return conn.execute("DELETE FROM requests").rowcount
+
+
+def parse_time(value: str | float | None, field: str = "since") -> float | None:
+    """Epoch seconds from a number, or an ISO 8601 date or time (local time unless it names a
+    zone), for the ``since``/``until`` filters; ``InvalidRequest`` naming ``field`` otherwise."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return _dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise InvalidRequest(
+            f"{field} must be a date or time such as 2026-11-27 or 2026-11-27T14:30 (or epoch "
+            f"seconds), not {text!r}.",
+            details={"fields": [{"field": field, "message": "is not a date"}]}) from None
 
 
 def _storage_error(exc: sqlite3.DatabaseError, path: Path) -> JupyterLLMError:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, hint
 from .options import Options, validate_options
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def check_messages(messages: Any) -> list[Message]:
 def replace_hint(model_id: str, spec: ModelSpec | None, path: Path) -> str:
     """How to replace a bad model file: pull it again for registry models, else name the file."""
     if spec is not None and spec.url and not (spec.model_extra or {}).get("path"):
-        return f"delete it (`jupyter llm rm {model_id}`) and pull it again"
+        return f"delete the model {model_id!r} and pull it again"
     return f"re-create or re-download the file {path}"
 
 
@@ -112,8 +112,8 @@ class Model(ABC):
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Return one vector per text; only embedding models implement this."""
         raise InvalidRequest(
-            f"Model {self.model_id!r} cannot make embeddings; choose a model tagged EMBEDDING "
-            "(`jupyter llm models --tag EMBEDDING`).")
+            f"Model {self.model_id!r} cannot make embeddings; choose a model tagged EMBEDDING.",
+            details={"model": self.model_id, **hint("list_models")})
 
     def load(self, n_ctx: int | None = None, n_threads: int | None = None) -> Any:  # noqa: B027
         """Load the weights now (models of an ``in_worker`` backend); a no-op by default."""

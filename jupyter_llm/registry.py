@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import paths
 from .confine import escape_id, safe_file_name
-from .errors import ModelNotReady, RegistryError, UnknownModel
+from .errors import ModelNotReady, RegistryError, UnknownModel, hint
 from .redact import add_secret_env, add_url_credentials, strip_userinfo
 
 __all__ = ["ModelSpec", "Registry", "RegistryProblem", "FallbackMode", "KNOWN_TAGS", "select_model"]
@@ -310,8 +310,7 @@ def select_model(registry: Registry, *, preferred: str | None = None, tags: Iter
                                 details={"field": "preferred_model"})
         raise ModelNotReady(
             f"Model {pref.id!r} is not loaded and fallback_mode is 'none'. Load it first "
-            f"(`jupyter llm load {pref.id}`) or use fallback_mode 'load'.",
-            details={"model": pref.id})
+            "or use fallback_mode 'load'.", details=hint("load", model=pref.id))
     if fallback_mode == "load" and pref is not None and is_installed(pref):
         return pref
     candidates = local_first(registry.with_tags(tags) if tags else ([] if pref else list(registry)))
@@ -324,8 +323,9 @@ def select_model(registry: Registry, *, preferred: str | None = None, tags: Iter
                 return m
     wanted = f"tags {', '.join(tags)}" if tags else (f"model {pref.id!r}" if pref else "a model")
     pull = pref.id if pref else (candidates[0].id if candidates else None)
-    hint = f" Pull one with `jupyter llm pull {pull}`." if pull else " No registry entry matches."
+    advice = f" Download one first, e.g. {pull!r}." if pull else " No registry entry matches."
     raise ModelNotReady(
         f"No {'loaded' if fallback_mode == 'requirements' else 'installed'} model matches "
-        f"{wanted} (fallback_mode {fallback_mode!r}).{hint}",
-        details={"tags": tags, "preferred_model": preferred, "fallback_mode": fallback_mode})
+        f"{wanted} (fallback_mode {fallback_mode!r}).{advice}",
+        details={"tags": tags, "preferred_model": preferred, "fallback_mode": fallback_mode,
+                 **(hint("pull", model=pull) if pull else {})})

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from . import paths
 from .confine import escape_id, is_inside, safe_file_name
-from .errors import ChecksumMismatch, Conflict, InsufficientStorage, RegistryError
+from .errors import ChecksumMismatch, Conflict, InsufficientStorage, RegistryError, hint
 from .registry import ModelSpec
 
 __all__ = ["Store", "ModelState", "safe_id", "sha256_file", "storage_error", "is_locked"]
@@ -335,9 +335,8 @@ class Store:
         model_id = _model_id(spec_or_id)
         if self.is_downloading(model_id):
             raise Conflict(
-                f"Model {model_id!r} is being downloaded right now. Cancel the download first "
-                "(Ctrl-C in `jupyter llm pull`, or cancel it in the panel), then remove it.",
-                details={"model": model_id})
+                f"Model {model_id!r} is being downloaded right now. Cancel the download first, "
+                "then remove it.", details=hint("cancel_pull", model=model_id))
         removed = False
         for folder in (self.dir_for(model_id), self.partial_dir(model_id)):
             if folder.exists():

@@ -65,7 +65,37 @@ def test_unknown_model_is_one_clear_line(tiny_registry, capsys):
 
 def test_prompt_on_a_model_that_is_not_installed_says_pull(tiny_registry, capsys):
     code, _, err = run(capsys, "prompt", "-m", "tiny-remote-only", "hi")
-    assert code == 1 and "jupyter llm pull tiny-remote-only" in err
+    assert code == 1
+    assert err.rstrip("\n").endswith("download it first. Run: jupyter llm pull tiny-remote-only")
+
+
+@pytest.mark.parametrize(("details", "rendered"), [
+    ({"action": "pull", "model": "m"}, "Run: jupyter llm pull m"),
+    ({"action": "load", "model": "m"}, "Run: jupyter llm load m"),
+    ({"action": "set_key", "env": "OPENAI_API_KEY", "model": "gpt"},
+     "Run: export OPENAI_API_KEY=YOUR_KEY"),
+    ({"action": "ingest", "collection": "notes"}, "Run: jupyter llm ingest notes PATH..."),
+    ({"action": "completion", "model": "gemma"},
+     "Run: jupyter llm prompt --completion -m gemma TEXT"),
+    ({"action": "retry", "retry_after": 3}, "Try again in 3 s."),
+    ({"action": "list_models"}, "Run: jupyter llm models"),
+    ({"action": "list_templates"}, ""),  # no such command in a terminal: the message is enough
+    ({"action": "what"}, ""),
+    (None, ""),
+])
+def test_each_hint_renders_as_a_command_in_the_cli(details, rendered):
+    from jupyter_llm.display import render_hint
+
+    assert render_hint(details, "cli") == rendered
+
+
+def test_a_model_that_must_be_loaded_first_says_the_load_command(tiny_registry, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setenv("JUPYTER_LLM_AUTO_LOAD", "0")
+    code, _, err = run(capsys, "prompt", "-m", "tiny-chat", "hi")
+    assert code == 1
+    assert err == ("jupyter llm: error: Model 'tiny-chat' is not loaded; load it first. "
+                   "Run: jupyter llm load tiny-chat\n")
 
 
 def test_pull_shows_progress_and_rm_deletes(tiny_gguf, http_server, tmp_path, monkeypatch, capsys):

@@ -16,7 +16,6 @@ import pytest
 from jupyter_llm.downloads import (
     DownloadManager,
     DownloadProgress,
-    default_manager,
     hf_auth_headers,
     spec_from_url,
     url_downloads_allowed,
@@ -481,9 +480,8 @@ def test_hf_token_is_never_logged(http_server, manager, monkeypatch, caplog):
     assert "hf_do_not_log_me" not in json.dumps(info.value.to_dict())
 
 
-def test_default_manager_follows_the_data_directory(llm_home):
-    manager = default_manager()
-    assert manager is default_manager()
+def test_a_manager_without_a_store_uses_the_data_directory(llm_home):
+    manager = DownloadManager()
     assert manager.store.root == Path(llm_home) / "models"
     assert isinstance(manager.store, Store)
 

@@ -173,13 +173,14 @@ def test_corrupt_files_give_a_clear_load_error(broken_gguf, kind):
 
 
 def test_missing_file_says_how_to_pull(tmp_path):
-    with pytest.raises(ModelNotReady, match="jupyter llm pull"):
+    with pytest.raises(ModelNotReady, match="download it first") as info:
         LlamaCppModel("some-model", None, path=tmp_path / "nope.gguf").load()
+    assert info.value.details == {"action": "pull", "model": "some-model"}
 
 
 def test_a_corrupt_registry_model_says_rm_and_pull(tmp_path, broken_gguf):
     from jupyter_llm.registry import ModelSpec
 
     spec = ModelSpec(id="m", backend="llama_cpp", url="https://example.org/m.gguf")
-    with pytest.raises(ModelLoadError, match="jupyter llm rm m"):
+    with pytest.raises(ModelLoadError, match="delete the model 'm' and pull it again"):
         LlamaCppModel("m", spec, path=broken_gguf("truncated")).load()

@@ -11,9 +11,17 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from jupyter_llm.client.local import LocalClient
-from jupyter_llm.errors import InvalidOptions, InvalidRequest, ModelNotReady, NotFound, UnknownModel
+from jupyter_llm.errors import (
+    Busy,
+    InvalidOptions,
+    InvalidRequest,
+    ModelNotReady,
+    NotFound,
+    UnknownModel,
+    hint,
+)
 from jupyter_llm.magics import magics_of
-from jupyter_llm.magics.render import extract_code, for_magics
+from jupyter_llm.magics.render import cell_error, extract_code
 from jupyter_llm.magics.session import Session
 from jupyter_llm.models import Response
 
@@ -339,11 +347,23 @@ def test_templates_and_help_are_listed(ip, llm):
     assert "%llm pull ID" in outputs[0].data["text/markdown"]
 
 
-def test_cli_hints_are_rewritten_for_the_magic():
-    assert for_magics("Run `jupyter llm pull x` or `jupyter llm serve`.") == \
-        "Run `%llm pull x` or `jupyter llm serve`."
-    both = "Run `jupyter llm pull m` (or `%llm pull m`)."
-    assert for_magics(both) == "Run `%llm pull m`."
+def test_structured_hints_render_as_magics_after_the_message():
+    err = cell_error(ModelNotReady("Model 'm' is not installed; download it first.",
+                                   details=hint("pull", model="m")))
+    assert err._render_traceback_() == [
+        "ModelNotReady: Model 'm' is not installed; download it first. Run `%llm pull m`."]
+    err = cell_error(NotFound("No collection 'c'.", details={"known": [],
+                                                             **hint("ingest", collection="c")}))
+    assert err._render_traceback_()[0].endswith("Run `%llm ingest c PATH`.")
+    err = cell_error(Busy("The queue is full.", retry_after=7))
+    assert err._render_traceback_()[0].endswith("The queue is full. Try again in 7 s.")
+    err = cell_error(InvalidRequest("Bad.", details={"action": "no-such-action"}))
+    assert err._render_traceback_() == ["InvalidRequest: Bad."]  # unknown actions add nothing
+
+
+def test_an_error_from_the_server_renders_its_hint_in_the_magic(ip, llm):
+    line = one_line_error(run(ip, "%llm load tiny-remote-only")[0], ModelNotReady)
+    assert line.endswith("Run `%llm pull tiny-remote-only`.") and "jupyter llm" not in line
 
 
 def test_import_and_load_ext_stay_light():

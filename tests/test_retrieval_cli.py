@@ -1,13 +1,15 @@
-"""``jupyter llm ingest | search | ask`` end to end, in-process."""
+"""``jupyter llm ingest | search | ask`` end to end: in-process, and against a running
+Jupyter server through ``JUPYTER_LLM_URL`` (the same commands, the same Client)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from jupyter_llm.cli import main
-from tests.fixtures.retrieval import copy_course_subset
+from tests.fixtures.retrieval import COURSE, copy_course_subset
 
 FILES = ["git-novice/episodes/06-ignore.md", "git-novice/episodes/11-licensing.md"]
 
@@ -73,7 +75,7 @@ def test_errors_are_one_clear_line(tmp_path, capsys, minilm):
 
 
 def test_a_registry_gguf_embedder_and_chat_model_run_in_the_host(tiny_registry, tmp_path,
-                                                                  capsys):
+                                                                  capsys, llm_home):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "loops.md").write_text("# Loops\n\nA for loop repeats a block for each item.\n")
@@ -84,9 +86,10 @@ def test_a_registry_gguf_embedder_and_chat_model_run_in_the_host(tiny_registry, 
     assert found["results"][0]["source"].endswith("loops.md")
     assert main(["ingest", "notes", str(folder), "--embedder", "all-MiniLM-L6-v2"]) == 1
     assert "built with the embedding model 'tiny-embed'" in capsys.readouterr().err
-    from jupyter_llm.retrieval import CollectionManager
+    from jupyter_llm.retrieval import Collection
 
-    CollectionManager().open("notes").set_support_threshold(-1.0)  # covered: the model answers
+    with Collection.open(llm_home / "collections" / "notes.sqlite") as coll:
+        coll.set_support_threshold(-1.0)  # covered: the model answers
     assert main(["ask", "notes", "What does a for loop do?", "-m", "tiny-chat", "-k", "1",
                  "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
@@ -101,3 +104,73 @@ def test_a_registry_gguf_embedder_and_chat_model_run_in_the_host(tiny_registry, 
     assert main(["ask", "notes", "What does a for loop do?", "-k", "1", "--retrieval-only",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["retrieval_only"] is True
+
+
+async def test_the_commands_work_against_a_running_server(tiny_registry, jp_root_dir, llm_url,
+                                                          llm_token, monkeypatch, capsys, minilm,
+                                                          tmp_path):
+    """With JUPYTER_LLM_URL set, ingest, search, ask and history go to the server: sources are
+    relative to its root_dir, a .sqlite path is refused (names only), and it records the user."""
+    course = copy_course_subset(COURSE, jp_root_dir / "course", FILES)
+    monkeypatch.setenv("JUPYTER_LLM_URL", llm_url)
+    monkeypatch.setenv("JUPYTER_LLM_TOKEN", llm_token)
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, list(argv))  # the server runs on this loop
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = await cli("ingest", "course", str(course), "--chunk-size", "120",
+                               "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert sorted(summary["added"]) == ["course/" + f for f in FILES]  # relative to root_dir
+    code, out, _ = await cli("search", "course", "ignore files with .gitignore", "-k", "2",
+                             "--json")
+    found = json.loads(out)
+    assert code == 0 and found["results"][0]["source"] == "course/" + FILES[0]
+    code, out, _ = await cli("search", "course", "ignore files", "--threshold", "0.99",
+                             "--json")
+    assert json.loads(out)["supported"] is False and json.loads(out)["threshold"] == 0.99
+
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "a", "question": "Which license should I use?"}) + "\n"
+                       + json.dumps({"id": "b", "question": "How do I bake bread?"}) + "\n")
+    code, out, _ = await cli("search", "course", "--queries", str(queries), "-k", "1",
+                             "--mode", "dense")
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and [x["id"] for x in lines] == ["a", "b"]
+    assert lines[0]["supported"] is True and lines[1]["supported"] is False
+    assert lines[0]["results"][0]["source"] == "course/" + FILES[1]
+
+    code, out, _ = await cli("ask", "course", "What does a .gitignore file do?", "-k", "1",
+                             "--retrieval-only")
+    assert code == 0 and out.startswith("Retrieval only") and "course/" + FILES[0] in out
+    code, out, err = await cli("ask", "course", "What does a .gitignore file do?", "-m",
+                               "tiny-chat", "-k", "1", "--threshold", "-1", "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["model"] == "tiny-chat" and not answer["retrieval_only"]
+
+    code, out, _ = await cli("history", "--model", "tiny-chat", "--since", "2000-01-01",
+                             "--json")
+    entries = json.loads(out)
+    assert code == 0 and len(entries) == 1 and entries[0]["face"] == "api"
+    code, out, _ = await cli("history", "--until", "2000-01-01T00:00", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, _, err = await cli("history", "--since", "soon")
+    assert code == 1 and "--since must be a date" in err
+    user = entries[0]["user"]
+    assert user  # recorded by the server for its authenticated user
+    code, out, _ = await cli("history", "--stats", "--user", user, "--json")
+    assert json.loads(out)["models"]["tiny-chat"]["requests"] == 1
+    code, out, _ = await cli("history", "--stats", "--by", "user", "--json")
+    assert json.loads(out)["users"][user]["requests"] == 1
+    code, out, err = await cli("history", "--model", "tiny-chat", "--export",
+                               str(tmp_path / "h.csv"))
+    assert code == 0, err
+    assert (tmp_path / "h.csv").read_text().count("tiny-chat") == 1
+
+    code, _, err = await cli("search", str(tmp_path / "x.sqlite"), "anything")
+    assert code == 1 and "not a valid collection name" in err  # the server takes names only
+    code, _, err = await cli("search", "missing", "anything")
+    assert code == 1 and err.rstrip().endswith("Run: jupyter llm ingest missing PATH...")

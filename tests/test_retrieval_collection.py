@@ -183,8 +183,10 @@ def test_querying_with_another_embedder_is_a_clear_error(course_collection):
 
 
 def test_opening_a_missing_collection_says_how_to_build_it(tmp_path):
-    with pytest.raises(NotFound, match="jupyter llm ingest"):
+    with pytest.raises(NotFound, match="Build it by ingesting") as info:
         Collection.open(tmp_path / "none.sqlite")
+    assert info.value.details["action"] == "ingest"
+    assert info.value.details["collection"] == str(tmp_path / "none.sqlite")
 
 
 def test_collection_file_is_portable(course_collection, tmp_path, memo_minilm):

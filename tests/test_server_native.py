@@ -151,12 +151,15 @@ async def test_unknown_model_in_chat_is_404_and_uninstalled_is_409(tiny_registry
     status, body, _ = await call(jp_fetch, "llm", "api", "chat", body={
         "model": "tiny-remote-only", "messages": [{"role": "user", "content": "x"}]})
     assert_error(status, body, 409, "model_not_ready")
-    assert "jupyter llm pull tiny-remote-only" in body["error"]["message"]
+    assert "jupyter llm" not in body["error"]["message"]  # the hint is data: each face renders it
+    assert body["error"]["details"] == {"action": "pull", "model": "tiny-remote-only"}
 
 
-async def test_unknown_route_under_llm_is_a_json_404(tiny_registry, jp_fetch):
+async def test_unknown_route_under_llm_is_a_json_404(tiny_registry, jp_fetch, jp_base_url):
     status, body, _ = await call(jp_fetch, "llm", "api", "nothing-here")
     assert_error(status, body, 404, "not_found")
+    # the path is quoted as sent: '%' is not doubled (jp_base_url is /a%40b/)
+    assert f"No route {jp_base_url}llm/api/nothing-here;" in body["error"]["message"]
 
 
 async def test_config_shows_settings_and_version(tiny_registry, jp_fetch):

@@ -23,6 +23,7 @@ from ..errors import (
     MissingDependency,
     ModelLoadError,
     ModelNotReady,
+    hint,
 )
 from ..gguf_meta import read_gguf_metadata, trained_context_length
 from ..hookspecs import hookimpl
@@ -123,8 +124,8 @@ class LlamaCppModel(Model):
             self.close()
             if not self.path.is_file():
                 raise ModelNotReady(
-                    f"Model {self.model_id!r} is not installed (no file at {self.path}). "
-                    f"Run `jupyter llm pull {self.model_id}`.", details={"model": self.model_id})
+                    f"Model {self.model_id!r} is not installed (no file at {self.path}); "
+                    "download it first.", details=hint("pull", model=self.model_id))
             meta = read_gguf_metadata(self.path)  # clear errors for empty/truncated/foreign files
             self._meta, self._trained_ctx = meta, trained_context_length(meta)
             want_ctx = effective_n_ctx(n_ctx or self.n_ctx or self._default_n_ctx(),

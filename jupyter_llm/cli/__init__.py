@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
+from ..display import error_text
 from ..errors import JupyterLLMError
 from ..redact import install_log_redaction
 
@@ -61,13 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JupyterLLMError as e:
         if args.debug:
             raise
-        print(f"jupyter llm: error: {e.message}", file=sys.stderr)
+        print(f"jupyter llm: error: {error_text(e, 'cli')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("jupyter llm: interrupted" + _RESUME_HINTS.get(args.command, ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if "jupyter_llm.client" in sys.modules:  # the command used a client: release it
+            sys.modules["jupyter_llm.client"].disconnect()
 
 
 if __name__ == "__main__":  # pragma: no cover

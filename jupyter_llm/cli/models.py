@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .progress import ProgressBar, human_bytes
+from ..display import ProgressBar, human_bytes
 
 __all__ = ["register"]
 

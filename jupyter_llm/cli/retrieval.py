@@ -1,110 +1,45 @@
-"""``jupyter llm ingest | search | ask``: build and query retrieval collections from a terminal."""
+"""``jupyter llm ingest | search | ask``: build and query retrieval collections from a terminal,
+through the ``Client`` (a server when ``JUPYTER_LLM_URL`` is set, else an in-process host)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
 
+from ..display import IngestBar
 from ..errors import InvalidRequest, NotFound
 
 __all__ = ["register"]
 
-
-class _IngestBar:
-    """A one-line file progress bar on stderr (redrawn on a terminal, quiet otherwise)."""
-
-    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = self.stream.isatty()
-
-    def __call__(self, event: Any) -> None:
-        if event.status == "skipped":
-            self._clear()
-            print(f"jupyter llm: skipped {event.path}: {event.error}", file=self.stream)
-        if not self.tty or not event.total:
-            return
-        frac = min(1.0, event.done / event.total)
-        filled = int(frac * self.width)
-        name = event.path if len(event.path) < 50 else "…" + event.path[-49:]
-        self.stream.write(f"\ringest [{'#' * filled}{'.' * (self.width - filled)}] "
-                          f"{event.done}/{event.total} {event.status:<9} {name}".ljust(110))
-        self.stream.flush()
-
-    def _clear(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 110 + "\r")
-
-    def close(self) -> None:
-        """End the bar's line."""
-        self._clear()
+BATCH = 64
+"""Queries of a ``--queries`` file sent in one request (results print as each batch ends)."""
 
 
-_HOSTS: list[Any] = []
-"""The in-process model host of this command, if it needed one (closed when it ends)."""
+def _client() -> Any:
+    from ..client import connect
 
-
-def _host() -> Any:
-    if not _HOSTS:
-        from ..client.local import LocalClient
-
-        _HOSTS.append(LocalClient().host)
-    return _HOSTS[0]
-
-
-def _collections() -> Any:
-    """Collections by name or path; registry (GGUF) embedders and chat models run in an
-    in-process host, started only when one is needed."""
-    from ..client.collections import HostCollections
-
-    return HostCollections(_host)
-
-
-def _closing(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Run ``command``, then stop the host's workers it started."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        finally:
-            while _HOSTS:
-                _HOSTS.pop().close()
-
-    return run
-
-
-def _open(name: str) -> Any:
-    collections = _collections()
-    return collections.attach(collections.manager.open(name))
+    return connect()
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ..retrieval.chunking import ChunkerSettings
-
-    chunking = None
-    if args.chunk_size or args.chunk_overlap is not None:
-        try:
-            chunking = ChunkerSettings(chunk_size=args.chunk_size or 200,
-                                       chunk_overlap=32 if args.chunk_overlap is None
-                                       else args.chunk_overlap)
-        except ValueError as e:
-            raise InvalidRequest(f"Invalid chunking settings: {e}") from e
-    collections = _collections()
-    coll = collections.attach(collections.manager.create(
-        args.collection, embedder=collections.embedder(args.embedder),
-        vector_backend=args.vector_backend, chunking=chunking))
-    bar = _IngestBar()
+    client = _client()
+    info = client.create_collection(args.collection, args.vector_backend,
+                                    embedding_model=args.embedder, chunk_size=args.chunk_size,
+                                    chunk_overlap=args.chunk_overlap)
+    bar = IngestBar()
     try:
-        report = coll.ingest(args.paths, include=args.include or (), exclude=args.exclude or (),
-                             progress=bar)
+        summary = client.ingest(args.collection, [os.path.abspath(p) for p in args.paths],
+                                include=args.include or (), exclude=args.exclude or (),
+                                progress=bar)
     finally:
         bar.close()
     if args.json:
-        print(json.dumps({"collection": str(coll.path), **report.to_dict()}))
+        print(json.dumps(summary))
     else:
-        print(f"{coll.path}: {report.summary()}")
+        print(f"{summary.get('path') or info.get('path')}: {summary['summary']}")
     return 0
 
 
@@ -133,17 +68,20 @@ def _read_queries(path: str) -> list[dict[str, Any]]:
 def _cmd_search(args: argparse.Namespace) -> int:
     if args.queries is None and not args.query:
         raise InvalidRequest("Give a QUERY, or --queries FILE.jsonl for a batch search.")
-    coll = _open(args.collection)
+    client = _client()
+    params = {"k": args.k, "mode": args.mode, "source": args.source, "threshold": args.threshold}
     if args.queries is not None:
-        for item in _read_queries(args.queries):
-            res = coll.search(item["question"], k=args.k, mode=args.mode, source=args.source,
-                              threshold=args.threshold)
-            print(json.dumps({"id": item["id"], "query": item["question"],
-                              "supported": res.supported,
-                              "results": [_result_row(r) for r in res]}), flush=True)
+        items = _read_queries(args.queries)
+        for start in range(0, len(items), BATCH):
+            batch = items[start:start + BATCH]
+            found = client.search_many(args.collection, [i["question"] for i in batch],
+                                       **params)
+            for item, res in zip(batch, found, strict=True):
+                print(json.dumps({"id": item["id"], "query": item["question"],
+                                  "supported": res.supported,
+                                  "results": [_result_row(r) for r in res]}), flush=True)
         return 0
-    res = coll.search(args.query, k=args.k, mode=args.mode, source=args.source,
-                      threshold=args.threshold)
+    res = client.search(args.collection, args.query, **params)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
@@ -157,23 +95,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    stream = None if args.json else (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-    if args.retrieval_only:
-        answer = _open(args.collection).ask(args.question, k=args.k, mode=args.mode,
-                                            source=args.source)
-        stream = None
-    else:  # the named or default chat model runs in a worker of an in-process host;
-        # with no chat model installed the answer is the cited passages, with a note
-        answer = _collections().prepare_ask(
-            args.collection, args.question, model=args.model, k=args.k, mode=args.mode,
-            source=args.source, face="cli").run(on_text=stream)
+    # the named or default chat model runs on the host; with none installed (or with
+    # --retrieval-only) the answer is the cited passages, with a note
+    params = {"k": args.k, "mode": args.mode, "source": args.source,
+              "threshold": args.threshold, "retrieval_only": args.retrieval_only}
+    client = _client()
     if args.json:
+        answer = client.ask(args.collection, args.question, args.model, **params)
         print(json.dumps(answer.to_dict()))
         return 0
-    if stream is None:
-        print(answer.text)
-    else:
-        print()
+    response = client.ask(args.collection, args.question, args.model, stream=True, **params)
+    for piece in response:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    print()
+    answer = response.answer
     if answer.note:
         print(f"({answer.note})", file=sys.stderr)
     cited = set(answer.cited) or {c.n for c in answer.citations}
@@ -186,13 +122,14 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``ingest``, ``search`` and ``ask`` commands."""
-    coll_help = "a collection name (in the collections folder) or a path to a .sqlite file"
+    coll_help = ("a collection name (in the collections folder) or, without a server, a path "
+                 "to a .sqlite file")
     p = subparsers.add_parser("ingest", help="add files and folders to a retrieval collection",
                               description="Add, update and remove documents of a collection "
                               "(idempotent: unchanged files are skipped by content hash).")
     p.add_argument("collection", help=coll_help)
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to ingest")
-    p.add_argument("--vector-backend", choices=["vec", "vss"], default="vec",
+    p.add_argument("--vector-backend", choices=["vec", "vss"], default=None,
                    help="vector index for a new collection (default: vec)")
     p.add_argument("--include", action="append", metavar="GLOB", help="only matching files")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip matching files")
@@ -200,15 +137,20 @@ def register(subparsers: Any) -> None:
                    help="embedding model for a new collection (default: all-MiniLM-L6-v2; "
                    "a registry embedding model id such as bge-small-en-v1.5-q8_0, run in a "
                    "worker; a sentence-transformers name or folder; or openai:MODEL@BASE_URL)")
-    p.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (200)")
-    p.add_argument("--chunk-overlap", type=int, default=None, help="overlap in tokens (32)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="tokens per chunk of a new collection (200)")
+    p.add_argument("--chunk-overlap", type=int, default=None,
+                   help="tokens two chunks share, for a new collection (32)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_closing(_cmd_ingest))
+    p.set_defaults(func=_cmd_ingest)
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
         q.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
         q.add_argument("--source", default=None, help="only files under this path or glob")
+        q.add_argument("--threshold", type=float, default=None,
+                       help="support threshold: the best cosine similarity (-1 to 1) that "
+                       "counts as covered (default: the collection's own)")
         q.add_argument("--json", action="store_true", help="print JSON")
 
     s = subparsers.add_parser("search", help="search a retrieval collection")
@@ -216,10 +158,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("query", nargs="?", help="the query text")
     s.add_argument("--queries", metavar="FILE.jsonl",
                    help='batch: one {"id", "question"} per line; prints one JSON line each')
-    s.add_argument("--threshold", type=float, default=None,
-                   help="support threshold (best cosine similarity) for 'supported'")
     common(s)
-    s.set_defaults(func=_closing(_cmd_search))
+    s.set_defaults(func=_cmd_search)
 
     a = subparsers.add_parser("ask", help="answer a question from a collection, with citations")
     a.add_argument("collection", help=coll_help)
@@ -230,4 +170,4 @@ def register(subparsers: Any) -> None:
     a.add_argument("--retrieval-only", action="store_true",
                    help="do not run a chat model: answer with the cited passages")
     common(a)
-    a.set_defaults(func=_closing(_cmd_ask))
+    a.set_defaults(func=_cmd_ask)

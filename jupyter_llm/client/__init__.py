@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .local import LocalClient
     from .remote import RemoteClient
 
-__all__ = ["Client", "LocalClient", "RemoteClient", "connect"]
+__all__ = ["Client", "LocalClient", "RemoteClient", "connect", "disconnect"]
 
 _default: Client | None = None
 
@@ -33,6 +33,14 @@ def connect(*, fresh: bool = False) -> Client:
 
             _default = LocalClient()
     return _default
+
+
+def disconnect() -> None:
+    """Close the shared client, if one was made (an in-process host stops its workers)."""
+    global _default
+    client, _default = _default, None
+    if client is not None:
+        client.close()
 
 
 def __getattr__(name: str) -> Any:

@@ -91,8 +91,18 @@ class Client(ABC):
         """Return one vector per text from an embedding model."""
 
     @abstractmethod
-    def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The most recent requests, newest first."""
+    def history(self, limit: int = 20, *, model: str | None = None, user: str | None = None,
+                collection: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[dict[str, Any]]:
+        """The most recent requests (that the caller may see), newest first; filtered by
+        model, user, collection and a ``[since, until)`` range of epoch seconds."""
+
+    @abstractmethod
+    def history_stats(self, *, by: str = "model", user: str | None = None,
+                      collection: str | None = None, since: float | None = None,
+                      until: float | None = None) -> dict[str, Any]:
+        """Requests, errors, refusals, tokens, mean ttft, tokens/s and feedback per model (or
+        per user, ``by="user"``) and in total, of the entries the filters select."""
 
     # -- retrieval collections ---------------------------------------------------------------
     @abstractmethod
@@ -101,8 +111,10 @@ class Client(ABC):
 
     @abstractmethod
     def create_collection(self, name: str, vector_backend: str | None = None, *,
-                          embedding_model: str | None = None) -> dict[str, Any]:
-        """Create a collection (or return a matching existing one) and describe it."""
+                          embedding_model: str | None = None, chunk_size: int | None = None,
+                          chunk_overlap: int | None = None) -> dict[str, Any]:
+        """Create a collection (or return a matching existing one) and describe it; chunk
+        sizes are in tokens (defaults 200 and 32), recorded in the collection."""
 
     @abstractmethod
     def delete_collection(self, name: str) -> bool:
@@ -117,17 +129,29 @@ class Client(ABC):
 
     @abstractmethod
     def search(self, name: str, query: str, k: int = 5, mode: str = "hybrid", *,
-               source: str | None = None) -> SearchResults:
+               source: str | None = None, threshold: float | None = None) -> SearchResults:
         """The ``k`` best chunks (``dense``, ``lexical`` or ``hybrid``) with citations and
-        whether the collection covers the query (``supported``)."""
+        whether the collection covers the query (``supported``: the best similarity reaches
+        ``threshold``, by default the collection's own)."""
+
+    @abstractmethod
+    def search_many(self, name: str, queries: Sequence[str], k: int = 5, mode: str = "hybrid",
+                    *, source: str | None = None,
+                    threshold: float | None = None) -> list[SearchResults]:
+        """``search`` for each of several queries in one call, in order."""
 
     @abstractmethod
     def ask(self, name: str, question: str, model: str | None = None, stream: bool = False, *,
-            k: int = 5, mode: str = "hybrid", source: str | None = None, log: bool = True,
+            k: int = 5, mode: str = "hybrid", source: str | None = None,
+            threshold: float | None = None, retrieval_only: bool = False, log: bool = True,
             **options: Any) -> Answer | Response:
         """A grounded answer citing the collection (``model`` None: the default chat model, or
-        a retrieval-only answer when there is none): an ``Answer``, or with ``stream=True`` a
-        ``Response`` whose ``answer`` and ``citations`` are set when the stream ends."""
+        a retrieval-only answer when there is none or ``retrieval_only``): an ``Answer``, or
+        with ``stream=True`` a ``Response`` whose ``answer`` and ``citations`` are set when the
+        stream ends."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release what this client holds (connections, an in-process host's workers)."""
 
     def prompt(self, text: str, model: str | None = None, *, system: str | None = None,
                **options: Any) -> Response:

@@ -10,9 +10,9 @@ from ..models import Message, Response
 from .base import Client, ProgressCallback
 
 if TYPE_CHECKING:
+    from ..host.collections import HostCollections
     from ..retrieval.answer import Answer
     from ..retrieval.search import SearchResults
-    from .collections import HostCollections
 
 __all__ = ["LocalClient"]
 
@@ -26,6 +26,12 @@ class LocalClient(Client):
 
     def __repr__(self) -> str:
         return "<LocalClient (in-process host)>"
+
+    def close(self) -> None:
+        """Close the collections and stop the host's worker processes."""
+        if self._colls is not None:
+            self._colls.close()
+        self.host.close()
 
     def models(self, tag: str | None = None) -> list[dict[str, Any]]:
         """Every registry model with its state."""
@@ -123,17 +129,30 @@ class LocalClient(Client):
 
         return TokenStore().revoke(name)
 
-    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+    def history(self, limit: int = 20, *, model: str | None = None, user: str | None = None,
+                collection: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[dict[str, Any]]:
         """The most recent requests, newest first (empty when history is off)."""
         log = self.host.history
-        return [] if log is None else log.entries(limit)
+        return [] if log is None else log.entries(limit, model=model, user=user,
+                                                  collection=collection, since=since,
+                                                  until=until)
 
-    # -- retrieval collections (the retrieval manager in this process) -------------------------
+    def history_stats(self, *, by: str = "model", user: str | None = None,
+                      collection: str | None = None, since: float | None = None,
+                      until: float | None = None) -> dict[str, Any]:
+        """Statistics of this machine's history."""
+        from ..history import History
+
+        log = self.host.history or History()
+        return log.stats(by=by, user=user, collection=collection, since=since, until=until)
+
+    # -- retrieval collections (the host's collections service in this process) ----------------
     @property
     def collections_service(self) -> HostCollections:
         """Collections next to this client's host (names in the data directory, or paths)."""
         if self._colls is None:
-            from .collections import HostCollections
+            from ..host.collections import HostCollections
 
             self._colls = HostCollections(lambda: self.host)
         return self._colls
@@ -143,10 +162,12 @@ class LocalClient(Client):
         return self.collections_service.list()
 
     def create_collection(self, name: str, vector_backend: str | None = None, *,
-                          embedding_model: str | None = None) -> dict[str, Any]:
+                          embedding_model: str | None = None, chunk_size: int | None = None,
+                          chunk_overlap: int | None = None) -> dict[str, Any]:
         """Create a collection (name or ``.sqlite`` path), or return a matching existing one."""
-        info, _ = self.collections_service.create(name, vector_backend=vector_backend,
-                                                  embedding_model=embedding_model)
+        info, _ = self.collections_service.create(
+            name, vector_backend=vector_backend, embedding_model=embedding_model,
+            chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         return info
 
     def delete_collection(self, name: str) -> bool:
@@ -161,17 +182,26 @@ class LocalClient(Client):
                                                progress=progress)
 
     def search(self, name: str, query: str, k: int = 5, mode: str = "hybrid", *,
-               source: str | None = None) -> SearchResults:
+               source: str | None = None, threshold: float | None = None) -> SearchResults:
         """Search a collection in this process."""
-        return self.collections_service.search(name, query, k=k, mode=mode, source=source)
+        return self.collections_service.search(name, query, k=k, mode=mode, source=source,
+                                               threshold=threshold)
+
+    def search_many(self, name: str, queries: Sequence[str], k: int = 5, mode: str = "hybrid",
+                    *, source: str | None = None,
+                    threshold: float | None = None) -> list[SearchResults]:
+        """Search several queries in this process."""
+        return self.collections_service.search_many(name, list(queries), k=k, mode=mode,
+                                                    source=source, threshold=threshold)
 
     def ask(self, name: str, question: str, model: str | None = None, stream: bool = False, *,
-            k: int = 5, mode: str = "hybrid", source: str | None = None, log: bool = True,
+            k: int = 5, mode: str = "hybrid", source: str | None = None,
+            threshold: float | None = None, retrieval_only: bool = False, log: bool = True,
             **options: Any) -> Answer | Response:
         """A grounded answer with this process's host as the chat model."""
-        from .collections import stream_answer
+        from ..host.grounded import stream_answer
 
         run = self.collections_service.prepare_ask(
-            name, question, model=model, k=k, mode=mode, source=source, options=options,
-            log=log, face="python")
+            name, question, model=model, k=k, mode=mode, source=source, threshold=threshold,
+            retrieval_only=retrieval_only, options=options, log=log, face="python")
         return stream_answer(run) if stream else run.run()

@@ -69,8 +69,8 @@ class RemoteClient(Client):
         url = url or os.environ.get("JUPYTER_LLM_URL")
         if not url:
             raise errors.InvalidRequest(
-                "RemoteClient needs a server URL: pass url= or set JUPYTER_LLM_URL "
-                "(e.g. from `jupyter llm serve`).")
+                "RemoteClient needs a server URL: pass url= or set JUPYTER_LLM_URL (a "
+                "jupyter-llm server prints its URL when it starts).")
         self.url = url.rstrip("/") + "/"
         if token is None:  # behind JupyterHub, the user's own hub token identifies them
             token = os.environ.get("JUPYTER_LLM_TOKEN") or os.environ.get(
@@ -243,9 +243,20 @@ class RemoteClient(Client):
         """Revoke a named token on the server (admins)."""
         return bool(self._call("DELETE", f"tokens/{name}")["revoked"])
 
-    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+    def history(self, limit: int = 20, *, model: str | None = None, user: str | None = None,
+                collection: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[dict[str, Any]]:
         """The server's most recent requests, newest first."""
-        return self._call("GET", "history", params={"limit": limit})["entries"]
+        params = _filters(model=model, user=user, collection=collection, since=since,
+                          until=until)
+        return self._call("GET", "history", params={"limit": limit, **params})["entries"]
+
+    def history_stats(self, *, by: str = "model", user: str | None = None,
+                      collection: str | None = None, since: float | None = None,
+                      until: float | None = None) -> dict[str, Any]:
+        """The server's request statistics (as the caller's role may see them)."""
+        return self._call("GET", "history/stats", params=_filters(
+            by=by, user=user, collection=collection, since=since, until=until))
 
     # -- retrieval collections ----------------------------------------------------------------
     def collections(self) -> list[dict[str, Any]]:
@@ -253,10 +264,12 @@ class RemoteClient(Client):
         return self._call("GET", "collections")["collections"]
 
     def create_collection(self, name: str, vector_backend: str | None = None, *,
-                          embedding_model: str | None = None) -> dict[str, Any]:
+                          embedding_model: str | None = None, chunk_size: int | None = None,
+                          chunk_overlap: int | None = None) -> dict[str, Any]:
         """Create a collection on the server (or return a matching existing one)."""
         return self._call("POST", "collections", json={
-            "name": name, "vector_backend": vector_backend, "embedding_model": embedding_model})
+            "name": name, "vector_backend": vector_backend, "embedding_model": embedding_model,
+            "chunk_size": chunk_size, "chunk_overlap": chunk_overlap})
 
     def delete_collection(self, name: str) -> bool:
         """Delete a collection on the server."""
@@ -280,18 +293,29 @@ class RemoteClient(Client):
                                   details={"collection": name})
 
     def search(self, name: str, query: str, k: int = 5, mode: str = "hybrid", *,
-               source: str | None = None) -> SearchResults:
+               source: str | None = None, threshold: float | None = None) -> SearchResults:
         """Search a collection on the server."""
-        body = self._call("POST", _coll(name, "search"),
-                          json={"query": query, "k": k, "mode": mode, "source": source})
+        body = self._call("POST", _coll(name, "search"), json={
+            "query": query, "k": k, "mode": mode, "source": source, "threshold": threshold})
         return _search_results(body)
 
+    def search_many(self, name: str, queries: Sequence[str], k: int = 5, mode: str = "hybrid",
+                    *, source: str | None = None,
+                    threshold: float | None = None) -> list[SearchResults]:
+        """Search several queries on the server in one request."""
+        body = self._call("POST", _coll(name, "search"), json={
+            "queries": list(queries), "k": k, "mode": mode, "source": source,
+            "threshold": threshold})
+        return [_search_results(item) for item in body["searches"]]
+
     def ask(self, name: str, question: str, model: str | None = None, stream: bool = False, *,
-            k: int = 5, mode: str = "hybrid", source: str | None = None, log: bool = True,
+            k: int = 5, mode: str = "hybrid", source: str | None = None,
+            threshold: float | None = None, retrieval_only: bool = False, log: bool = True,
             **options: Any) -> Answer | Response:
         """A grounded answer from the server (streamed as a ``Response`` with ``stream``)."""
         payload = {"question": question, "model": model, "k": k, "mode": mode,
-                   "source": source, "options": options, "log": log}
+                   "source": source, "threshold": threshold, "retrieval_only": retrieval_only,
+                   "options": options, "log": log}
         if not stream:
             body = self._call("POST", _coll(name, "ask"), json={**payload, "stream": False})
             return _answer(question, body, body["message"]["content"])
@@ -319,6 +343,11 @@ class RemoteClient(Client):
 
         response = Response(events(), model_id=model or "", request=Request(prompt=question))
         return response
+
+
+def _filters(**filters: Any) -> dict[str, str]:
+    """Query parameters for the filters that are set."""
+    return {key: str(value) for key, value in filters.items() if value is not None}
 
 
 def _coll(name: str, action: str | None = None) -> str:

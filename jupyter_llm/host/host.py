@@ -38,6 +38,7 @@ from ..errors import (
     JupyterLLMError,
     ModelLoadError,
     ModelNotReady,
+    hint,
 )
 from ..limits import check_texts
 from ..models import Message, Model, Request, Response, check_messages
@@ -107,10 +108,6 @@ class ModelHost:
         self.classroom = Classroom(self.settings, lambda: self.history)
 
     # -- registry and state ----------------------------------------------------------------
-    def reload_registry(self) -> None:
-        """Re-read every registry file (after a user edits one)."""
-        self.registry = self._with_url_models(registry_with_plugins(Registry.load()))
-
     def _with_url_models(self, registry: Registry) -> Registry:
         """Add entries for models once downloaded from a URL (``url:*``), from their manifests."""
         from ..downloads import spec_from_url
@@ -261,9 +258,8 @@ class ModelHost:
 
     def _path_of(self, spec: ModelSpec) -> Path:
         if not (spec.model_extra or {}).get("path") and not self.store.is_installed(spec):
-            raise ModelNotReady(f"Model {spec.id!r} is not installed. Run `jupyter llm pull "
-                                f"{spec.id}` (or `%llm pull {spec.id}`).",
-                                details={"model": spec.id})
+            raise ModelNotReady(f"Model {spec.id!r} is not installed; download it first.",
+                                details=hint("pull", model=spec.id))
         return model_file(spec, self.store)
 
     def _in_process_model(self, spec: ModelSpec, *, embedding: bool = False) -> Model:
@@ -300,8 +296,8 @@ class ModelHost:
                 if owner:
                     if not (self.settings.auto_load if auto_load is None else auto_load):
                         raise ModelNotReady(
-                            f"Model {spec.id!r} is not loaded; load it first "
-                            f"(`jupyter llm load {spec.id}`).", details={"model": spec.id})
+                            f"Model {spec.id!r} is not loaded; load it first.",
+                            details=hint("load", model=spec.id))
                     future = Future()
                     self._loading[spec.id] = future
             assert future is not None

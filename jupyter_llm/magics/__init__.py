@@ -5,11 +5,30 @@ Importing this package is cheap; IPython and the client load when the extension 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["load_ipython_extension", "unload_ipython_extension", "provide", "provided"]
 
 _registered: dict[int, Any] = {}
+_views: dict[str, Callable[..., Any]] = {}
+
+
+def provide(name: str, factory: Callable[..., Any]) -> None:
+    """Register a view another package makes (``panel``: the model panel widget); the magics
+    never import another face, ``jupyter_llm.load_ipython_extension`` wires them."""
+    _views[name] = factory
+
+
+def provided(name: str) -> Callable[..., Any]:
+    """The factory registered for ``name`` (``InvalidRequest`` when none is)."""
+    factory = _views.get(name)
+    if factory is None:
+        from ..errors import InvalidRequest
+
+        raise InvalidRequest(f"No {name} is available here: load the extension with "
+                             "`%load_ext jupyter_llm` (it needs ipywidgets).")
+    return factory
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -206,10 +206,11 @@ def _history_row(row: dict[str, Any], time: Any) -> dict[str, Any]:
 
 
 def cmd_panel(shell: Any, s: Session, args: list[str]) -> Any:
-    """Show the model panel widget."""
-    from ..widgets import ModelPanel
+    """Show the model panel widget (provided by ``jupyter_llm.widgets`` at ``%load_ext``)."""
+    from . import provided
 
-    panel = ModelPanel(s.client, default_model=s.default_model or "", on_default=s.use)
+    factory = provided("panel")
+    panel = factory(s.client, default_model=s.default_model or "", on_default=s.use)
     s.panel = panel
     return panel
 

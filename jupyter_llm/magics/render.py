@@ -9,28 +9,23 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..display import ProgressBar, error_text, human_bytes
 from ..errors import JupyterLLMError
 from .arguments import FORMATS
 
 if TYPE_CHECKING:
     from ..models import Response
 
-__all__ = ["StreamDisplay", "FORMATS", "cell_error", "extract_code", "for_magics",
-           "footer", "ingest_progress", "markdown_table", "progress_callback"]
+__all__ = ["StreamDisplay", "FORMATS", "cell_error", "extract_code", "footer",
+           "ingest_progress", "markdown_table", "progress_callback"]
 
-_CLI = re.compile(r"`jupyter llm (models|pull|rm|load|unload|ps)\b")
-_SAME = re.compile(r"(`%llm ([^`]+)`) \(or `%llm \2`\)")
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
 
-def for_magics(message: str) -> str:
-    """Point the CLI's next steps (`jupyter llm pull X`) at the magic (`%llm pull X`)."""
-    return _SAME.sub(r"\1", _CLI.sub(r"`%llm \1", message))
-
-
 def cell_error(err: JupyterLLMError) -> JupyterLLMError:
-    """Make IPython show ``err`` as one line (its class and message), never a traceback."""
-    message = f"{type(err).__name__}: {for_magics(err.message)}"
+    """Make IPython show ``err`` as one line (its class, message and hint as `%llm …`),
+    never a traceback."""
+    message = f"{type(err).__name__}: {error_text(err, 'notebook')}"
     err._render_traceback_ = lambda: [message]  # type: ignore[attr-defined]
     return err
 
@@ -174,15 +169,13 @@ def progress_callback(label: str) -> tuple[Any, Any]:
             if total:
                 bar.value = min(100, int(100 * done / total))
             status = event.get("status", "")
-            info.value = f"{_human(done)} / {_human(total)} {status}".strip()
+            info.value = f"{human_bytes(done)} / {human_bytes(total)} {status}".strip()
             if status == "done":
                 bar.value, bar.bar_style = 100, "success"
             elif status in ("error", "cancelled"):
                 bar.bar_style = "danger"
 
         return update, lambda: None
-    from ..cli.progress import ProgressBar
-
     text_bar = ProgressBar(label, stream=sys.stdout)
     return text_bar, lambda: None
 
@@ -217,8 +210,3 @@ def ingest_progress(label: str) -> tuple[Any, Any]:
 
     return update, close
 
-
-def _human(n: float | None) -> str:
-    from ..cli.progress import human_bytes
-
-    return human_bytes(n)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import paths
+from .. import errors, paths
 from ..errors import NotFound, RegistryError
 from .template import PromptTemplate
 
@@ -137,9 +137,10 @@ class PromptLibrary:
             if Path(problem.path).stem == name:
                 raise problem.error()
         close = difflib.get_close_matches(name, list(self.templates), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise NotFound(f"Unknown prompt {name!r}.{hint} Run `%llm templates` to list the prompts.",
-                       details={"prompt": name, "suggestions": close})
+        guess = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise NotFound(f"Unknown prompt {name!r}.{guess} List the prompts to choose one.",
+                       details={"prompt": name, "suggestions": close,
+                                **errors.hint("list_templates")})
 
     def __contains__(self, name: object) -> bool:
         return name in self.templates

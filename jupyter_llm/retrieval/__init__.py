@@ -1,10 +1,11 @@
 """Retrieval over course materials: collections in one SQLite file, search, grounded answers.
 
-Public API (faces — CLI, magics, REST, LangChain — call only these)::
+A plain library: it knows no host, HTTP or face. An embedder or chat model is passed in;
+named collections, the collections folder and host models are the host's collections service
+(``jupyter_llm.host.collections``), which every face reaches through a ``Client``::
 
-    from jupyter_llm.retrieval import CollectionManager, Collection
-    manager = CollectionManager()                      # collections in paths.collections_dir()
-    coll = manager.create("course", vector_backend="vec")   # or Collection.create("x.sqlite")
+    from jupyter_llm.retrieval import Collection
+    coll = Collection.create("course.sqlite", vector_backend="vec")   # or Collection.open(path)
     coll.ingest(["course/"], include=["*.md"], progress=print)
     results = coll.search("how do I undo a commit?", k=5, mode="hybrid")
     answer = coll.ask("how do I undo a commit?", model=chat_model_or_None)
@@ -17,7 +18,6 @@ from typing import Any
 
 __all__ = [
     "Collection",
-    "CollectionManager",
     "EmbedderMismatch",
     "Embedder",
     "get_embedder",
@@ -36,7 +36,6 @@ __all__ = [
 _LAZY = {
     "Collection": "jupyter_llm.retrieval.collection",
     "EmbedderMismatch": "jupyter_llm.retrieval.collection",
-    "CollectionManager": "jupyter_llm.retrieval.manager",
     "Embedder": "jupyter_llm.retrieval.embedders",
     "get_embedder": "jupyter_llm.retrieval.embedders",
     "SearchResult": "jupyter_llm.retrieval.search",

@@ -16,6 +16,7 @@ from jupyter_llm.errors import (
     ModelNotReady,
     NotACollection,
     NotFound,
+    hint,
 )
 from jupyter_llm.retrieval.chunking import Chunk, ChunkerSettings
 from jupyter_llm.retrieval.db import Database, connect
@@ -116,8 +117,9 @@ class Collection:
         """Open an existing collection; a given ``embedder`` must match the recorded one."""
         path = Path(path).expanduser()
         if not path.is_file():
-            raise NotFound(f"No collection at {path}. Create it with "
-                           f"`jupyter llm ingest {path} FOLDER`.", details={"path": str(path)})
+            raise NotFound(f"No collection at {path}. Build it by ingesting files or folders "
+                           "into it.", details={"path": str(path),
+                                                **hint("ingest", collection=str(path))})
         db = connect(path)
         meta = read_meta(db)
         if meta is None:

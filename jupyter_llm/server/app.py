@@ -17,6 +17,7 @@ from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from .._version import __version__
+from .base import AUTH_RESOURCE
 
 __all__ = ["JupyterLLM", "LLMOnlyAuthorizer", "URL_ENV", "TOKEN_ENV"]
 
@@ -137,15 +138,15 @@ class JupyterLLM(ExtensionApp):
 
     @property
     def collections(self) -> Any:
-        """The server's retrieval collections (a ``CollectionManager`` next to the host, with
+        """The server's collections service (``host.collections.HostCollections``: names only,
         ingest paths confined to ``root_dir``; created on first use)."""
         if self._collections is None:
             with self._collections_lock:
                 if self._collections is None:
-                    from ..client.collections import HostCollections
+                    from ..host.collections import HostCollections
 
                     root = self.serverapp.root_dir if self.serverapp is not None else None
-                    self._collections = HostCollections(lambda: self.host, root=root,
+                    self._collections = HostCollections(lambda: self.host, root_dir=root,
                                                         names_only=True)
         return self._collections
 
@@ -211,11 +212,11 @@ class JupyterLLM(ExtensionApp):
 class LLMOnlyAuthorizer(Authorizer):
     """For ``jupyter llm serve``: refuse Jupyter's own services (kernels, contents, terminals,
     sessions…), so the token of a shared model host grants no code execution or file access.
-    The jupyter_llm routes need only authentication and are unaffected."""
+    The jupyter_llm routes (resource ``llm``) are allowed to every authenticated user."""
 
     def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
-        """Allow only the read-only ``api`` resource (``/api/status``, ``/api``)."""
-        return resource == "api" and action == "read"
+        """Allow the ``llm`` resource and the read-only ``api`` one (``/api/status``)."""
+        return resource == AUTH_RESOURCE or (resource == "api" and action == "read")
 
 
 main = launch_new_instance = JupyterLLM.launch_instance

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import httputil, web
@@ -21,7 +22,7 @@ from ..limits import MAX_JSON_DEPTH, check_body_size, check_json_depth
 from ..redact import redact
 
 __all__ = ["LLMHandler", "NotFoundHandler", "error_body", "openai_error_body", "STREAM_END",
-           "AUTH_MESSAGE"]
+           "AUTH_MESSAGE", "AUTH_RESOURCE"]
 
 log = logging.getLogger("jupyter_llm.server")
 
@@ -74,8 +75,16 @@ def openai_error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str
     return status, body, headers
 
 
+AUTH_RESOURCE = "llm"
+"""The resource Jupyter's ``Authorizer`` is asked about for every ``/llm`` route (actions:
+``read`` for GET, ``write`` for POST and DELETE), so a custom Authorizer (JupyterHub roles)
+can govern them; ``@web.authenticated`` still requires a user first."""
+
+
 class LLMHandler(APIHandler):
     """Base of every jupyter_llm handler; subclasses stay thin and call the host."""
+
+    auth_resource = AUTH_RESOURCE
 
     openai_errors = False
     """True for ``/v1`` handlers: errors in OpenAI's statuses and codes (``openai_error_body``)."""
@@ -305,19 +314,25 @@ class NotFoundHandler(LLMHandler):
     """Any other path under ``llm/``: 404 in the JSON error shape."""
 
     def _missing(self) -> None:
-        raise web.HTTPError(404, f"No route {self.request.path}; see llm/api/openapi.json.")
+        # the path goes in as an argument: tornado %-formats log_message with args, and a
+        # path that is the format string itself would double its '%' (as in /a%40b/)
+        raise web.HTTPError(404, "No route %s; the routes are listed in llm/api/openapi.json.",
+                            self.request.path)
 
     @web.authenticated
+    @authorized
     def get(self, *args: Any) -> None:
         """404."""
         self._missing()
 
     @web.authenticated
+    @authorized
     def post(self, *args: Any) -> None:
         """404."""
         self._missing()
 
     @web.authenticated
+    @authorized
     def delete(self, *args: Any) -> None:
         """404."""
         self._missing()

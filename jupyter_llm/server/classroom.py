@@ -7,6 +7,7 @@ import io
 import time
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
@@ -85,6 +86,7 @@ class MeHandler(ClassroomHandler):
     """``GET llm/api/me``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The caller's name and role, what the role may do, and the usage of its limits."""
         host, identity, role = await self.caller()
@@ -100,6 +102,7 @@ class HistoryHandler(ClassroomHandler):
     """``GET llm/api/history[?limit&model&user&collection&since&until]``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The most recent requests the caller may see, newest first."""
         _, identity, role = await self.caller()
@@ -113,6 +116,7 @@ class HistoryStatsHandler(ClassroomHandler):
     """``GET llm/api/history/stats[?by=model|user&...]``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Requests, errors, refusals, tokens, speed and feedback per model or per user."""
         _, identity, role = await self.caller()
@@ -127,6 +131,7 @@ class HistoryExportHandler(ClassroomHandler):
     """``GET llm/api/history/export?format=csv|jsonl[&filters]`` (roles with ``export``)."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The filtered history as a CSV or JSONL download."""
         _, identity, role = await self.caller()
@@ -150,6 +155,7 @@ class FeedbackHandler(ClassroomHandler):
     response carried)."""
 
     @web.authenticated
+    @authorized
     async def post(self, entry_id: str) -> None:
         """Thumbs up or down, a score and a comment on one of the caller's answers."""
         _, identity, role = await self.caller()
@@ -167,12 +173,14 @@ class TokensHandler(ClassroomHandler):
     """``GET``/``POST llm/api/tokens`` (roles with ``manage_tokens``)."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Every token's name, role and creation time (never the token)."""
         _, tokens = await self._tokens()
         self.write_json({"tokens": await self.run_blocking(tokens.list)})
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Issue a token; the answer is the only place it is ever shown."""
         host, tokens = await self._tokens()
@@ -190,6 +198,7 @@ class TokenHandler(ClassroomHandler):
     """``DELETE llm/api/tokens/{name}``."""
 
     @web.authenticated
+    @authorized
     async def delete(self, name: str) -> None:
         """Revoke a token."""
         _, tokens = await self._tokens()

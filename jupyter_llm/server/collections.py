@@ -1,16 +1,18 @@
 """The collections API ``llm/api/collections…``: list, create, delete, ingest (NDJSON
-progress), search and ask (grounded answers, streamed like chat). Handlers only parse, call
-the extension's ``HostCollections`` off the loop, and answer."""
+progress), search (one query or a batch) and ask (grounded answers, streamed like chat).
+Handlers only parse, call the host's collections service (``host.collections``) off the
+loop, and answer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tornado import web
 
-from ..errors import Forbidden
+from ..errors import Forbidden, InvalidRequest
 from ..host.streams import CallbackStream
 from .base import LLMHandler
 from .native import ndjson
@@ -31,6 +33,9 @@ class CreateCollectionBody(_Body):
     embedding_model: str | None = Field(
         None, description="all-MiniLM-L6-v2 (default), a registry GGUF embedding model id "
                           "(run by the host), or openai:MODEL@BASE_URL.")
+    chunk_size: int | None = Field(None, description="Tokens per chunk of a new collection "
+                                                     "(16–8192, default 200).")
+    chunk_overlap: int | None = Field(None, description="Tokens two chunks share (default 32).")
 
 
 class IngestBody(_Body):
@@ -52,12 +57,16 @@ class IngestBody(_Body):
 
 
 class SearchBody(_Body):
-    """``POST llm/api/collections/{name}/search``."""
+    """``POST llm/api/collections/{name}/search``: ``query``, or a batch of ``queries``."""
 
-    query: str
+    query: str | None = Field(None, description="The query (or give `queries`).")
+    queries: list[str] | None = Field(None, description="A batch of queries: the answer is "
+                                                         '{"searches": [one result per query]}.')
     k: int = Field(5, description="Number of results, 1–1000.")
     mode: str = Field("hybrid", description='"dense", "lexical" or "hybrid".')
     source: str | None = Field(None, description="Only files under this path, or a glob.")
+    threshold: float | None = Field(None, description="Best cosine similarity that counts as "
+                                                      "covered (null: the collection's own).")
 
 
 class AskBody(_Body):
@@ -69,15 +78,18 @@ class AskBody(_Body):
     k: int = Field(5, description="Number of passages to ground on, 1–1000.")
     mode: str = Field("hybrid", description='"dense", "lexical" or "hybrid".')
     source: str | None = Field(None, description="Only files under this path, or a glob.")
+    threshold: float | None = Field(None, description="Best cosine similarity that counts as "
+                                                      "covered (null: the collection's own).")
+    retrieval_only: bool = Field(False, description="Answer with the cited passages only.")
     options: dict[str, Any] = Field(default_factory=dict, description="Generation options.")
     log: bool = Field(True, description="Record the chat in the history.")
 
 
 class CollectionsHandlerBase(LLMHandler):
-    """Shared helpers: the extension's ``HostCollections`` and callback-driven streams."""
+    """Shared helpers: the host's collections service and callback-driven streams."""
 
     async def collections(self) -> Any:
-        """The server's ``HostCollections`` (created on first use, off the loop)."""
+        """The server's collections service (created on first use, off the loop)."""
         return await self.run_blocking(lambda: self.llm.collections)
 
     async def stream_calls(self, run: Callable[[Callable[[Any], None]], Any],
@@ -96,19 +108,22 @@ class CollectionsHandler(CollectionsHandlerBase):
     """``GET`` / ``POST llm/api/collections``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Every collection in the data directory."""
         colls = await self.collections()
         self.write_json({"collections": await self.run_blocking(colls.list)})
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Create a collection (201), or return a matching existing one (200)."""
         body = self.parse(CreateCollectionBody)
         colls = await self.collections()
         info, created = await self.run_blocking(
             colls.create, body.name, vector_backend=body.vector_backend,
-            embedding_model=body.embedding_model)
+            embedding_model=body.embedding_model, chunk_size=body.chunk_size,
+            chunk_overlap=body.chunk_overlap)
         self.write_json(info, 201 if created else 200)
 
 
@@ -116,12 +131,14 @@ class CollectionHandler(CollectionsHandlerBase):
     """``GET`` / ``DELETE llm/api/collections/{name}``."""
 
     @web.authenticated
+    @authorized
     async def get(self, name: str) -> None:
         """One collection's summary."""
         colls = await self.collections()
         self.write_json(await self.run_blocking(lambda: colls.info(colls.open(name))))
 
     @web.authenticated
+    @authorized
     async def delete(self, name: str) -> None:
         """Delete the collection file (the ingested source files are untouched)."""
         colls = await self.collections()
@@ -132,15 +149,16 @@ class IngestHandler(CollectionsHandlerBase):
     """``POST llm/api/collections/{name}/ingest``: NDJSON progress ending with a summary."""
 
     @web.authenticated
+    @authorized
     async def post(self, name: str) -> None:
         """Add, update and remove documents; a disconnect stops after the current batch."""
         body = self.parse(IngestBody)
         if not self.authorizer.is_authorized(self, self.current_user, "read", "contents"):
             raise Forbidden(
                 "Ingesting reads files on the server, and this server does not let you read "
-                "its files (`jupyter llm serve` refuses file access). Build the collection "
-                "where the files are (`jupyter llm ingest NAME FOLDER`) and copy the .sqlite "
-                "file into the host's collections folder.")
+                "its files (a shared model host refuses file access). Build the collection "
+                "where the files are and copy its .sqlite file into the host's collections "
+                "folder.", details={"collection": name})
         colls = await self.collections()
         # errors that need their own status: unknown collection, path outside root_dir, missing
         await self.run_blocking(lambda: (colls.open(name), colls.resolve_paths(body.paths)))
@@ -159,32 +177,43 @@ class SearchHandler(CollectionsHandlerBase):
     """``POST llm/api/collections/{name}/search``."""
 
     @web.authenticated
+    @authorized
     async def post(self, name: str) -> None:
-        """The best chunks with citations and whether the collection covers the query."""
-        from ..client.collections import search_dict
+        """The best chunks with citations and whether the collection covers the query; for a
+        batch (``queries``), ``{"searches": [...]}`` in the same order."""
+        from ..host.grounded import search_dict
 
         body = self.parse(SearchBody)
+        if (body.query is None) == (body.queries is None):
+            raise InvalidRequest("Give either `query` or `queries` (a list of queries).",
+                                 details={"fields": [{"field": "query",
+                                                      "message": "give query or queries"}]})
         colls = await self.collections()
-        results = await self.run_blocking(colls.search, name, body.query, k=body.k,
-                                          mode=body.mode, source=body.source)
-        self.write_json(search_dict(results))
+        found = await self.run_blocking(
+            colls.search_many, name, body.queries if body.query is None else [body.query],
+            k=body.k, mode=body.mode, source=body.source, threshold=body.threshold)
+        if body.query is not None:
+            self.write_json(search_dict(found[0]))
+        else:
+            self.write_json({"searches": [search_dict(r) for r in found]})
 
 
 class AskHandler(CollectionsHandlerBase):
     """``POST llm/api/collections/{name}/ask``: a grounded answer with citations."""
 
     @web.authenticated
+    @authorized
     async def post(self, name: str) -> None:
         """Stream ``{"delta"}`` lines then ``{"done": true, …, "citations", "supported"}``;
         or one JSON answer with ``stream: false``."""
-        from ..client.collections import answer_dict
+        from ..host.grounded import answer_dict
 
         body = self.parse(AskBody)
         colls = await self.collections()
         run = await self.run_blocking(
             colls.prepare_ask, name, body.question, model=body.model, k=body.k, mode=body.mode,
-            source=body.source, options=body.options, log=body.log, face="api",
-            user=self.identity())
+            source=body.source, threshold=body.threshold, retrieval_only=body.retrieval_only,
+            options=body.options, log=body.log, face="api", user=self.identity())
         if not body.stream:
             answer = await self.run_blocking(run.run)
             self.write_json({**answer_dict(answer, run.summary()),

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
@@ -105,6 +106,7 @@ class ModelsHandler(LLMHandler):
     """``GET llm/api/models[?tag=TAG]``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Every registry model with its state."""
         host = await self.host()
@@ -117,6 +119,7 @@ class ModelHandler(LLMHandler):
     """``GET`` / ``DELETE llm/api/models/{id}``."""
 
     @web.authenticated
+    @authorized
     async def get(self, model_id: str) -> None:
         """One model with its state."""
         host = await self.host()
@@ -129,6 +132,7 @@ class ModelHandler(LLMHandler):
         self.write_json(await self.run_blocking(find))
 
     @web.authenticated
+    @authorized
     async def delete(self, model_id: str) -> None:
         """Unload and delete an installed model."""
         host = await self.host()
@@ -142,6 +146,7 @@ class PullHandler(LLMHandler):
     """
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Download a registry model."""
         body = self.parse(PullBody)
@@ -171,6 +176,7 @@ class PullCancelHandler(LLMHandler):
     """``POST llm/api/pull/cancel``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Cancel a running download (the partial file is kept)."""
         body = self.parse(ModelBody)
@@ -182,6 +188,7 @@ class DownloadsHandler(LLMHandler):
     """``GET llm/api/downloads``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The running downloads with their latest progress."""
         host = await self.host()
@@ -193,6 +200,7 @@ class LoadHandler(LLMHandler):
     """``POST llm/api/load``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Load a model now and answer its ``ps`` entry."""
         body = self.parse(LoadBody)
@@ -204,6 +212,7 @@ class UnloadHandler(LLMHandler):
     """``POST llm/api/unload``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Unload a model and free its memory."""
         body = self.parse(ModelBody)
@@ -215,6 +224,7 @@ class PsHandler(LLMHandler):
     """``GET llm/api/ps``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The loaded models."""
         host = await self.host()
@@ -249,6 +259,7 @@ class ChatHandler(GenerationHandler):
     """``POST llm/api/chat``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Chat with a model."""
         body = self.parse(ChatBody)
@@ -262,6 +273,7 @@ class GenerateHandler(GenerationHandler):
     """``POST llm/api/generate``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Raw completion (no chat template)."""
         body = self.parse(GenerateBody)
@@ -274,6 +286,7 @@ class EmbedHandler(LLMHandler):
     """``POST llm/api/embed``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """One vector per input text."""
         body = self.parse(EmbedBody)
@@ -292,6 +305,7 @@ class ConfigHandler(LLMHandler):
     """``GET llm/api/config``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """Version and the non-secret settings."""
         self.write_json(self.llm.config_summary())

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from jupyter_server.auth.decorator import authorized
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
@@ -181,6 +182,7 @@ class V1ModelsHandler(_V1Handler):
     a remote model whose API key is unset is listed with ``usable: false`` and a ``hint``."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """OpenAI's model list."""
         host = await self.host()
@@ -194,6 +196,7 @@ class V1ModelHandler(_V1Handler):
     """``GET llm/v1/models/{id}``: one model (404 ``model_not_found`` for an unknown id)."""
 
     @web.authenticated
+    @authorized
     async def get(self, model_id: str) -> None:
         """OpenAI's model object."""
         host = await self.host()
@@ -292,6 +295,7 @@ class ChatCompletionsHandler(_CompletionHandler):
                 "finish_reason": finish, "logprobs": None}
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Chat completion."""
         body = self.parse(ChatCompletionBody)
@@ -309,6 +313,7 @@ class CompletionsHandler(_CompletionHandler):
         return {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Raw completion: one choice per prompt of a list."""
         body = self.parse(CompletionBody)
@@ -319,6 +324,7 @@ class EmbeddingsHandler(_V1Handler):
     """``POST llm/v1/embeddings``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """One embedding per input (float lists, or base64 float32 as the openai client asks)."""
         body = self.parse(EmbeddingsBody)

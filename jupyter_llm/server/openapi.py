@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from tornado import httputil, web
 
 from .._version import __version__
@@ -144,8 +145,11 @@ ROUTES: dict[str, dict[str, Op]] = {
                    "IngestBody", _ok(_obj("done"), NDJSON, JSON),
                    errors=(404, 409, 499, 501, 502, 507))},
     "/llm/api/collections/{name}/search": {
-        "post": Op("Search a collection", "SearchBody",
-                   _ok(_obj("results", "supported", results=_ARRAY)),
+        "post": Op('Search a collection (with "queries": {"searches": [one result per '
+                   'query]})', "SearchBody",
+                   _ok({"type": "object", "anyOf": [_obj("results", "supported",
+                                                         results=_ARRAY),
+                                                    _obj("searches", searches=_ARRAY)]}),
                    errors=(404, 409, 501, 502))},
     "/llm/api/collections/{name}/ask": {
         "post": Op('Answer from a collection with citations: as chat, plus "citations", '
@@ -247,6 +251,7 @@ class OpenAPIHandler(LLMHandler):
     """``GET llm/api/openapi.json``."""
 
     @web.authenticated
+    @authorized
     def get(self) -> None:
         """The OpenAPI document."""
         self.write_json(openapi_document())

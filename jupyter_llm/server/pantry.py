@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tornado import web
 
@@ -151,6 +152,7 @@ class PantryHandler(LLMHandler):
     """``POST llm/call``."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """One Pantry function call."""
         try:

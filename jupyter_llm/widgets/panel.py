@@ -38,9 +38,9 @@ def _size(n: Any) -> str:
 
 def _message(err: BaseException) -> str:
     if isinstance(err, JupyterLLMError):
-        from ..magics.render import for_magics
+        from ..display import error_text
 
-        return for_magics(err.message)
+        return error_text(err, "notebook")
     return f"{type(err).__name__}: {err}"
 
 

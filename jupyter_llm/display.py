@@ -1,0 +1,150 @@
+"""Rendering shared by the faces (CLI, magics, widgets), which never import each other:
+terminal progress bars for downloads and ingests, and each face's words for an error's
+structured hint (``details["action"]``, see ``errors.ACTIONS``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from .errors import JupyterLLMError, hint_of
+
+__all__ = ["ProgressBar", "IngestBar", "human_bytes", "render_hint", "error_text", "FACES"]
+
+
+def human_bytes(n: float | None) -> str:
+    """Format a byte count as ``12.3 MB``."""
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class ProgressBar:
+    """Draws ``label [#####.....] 45% 12.3 MB/27.0 MB 5.1 MB/s ETA 3s``."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.width = width
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, event: Any) -> None:
+        """Draw one progress event (a dict or an object with ``to_dict``)."""
+        data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+        done, total = data.get("done_bytes", 0) or 0, data.get("total_bytes")
+        status = data.get("status", "")
+        now = time.monotonic()
+        final = status in ("done", "error", "cancelled")
+        if not final and now - self._last < 0.1:
+            return
+        self._last = now
+        if total:
+            frac = min(1.0, done / total)
+            bar = "#" * int(frac * self.width) + "." * (self.width - int(frac * self.width))
+            text = f"{self.label} [{bar}] {frac * 100:5.1f}% {human_bytes(done)}/{human_bytes(total)}"
+        else:
+            text = f"{self.label} {human_bytes(done)}"
+        rate, eta = data.get("rate_bytes_per_s"), data.get("eta_s")
+        if rate:
+            text += f" {human_bytes(rate)}/s"
+        if eta is not None and not final:
+            text += f" ETA {eta:.0f}s"
+        if status and status not in ("downloading",):
+            text += f" {status}"
+        if self.stream.isatty():
+            self.stream.write("\r" + text.ljust(100)[:120])
+            if final:
+                self.stream.write("\n")
+        elif final or not self._drawn:
+            self.stream.write(text + "\n")
+        self._drawn = True
+        self.stream.flush()
+
+
+class IngestBar:
+    """A one-line file progress bar for an ingest's progress dicts (redrawn on a terminal;
+    elsewhere only skipped files are printed)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = self.stream.isatty()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Draw one progress dict: ``done``, ``total``, ``path``, ``status``, ``error``."""
+        path, status = str(event.get("path") or ""), str(event.get("status") or "")
+        done, total = event.get("done") or 0, event.get("total") or 0
+        if status == "skipped":
+            self._clear()
+            print(f"jupyter llm: skipped {path}: {event.get('error')}", file=self.stream)
+        if not self.tty or not total:
+            return
+        filled = int(min(1.0, done / total) * self.width)
+        name = path if len(path) < 50 else "…" + path[-49:]
+        self.stream.write(f"\ringest [{'#' * filled}{'.' * (self.width - filled)}] "
+                          f"{done}/{total} {status:<9} {name}".ljust(110))
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 110 + "\r")
+
+    def close(self) -> None:
+        """End the bar's line."""
+        self._clear()
+
+
+# -- hints: each face's words for ``details["action"]`` ------------------------------------
+_CLI = {
+    "pull": "jupyter llm pull {model}",
+    "load": "jupyter llm load {model}",
+    "remove": "jupyter llm rm {model}",
+    "cancel_pull": "jupyter llm pull {model} (Ctrl-C stops a running download)",
+    "list_models": "jupyter llm models",
+    "set_key": "export {env}=YOUR_KEY",
+    "ingest": "jupyter llm ingest {collection} PATH...",
+    "create_collection": "jupyter llm ingest {collection} PATH...",
+    "completion": "jupyter llm prompt --completion -m {model} TEXT",
+}
+_NOTEBOOK = {
+    "pull": "%llm pull {model}",
+    "load": "%llm load {model}",
+    "remove": "%llm rm {model}",
+    "cancel_pull": "jupyter_llm.connect().cancel_pull('{model}')",
+    "list_models": "%llm models",
+    "set_key": "%env {env}=YOUR_KEY",
+    "ingest": "%llm ingest {collection} PATH",
+    "create_collection": "%llm ingest {collection} PATH",
+    "completion": "jupyter_llm.connect().generate(TEXT, '{model}')",
+    "list_templates": "%llm templates",
+}
+FACES = {"cli": _CLI, "notebook": _NOTEBOOK}
+"""Per face, the command for each action (``retry`` is said in words by every face;
+``install``'s pip command is in the message already, the same for every face)."""
+
+
+def render_hint(details: Any, face: str) -> str:
+    """The next step of an error's hint in ``face``'s words (``cli`` or ``notebook``); ''."""
+    found = hint_of(details)
+    if found is None:
+        return ""
+    action = found.pop("action")
+    if action == "retry":
+        return f"Try again in {found.get('retry_after') or 1} s."
+    template = FACES[face].get(action)
+    if template is None:
+        return ""
+    command = template.format(**{k: "" if v is None else v for k, v in found.items()})
+    return f"Run: {command}" if face == "cli" else f"Run `{command}`."
+
+
+def error_text(err: JupyterLLMError, face: str) -> str:
+    """An error's message followed by its hint in ``face``'s words."""
+    rendered = render_hint(err.details, face)
+    return f"{err.message} {rendered}" if rendered else err.message
