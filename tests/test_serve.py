@@ -90,7 +90,7 @@ def test_remote_errors_are_the_same_error_classes(llm_serve):
     assert info.value.details["fields"][0]["field"] == "temperature"
     with pytest.raises(errors.ModelNotReady):
         client.load("tiny-remote-only")
-    with pytest.raises(errors.Forbidden):
+    with pytest.raises(errors.Unauthorized, match="Invalid or missing token"):
         RemoteClient(llm_serve.url, "wrong").ps()
     with pytest.raises(errors.BackendError, match="Cannot reach"):
         RemoteClient("http://127.0.0.1:9/", "x").ps()

@@ -33,9 +33,9 @@ _HTTP_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 40
                422: "invalid_request", 501: "not_implemented", 503: "busy"}
 
 
-AUTH_MESSAGE = ("Invalid or missing token. Send the Jupyter server's token as "
-                "`Authorization: token <TOKEN>` (OpenAI clients: as the API key, sent as "
-                "`Authorization: Bearer <TOKEN>`).")
+AUTH_MESSAGE = ("Invalid or missing token. Send the Jupyter server's token in the "
+                "Authorization header, with the scheme `token` or `Bearer` (OpenAI clients: give "
+                "it as the API key).")
 # OpenAI's error codes for our types where they differ (clients branch on ``error.code``)
 _OPENAI_CODES = {"unauthorized": "invalid_api_key", "unknown_model": "model_not_found"}
 
@@ -153,6 +153,12 @@ class LLMHandler(APIHandler):
         raise Unauthorized(AUTH_MESSAGE)
 
     # -- errors ----------------------------------------------------------------------------
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this handler implements (for ``Allow`` on a 405)."""
+        return [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+                if getattr(cls, m.lower()) is not getattr(APIHandler, m.lower(), None)]
+
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         """Our own errors are answered to the client: log one line, not an "Uncaught" traceback."""
         if isinstance(value, JupyterLLMError):
@@ -176,6 +182,8 @@ class LLMHandler(APIHandler):
         self.set_status(status, reason=httputil.responses.get(status, "Client Closed Request"))
         for key, value in headers.items():
             self.set_header(key, value)
+        if status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 

@@ -144,10 +144,10 @@ class HistoryExportHandler(ClassroomHandler):
         out = io.StringIO()
         await self.run_blocking(history.export, out, fmt, **filters)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.set_header("Content-Type", "text/csv; charset=utf-8" if fmt == "csv"
+        content_type = ("text/csv; charset=utf-8" if fmt == "csv"
                         else "application/x-ndjson; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="history-{stamp}.{fmt}"')
-        self.finish(out.getvalue())
+        self.finish(out.getvalue(), set_content_type=content_type)  # APIHandler forces JSON
 
 
 class FeedbackHandler(ClassroomHandler):

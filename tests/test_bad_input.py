@@ -1,0 +1,125 @@
+"""Bad input gets a 4xx in the one error shape, fast, on every face; never a 5xx (Pantry: 200)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from jupyter_llm.config import Settings
+from jupyter_llm.errors import InvalidRequest
+from jupyter_llm.limits import check_json_depth, check_texts
+
+MSG = [{"role": "user", "content": "hi"}]
+DEEP = "[" * 100_000 + "]" * 100_000
+
+POST_ROUTES = [("llm", "api", "chat"), ("llm", "api", "generate"), ("llm", "api", "embed"),
+               ("llm", "api", "pull"), ("llm", "api", "load"), ("llm", "api", "unload"),
+               ("llm", "api", "collections"), ("llm", "v1", "chat", "completions"),
+               ("llm", "v1", "completions"), ("llm", "v1", "embeddings")]
+
+
+async def _fetch(jp_fetch, *path, body=None, method="POST", **kw):
+    if body is not None and not isinstance(body, (str, bytes)):
+        body = json.dumps(body)
+    r = await jp_fetch(*path, method=method, body=body, raise_error=False, **kw)
+    text = r.body.decode()
+    try:
+        return r.code, json.loads(text) if text else text
+    except ValueError:
+        return r.code, text
+
+
+def _is_4xx(code, body, where):
+    assert 400 <= code < 500, (where, code, body)
+    assert "Traceback" not in json.dumps(body)
+
+
+async def test_deeply_nested_json_is_a_400_on_every_route_and_pantry_answers_200(
+        tiny_registry, jp_fetch):
+    for route in POST_ROUTES:
+        code, body = await _fetch(jp_fetch, *route, body=DEEP)
+        _is_4xx(code, body, route)
+    code, body = await _fetch(jp_fetch, "llm", "call", body=DEEP)
+    assert code == 200 and body["status"] == "error" and "nested" in body["message"]
+    shallow_but_deep = {"model": "tiny-chat", "messages": MSG, "options": {"x": [[[[[[]]]]]] * 1}}
+    for _ in range(80):
+        shallow_but_deep = {"a": shallow_but_deep}
+    code, body = await _fetch(jp_fetch, "llm", "api", "chat", body=shallow_but_deep)
+    _is_4xx(code, body, "deep object")
+
+
+async def test_wrong_option_types_are_422_not_500(tiny_registry, jp_fetch):
+    for options in ({"n_ctx": "x"}, {"n_ctx": -5}, {"n_threads": "many"}, {"n_ctx": [1]}):
+        code, body = await _fetch(jp_fetch, "llm", "api", "chat", body={
+            "model": "tiny-chat", "messages": MSG, "options": options})
+        _is_4xx(code, body, options)
+    code, body = await _fetch(jp_fetch, "llm", "api", "load", body={
+        "model": "tiny-chat", "options": {"n_ctx": "x"}})
+    _is_4xx(code, body, "load")
+
+
+async def test_a_huge_history_limit_is_a_400(tiny_registry, jp_fetch):
+    for limit in ("99999999999999999999", "-1", "abc", "1e9"):
+        code, body = await _fetch(jp_fetch, "llm", "api", "history", method="GET",
+                                  params={"limit": limit})
+        _is_4xx(code, body, limit)
+
+
+async def test_a_lone_surrogate_in_message_content_is_a_400(tiny_registry, jp_fetch):
+    raw = '{"model": "tiny-chat", "messages": [{"role": "user", "content": "a\\udcffb"}]}'
+    for route in (("llm", "api", "chat"), ("llm", "v1", "chat", "completions")):
+        code, body = await _fetch(jp_fetch, *route, body=raw)
+        _is_4xx(code, body, route)
+        assert "surrogate" in json.dumps(body)
+    raw = '{"model": "tiny-embed", "input": ["ok", "\\ud800"]}'
+    code, body = await _fetch(jp_fetch, "llm", "api", "embed", body=raw)
+    _is_4xx(code, body, "embed")
+
+
+async def test_a_body_over_max_body_mb_is_a_413(tiny_registry, jp_fetch, monkeypatch):
+    big = json.dumps({"model": "tiny-chat", "messages": [
+        {"role": "user", "content": "x" * (17 << 20)}]})
+    start = time.monotonic()
+    code, body = await _fetch(jp_fetch, "llm", "api", "chat", body=big)
+    assert code == 413 and body["error"]["type"] == "too_large", body
+    assert body["error"]["details"]["limit_bytes"] == 16 << 20
+    code, body = await _fetch(jp_fetch, "llm", "call", body=big)
+    assert code == 200 and body["type"] == "too_large"
+    assert time.monotonic() - start < 60
+
+
+async def test_a_long_prompt_is_refused_before_tokenising_with_the_numbers(
+        tiny_registry, jp_fetch):
+    long = "word " * 210_000  # 1,050,000 characters, under the body limit
+    start = time.monotonic()
+    for route, body in ((("llm", "api", "chat"), {"model": "tiny-chat", "messages": [
+            {"role": "user", "content": long}]}),
+            (("llm", "v1", "completions"), {"model": "tiny-chat", "prompt": long}),
+            (("llm", "api", "embed"), {"model": "tiny-embed", "input": [long]})):
+        code, answer = await _fetch(jp_fetch, *route, body=body)
+        assert code == 400, (route, str(answer)[:300])
+        assert "1,050,000" in answer["error"]["message"] and "1,000,000" in answer["error"]["message"]
+    assert time.monotonic() - start < 10, "refused before any model work"
+    code, answer = await _fetch(jp_fetch, "llm", "api", "embed", body={
+        "model": "tiny-embed", "input": ["x"] * 2049})
+    assert code == 400 and answer["error"]["details"]["limit"] == 2048
+    code, answer = await _fetch(jp_fetch, "llm", "api", "chat", body={
+        "model": "tiny-chat", "messages": MSG, "options": {"max_tokens": 2}})
+    assert code == 200  # and the server still answers
+
+
+def test_the_limit_checks_name_their_setting():
+    settings = Settings(max_prompt_chars=10, max_embed_inputs=2)
+    with pytest.raises(InvalidRequest, match="max_prompt_chars"):
+        check_texts(["x" * 11], settings)
+    with pytest.raises(InvalidRequest, match="max_embed_inputs"):
+        check_texts(["a", "b", "c"], settings, embedding=True)
+    check_texts(["a", "b"], settings, embedding=True)
+    value: list = []
+    for _ in range(64):
+        value = [value]
+    with pytest.raises(InvalidRequest, match="nested"):
+        check_json_depth(value)
+    check_json_depth(value[0])
