@@ -32,7 +32,7 @@ HELP = """\
 | `%llm fix` | explain the last exception with the default model |
 | `%llm ingest COLLECTION PATH... [--include GLOB] [--exclude GLOB]` | build or update a retrieval collection (`--vector-backend vss`, `--embedder MODEL` for a new one) |
 | `%llm search COLLECTION QUERY [-k N] [--mode MODE]` | the passages that match, with citations (mode: hybrid, dense or lexical) |
-| `%llm feedback up\|down [--score N] [COMMENT]` | rate the last answer (`--id ID` for another history entry) |
+| `%llm feedback up` or `down [--score N] [COMMENT]` | rate the last answer (`--id ID` for another history entry) |
 | `%llm new` | forget the conversation (`%%llm -c` continues it) |
 | `%llm help` | this help |
 
