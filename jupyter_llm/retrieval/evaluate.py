@@ -75,6 +75,7 @@ class EvalItem:
     seconds: float = 0.0
     retrieved: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    citation_check: dict[str, Any] | None = None
 
     @property
     def abstention_correct(self) -> bool:
@@ -242,6 +243,7 @@ def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode:
         return EvalItem(name, q.question, q.line, q.unanswerable, False,
                         seconds=time.perf_counter() - start, error=e.message)
     seconds = time.perf_counter() - start
+    check = getattr(answer, "citation_check", None)
     results = answer.results
     hits = list(results.results) if results is not None else []
     item = EvalItem(name, q.question, q.line, q.unanswerable, not answer.supported,
@@ -249,7 +251,8 @@ def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode:
                     top_similarity=getattr(results, "top_similarity", None),
                     retrieved=[{"source": r.source, "heading": r.heading,
                                 "start_line": r.start_line, "score": r.score,
-                                "similarity": r.similarity} for r in hits])
+                                "similarity": r.similarity} for r in hits],
+                    citation_check=check.to_dict() if check is not None else None)
     if not q.unanswerable:
         if q.sources:
             item.source_hit = any(q.source_matches(r.source) for r in hits)

@@ -87,6 +87,17 @@ export interface IChatLine {
   /** True when no model answered and the passages themselves are the answer. */
   retrieval_only?: boolean;
   note?: string | null;
+  /** A grounded answer's shown text (replaces the streamed text when they differ). */
+  answer?: string;
+  /** Whether the model's answer cited valid sources, and what is shown instead. */
+  citation_check?: {
+    valid: boolean;
+    reason?: string | null;
+    action?: string;
+    cited?: number[] | null;
+    invalid?: number[] | null;
+    model_text?: string | null;
+  } | null;
 }
 
 /** A collection (`GET llm/api/collections`). */
