@@ -73,11 +73,11 @@ def test_a_real_small_model_answer_cites_valid_sources_and_does_not_loop(smol, c
 
 
 def test_a_real_model_that_cites_nothing_gets_the_extractive_answer(smol, course):
-    # four tokens are too few for an answer with a citation: the check must catch it
-    answer = ask(course, QUESTIONS[0], model=smol, k=3, temperature=0, max_tokens=4)
+    # two tokens are too few for an answer with a citation: the check must catch it
+    answer = ask(course, QUESTIONS[0], model=smol, k=3, temperature=0, max_tokens=2)
     check = answer.citation_check
     assert check.reason == "no_citation" and check.action == "extractive"
-    assert check.model_text and "[" not in check.model_text
+    assert check.model_text and cited_numbers(check.model_text) == []
     assert answer.text.startswith(EXTRACTIVE_LEAD) and answer.cited
     assert ".gitignore" in answer.text or "ignore" in answer.text
     assert "cited no source" in answer.note

@@ -12,6 +12,7 @@ from urllib.parse import quote
 __all__ = ["Citation", "CitationCheck", "check_citations", "cited_numbers", "heading_anchor"]
 
 _CITE_GROUP = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.S)
 _STEM_PREFIX = re.compile(r"^\d+[-_ ]+")
 _TITLE_WORDS = 10
 
@@ -106,9 +107,10 @@ class Citation:
 
 
 def cited_numbers(text: str) -> list[int]:
-    """The source numbers ``text`` cites as ``[1]``, ``[1][2]`` or ``[1, 2]``, first use first."""
+    """The source numbers ``text`` cites as ``[1]``, ``[1][2]`` or ``[1, 2]``, first use first
+    (not inside code: ``data[0]`` in backticks or a fenced block is no citation)."""
     found: list[int] = []
-    for group in _CITE_GROUP.findall(text):
+    for group in _CITE_GROUP.findall(_CODE.sub(" ", text)):
         found.extend(int(n) for n in re.split(r"\s*[,;]\s*", group))
     return list(dict.fromkeys(found))
 

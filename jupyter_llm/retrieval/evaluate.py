@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,7 +49,6 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("p50_s", "p50 s/question"),
     ("p95_s", "p95 s/question"),
 )
-_CITE_GROUP = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 
 
 @dataclass
@@ -227,10 +225,9 @@ def _model_name(model: Any) -> str:
 
 
 def _cited_numbers(text: str) -> list[int]:
-    found: list[int] = []
-    for group in _CITE_GROUP.findall(text):
-        found.extend(int(n) for n in re.split(r"\s*[,;]\s*", group))
-    return list(dict.fromkeys(found))
+    from jupyter_llm.retrieval.citations import cited_numbers
+
+    return cited_numbers(text)
 
 
 def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode: str,

@@ -53,7 +53,11 @@ def units(text: str, n: int = 1, rank: int = 0) -> list[Unit]:
     """Split a passage into sentences of prose and lines of code (fenced blocks)."""
     out: list[Unit] = []
     para: list[str] = []
-    in_code = False
+    fences = [line.strip() for line in text.splitlines() if _FENCE.match(line)]
+    # a chunk cut inside a code block: an odd number of fences, the first one bare (a
+    # closing fence) and the last one with a language (an opening one)
+    in_code = (len(fences) % 2 == 1 and fences[0] in ("```", "~~~")
+               and fences[-1] not in ("```", "~~~"))
 
     def flush() -> None:
         joined = " ".join(para).strip()
@@ -104,12 +108,18 @@ def _stem(word: str) -> str:
 
 
 def _score(unit: Unit, query: set[str], weights: dict[str, float], k: int) -> float:
+    if unit.text.rstrip().endswith("?"):
+        return 0.0  # a question (such as a lesson's list of questions) answers nothing
     terms = _terms(unit.text)
     matched = sum(weights.get(t, 1.0) for t in query & terms)
     if not matched:
         return 0.0
-    length = max(4, len(unit.text.split()))
-    return matched / math.sqrt(length) * (1.0 - 0.08 * unit.rank / max(1, k))
+    length = len(unit.text.split())
+    novel = len({t for t in terms - query if "." not in t and "-" not in t})
+    echo = 0.4 if novel < 3 and not unit.code else 1.0  # restates the question, adds nothing
+    code = 0.6 if unit.code else 1.0  # a bare command line explains less than a sentence
+    return (matched / (0.6 + 0.4 * max(length, 4) / 20) * echo * code
+            * (1.0 - 0.15 * unit.rank / max(1, k)))
 
 
 def _weights(query: set[str], pool: list[Unit]) -> dict[str, float]:
@@ -170,12 +180,20 @@ def best_units(question: str, results: SearchResults, limit: int = MAX_UNITS) ->
     picked: list[Unit] = [u for u in scored[:limit] if _score(u, query, weights, k) > 0]
     picked = picked or [per_passage[0][0] if per_passage[0] else everything[0]]
     extra: list[Unit] = []
-    for u in picked:  # "... you type:" is followed by the command it introduces
-        if not u.code and u.text.rstrip().endswith(":"):
-            follow = [v for v in per_passage[u.rank] if v.position == u.position + 1 and v.code]
-            extra.extend(v for v in follow if v not in picked)
+    for u in picked:  # a sentence is followed by the commands it introduces
+        if not u.code:
+            extra.extend(_following_code(per_passage[u.rank], u))
     chosen = {(u.rank, u.position): u for u in picked + extra}
     return [chosen[key] for key in sorted(chosen)]
+
+
+def _following_code(pool: list[Unit], unit: Unit, most: int = 2) -> list[Unit]:
+    out = []
+    for v in pool[unit.position + 1:unit.position + 1 + most]:
+        if not v.code:
+            break
+        out.append(v)
+    return out
 
 
 def _quote(unit: Unit) -> str:
