@@ -23,7 +23,6 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
 
 from ..errors import Busy, RateLimited
 
@@ -143,8 +142,7 @@ class ModelQueue:
 
     def _next_user(self, running: dict[str, int], served: dict[str, int],
                    heads: dict[str, Ticket]) -> str:
-        key: Callable[[str], tuple[int, ...]] = lambda u: self._key(u, running, served, heads)
-        return min(heads, key=key)
+        return min(heads, key=lambda u: self._key(u, running, served, heads))
 
     def _grant(self) -> None:
         while self._active < self.concurrency and self._depth:
