@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
 from ..errors import InvalidRequest
-from ..host.model_facts import chat_template_of
+from ..host.model_facts import model_entry
 from ..host.streams import CallbackStream
 from ..models import Queued
 from .base import LLMHandler, error_body
@@ -127,13 +127,7 @@ class ModelHandler(LLMHandler):
     async def get(self, model_id: str) -> None:
         """One model with its state."""
         host = await self.host()
-
-        def find() -> dict[str, Any]:
-            spec = host.registry.get(model_id)
-            found = next(m for m in host.models() if m["id"] == spec.id)
-            return {**found, "chat_template": chat_template_of(host, spec)}
-
-        self.write_json(await self.run_blocking(find))
+        self.write_json(await self.run_blocking(model_entry, host, model_id, self.identity()))
 
     @web.authenticated
     @authorized

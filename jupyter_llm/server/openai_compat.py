@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
 from ..errors import InvalidOptions, InvalidRequest, UnknownModel
+from ..host.model_facts import model_entry
 from ..models import Queued
 from .base import LLMHandler, openai_error_body
 from .generation import Generation, start_generation
@@ -205,15 +206,10 @@ class V1ModelHandler(_V1Handler):
     async def get(self, model_id: str) -> None:
         """OpenAI's model object."""
         host = await self.host()
-
-        def find() -> dict[str, Any]:
-            spec = host.registry.get(model_id)
-            found = next(m for m in host.models(user=self.identity()) if m["id"] == spec.id)
-            if not found["allowed"]:  # as in the list: a model the policy hides is unknown
-                raise UnknownModel.from_id(model_id)
-            return found
-
-        self.write_json(_model_object(await self.run_blocking(find)))
+        found = await self.run_blocking(model_entry, host, model_id, self.identity())
+        if not found["allowed"]:  # as in the list: a model the policy hides is unknown
+            raise UnknownModel.from_id(model_id)
+        self.write_json(_model_object(found))
 
 
 class _CompletionHandler(_V1Handler):

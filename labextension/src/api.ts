@@ -97,6 +97,8 @@ export interface IChatLine {
   /** True when no model answered and the passages themselves are the answer. */
   retrieval_only?: boolean;
   note?: string | null;
+  /** What the user should know about this answer (no chat template, oldest turns left out). */
+  warnings?: { type: string; message: string; details?: Record<string, unknown> }[];
 }
 
 /** A collection (`GET llm/api/collections`). */

@@ -597,6 +597,9 @@ export class ChatSection extends Widget {
     if (s.finish_reason && s.finish_reason !== 'stop') {
       parts.push(`finished: ${s.finish_reason}`);
     }
+    for (const w of s.warnings ?? []) {
+      parts.push(`⚠ ${w.message}`);
+    }
     return parts.join(' · ');
   }
 
