@@ -255,6 +255,10 @@ class HostCollections:
             self._open[path] = coll
         return self.info(self.attach(coll)), True
 
+    def documents(self, name: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """The documents of a collection: path, title, kind, size, chunks, when ingested."""
+        return self.open(name).documents()
+
     def delete(self, name: str | os.PathLike[str]) -> bool:
         """Delete a collection file and its WAL files (404 when it does not exist)."""
         path = self.path(name)

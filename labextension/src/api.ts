@@ -234,6 +234,22 @@ export async function createCollection(name: string): Promise<ICollection> {
   return requestAPI<ICollection>('collections', { method: 'POST', body: { name } });
 }
 
+/** A document of a collection (`GET llm/api/collections/{name}/documents`). */
+export interface IDocument {
+  path: string;
+  title?: string | null;
+  kind?: string | null;
+  size?: number | null;
+  n_chunks?: number | null;
+  ingested_at?: number | null;
+}
+
+/** The documents of a collection, by path. */
+export async function listDocuments(collection: string): Promise<IDocument[]> {
+  return (await requestAPI<{ documents: IDocument[] }>(`collections/${enc(collection)}/documents`))
+    .documents;
+}
+
 /** Delete a collection (its index; the source files stay). */
 export async function deleteCollection(name: string): Promise<boolean> {
   return (await requestAPI<{ removed: boolean }>(`collections/${enc(name)}`, {
