@@ -246,4 +246,3 @@ def test_a_student_sees_their_usage_not_the_instructor_view_and_a_limit_is_named
     rows = page.locator(f"{CLASS} .jp-llm-class-history tbody tr").all_inner_texts()
     assert rows and all("ada" not in r and "bob" not in r for r in rows)
     shot(page, "32-class-student-light")
-    page.click(f'{error} button[aria-label="Dismiss error"]')

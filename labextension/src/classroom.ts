@@ -131,7 +131,7 @@ export class ClassSection extends Widget {
     const onEnter = (e: KeyboardEvent): void => {
       if (e.key === 'Enter') {
         e.preventDefault();
-        void this.show();
+        void this.showHistory();
       }
     };
     for (const input of [this.user, this.collection, this.model, this.since, this.until]) {
@@ -149,7 +149,7 @@ export class ClassSection extends Widget {
         { class: 'jp-llm-class-filters', 'aria-label': 'History filters',
           onsubmit: (e: Event) => {
             e.preventDefault();
-            void this.show();
+            void this.showHistory();
           } },
         field('jp-llm-class-user', 'Student', this.user),
         this.users,
@@ -163,7 +163,7 @@ export class ClassSection extends Widget {
       h(
         'div',
         { class: 'jp-llm-actions' },
-        button('Show', () => void this.show(), { ariaLabel: 'Show the history with these filters', primary: true }),
+        button('Show', () => void this.showHistory(), { ariaLabel: 'Show the history with these filters', primary: true }),
         button('Export CSV', () => void this.export('csv'), { ariaLabel: 'Export the history as CSV' }),
         button('Export JSONL', () => void this.export('jsonl'), { ariaLabel: 'Export the history as JSONL' })
       ),
@@ -210,7 +210,7 @@ export class ClassSection extends Widget {
       this.errors.show(error);
       return;
     }
-    await this.show();
+    await this.showHistory();
   }
 
   private renderMe(me: api.IMe): void {
@@ -231,7 +231,7 @@ export class ClassSection extends Widget {
   }
 
   /** Show the history (and, for instructors, the stats) with the current filters. */
-  async show(): Promise<void> {
+  async showHistory(): Promise<void> {
     const me = this.me;
     if (!me || me.history === 'none') {
       this.entries.replaceChildren();
