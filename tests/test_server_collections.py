@@ -110,8 +110,9 @@ async def test_create_ingest_search_ask_delete(minilm, tiny_registry, jp_fetch, 
     assert [c["name"] for c in listed["collections"]] == ["course"]
     status, docs, _ = await call(jp_fetch, "llm", "api", "collections", "course", "documents")
     assert status == 200
-    assert [d["path"] for d in docs["documents"]] == ["course/git.md", "course/python.md",
-                                                     "course/shell.md"]
+    assert [d["source"] for d in docs["documents"]] == ["course/git.md", "course/python.md",
+                                                       "course/shell.md"]
+    assert Path(docs["documents"][2]["path"]) == course_dir / "shell.md"
     assert all(d["n_chunks"] >= 1 and d["ingested_at"] for d in docs["documents"])
 
     status, found, _ = await call(jp_fetch, "llm", "api", "collections", "course", "search",

@@ -140,7 +140,7 @@ ROUTES: dict[str, dict[str, Op]] = {
         "get": Op("One collection", ok=_ok(_obj("name")), errors=(404,)),
         "delete": Op("Delete a collection file", ok=_ok(_obj("removed")), errors=(404,))},
     "/llm/api/collections/{name}/documents": {
-        "get": Op('The documents of a collection: {"documents": [{"path", "title", "kind", '
+        "get": Op('The documents of a collection: {"documents": [{"source", "path", "title", "kind", '
                   '"size", "n_chunks", "ingested_at"}]}',
                   ok=_ok(_obj("documents", documents=_ARRAY)), errors=(404,))},
     "/llm/api/collections/{name}/ingest": {

@@ -236,6 +236,9 @@ export async function createCollection(name: string): Promise<ICollection> {
 
 /** A document of a collection (`GET llm/api/collections/{name}/documents`). */
 export interface IDocument {
+  /** Relative to the server's root_dir (as users see it). */
+  source: string;
+  /** The file on the server. */
   path: string;
   title?: string | null;
   kind?: string | null;

@@ -321,13 +321,13 @@ export class CollectionsSection extends Widget {
           h('button', {
             type: 'button',
             class: 'jp-llm-citation jp-llm-document',
-            'aria-label': `Open ${d.path}`,
-            title: d.title || d.path,
+            'aria-label': `Open ${d.source}`,
+            title: d.title || d.source,
             onclick: () => {
-              this.host.openSource({ source: d.path, path: d.path }).catch(
+              this.host.openSource({ source: d.source, path: d.path }).catch(
                 error => this.errors.show(error));
             }
-          }, d.path),
+          }, d.source),
           h('span', { class: 'jp-llm-item-meta' },
             ` · ${d.n_chunks ?? 0} chunks${d.size ? ` · ${formatBytes(d.size)}` : ''}`)
         )),
