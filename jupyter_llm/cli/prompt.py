@@ -42,7 +42,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     else:
         response = client.prompt(text, args.model, system=args.system, log=not args.no_log,
                                  **options)
-    for chunk in response:
+    for chunk in response.events():
+        if not isinstance(chunk, str):  # waiting for a busy model: say where, on stderr
+            if chunk.position:
+                sys.stderr.write(chunk.describe() + "…\n")
+            continue
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")

@@ -16,6 +16,7 @@ from tornado import web
 from ..errors import InvalidRequest
 from ..host.model_facts import model_entry
 from ..host.streams import CallbackStream
+from ..models import Queued
 from .base import LLMHandler, error_body
 from .generation import Generation, start_generation
 
@@ -94,9 +95,12 @@ class LoadBody(_Body):
 
 
 def ndjson(item: Any) -> bytes:
-    """Encode one stream item as an NDJSON line (text deltas, dicts, or an error)."""
+    """Encode one stream item as an NDJSON line (text deltas, ``{"queued": …}`` while waiting
+    in line, dicts, or an error)."""
     if isinstance(item, str):
         item = {"delta": item}
+    elif isinstance(item, Queued):
+        item = {"queued": item.to_dict()}
     elif isinstance(item, BaseException):
         item = error_body(item)[1]
     return json.dumps(item, default=str).encode() + b"\n"

@@ -285,7 +285,11 @@ class ModelPanel(w.VBox):
                                         max_tokens=self.max_tokens.value, trim_history=True)
             self.last_response = response
             text, last = "", 0.0
-            for chunk in response:
+            for chunk in response.events():
+                if not isinstance(chunk, str):  # waiting for the model: show the place in line
+                    self._say(html.escape(chunk.describe() if chunk.position else "Answering")
+                              + "…")
+                    continue
                 text += chunk
                 if time.monotonic() - last >= self.interval:
                     self.answer.value = self._bubble("assistant", text)

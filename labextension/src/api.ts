@@ -72,9 +72,19 @@ export interface ICitation {
   page?: number | null;
 }
 
-/** One line of a chat or ask stream: a text delta, the final summary, or citations. */
+/** Where a request waits for its model: 1 is next; 0 once its turn came. */
+export interface IQueued {
+  position: number;
+  expected_wait_s: number;
+}
+
+/**
+ * One line of a chat or ask stream: a text delta, the request's place in line while it waits
+ * for the model, the final summary, or citations.
+ */
 export interface IChatLine {
   delta?: string;
+  queued?: IQueued;
   done?: boolean;
   model?: string;
   finish_reason?: string;
