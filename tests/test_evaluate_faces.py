@@ -160,11 +160,12 @@ async def test_eval_runs_on_the_server_through_the_remote_client_and_cli(
         (folder / name).write_text(text)
     remote = RemoteClient(llm_url, llm_token)
     try:
-        await asyncio.to_thread(remote.create_collection, "notes")
+        await asyncio.to_thread(remote.create_collection, "notes",
+                                embedding_model="sentence-transformers/all-MiniLM-L6-v2")
         await asyncio.to_thread(remote.ingest, "notes", ["notes"])
         questions = write_questions(tmp_path / "q.jsonl")
         report = await asyncio.to_thread(
-            remote.evaluate, "notes", questions, [None, "tiny-chat"], k=2,
+            remote.evaluate, "notes", questions, [None, "tiny-chat"], k=3,
             answers=tmp_path / "a.jsonl", max_tokens=4, temperature=0)
     finally:
         remote.close()

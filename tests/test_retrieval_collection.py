@@ -152,14 +152,14 @@ def test_corrupt_pdf_is_skipped_and_reported_while_good_files_ingest(tmp_path, m
     coll = Collection.create(tmp_path / "p.sqlite", embedder=memo_minilm)
     events = []
     report = coll.ingest([folder], progress=events.append)
-    assert [s["path"] for s in report.skipped] == ["docs/broken.pdf"]
+    assert [s["path"] for s in report.skipped] == ["broken.pdf"]  # relative to docs/
     assert "broken.pdf" in report.skipped[0]["error"]
-    assert sorted(report.added) == ["docs/good.pdf", "docs/loops.ipynb"]
-    assert [e.status for e in events if e.path == "docs/broken.pdf"] == ["skipped"]
+    assert sorted(report.added) == ["good.pdf", "loops.ipynb"]
+    assert [e.status for e in events if e.path == "broken.pdf"] == ["skipped"]
     res = coll.search("powerhouse of the cell", k=1)
-    assert res[0].source == "docs/good.pdf" and res[0].page == 1
+    assert res[0].source == "good.pdf" and res[0].page == 1
     assert res[0].citation().href(tmp_path).endswith("good.pdf#page=1")
-    res = coll.search("how do I count items in a list", k=1, source="docs/loops.ipynb")
+    res = coll.search("how do I count items in a list", k=1, source="loops.ipynb")
     assert res[0].cell_index is not None
     coll.close()
 

@@ -322,7 +322,8 @@ class HostCollections:
             base = coll.base.as_posix().rstrip("/") + "/"
             return full[len(base):] if full.startswith(base) else source
         target = (anchor / Path(source).expanduser()).resolve()
-        if not target.exists() or (self.root is not None and not target.is_relative_to(self.root)):
+        outside = self.root is not None and not target.is_relative_to(self.root)
+        if outside or not target.exists():
             return source
         key = coll.source_key(target)
         return None if key == "." else key
@@ -383,9 +384,8 @@ class HostCollections:
                 note = f"No chat model is available ({e.message})"
             else:
                 chat = HostChat(host, spec.id, **chat_kwargs)
-        return AskRun(self.display, coll, question, chat, note, k, mode, self.source_filter(coll, source),
-                      dict(options or {}), threshold)
-
+        return AskRun(self.display, coll, question, chat, note, k, mode,
+                      self.source_filter(coll, source), dict(options or {}), threshold)
 
     def evaluate_items(self, name: str | os.PathLike[str], questions: Sequence[Question],
                        models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
