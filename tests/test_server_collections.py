@@ -323,7 +323,8 @@ async def test_a_symlink_inside_a_folder_to_a_file_outside_root_is_never_ingeste
     status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "search",
                                  body={"query": "zebra password hunter2", "k": 10})
     assert status == 200
-    assert "hunter2" not in json.dumps(body)
+    found = {k: v for k, v in body.items() if k != "query"}  # the query is echoed back
+    assert "hunter2" not in json.dumps(found)
     for path in ("course/x.md", "course/shell.md\x00.txt"):
         status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "ingest",
                                      body={"paths": [path]})
