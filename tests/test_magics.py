@@ -4,7 +4,6 @@ in-process host running the tiny GGUF models in real llama.cpp workers."""
 from __future__ import annotations
 
 import re
-
 import subprocess
 import sys
 import textwrap
