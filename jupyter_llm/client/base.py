@@ -107,6 +107,34 @@ class Client(ABC):
         """Requests, errors, refusals, tokens, mean ttft, tokens/s and feedback per model (or
         per user, ``by="user"``) and in total, of the entries the filters select."""
 
+    # -- saved conversations (each user's own) ----------------------------------------------
+    @abstractmethod
+    def conversations(self) -> list[dict[str, Any]]:
+        """Your saved conversations, most recent first: id, title, model, collection, times,
+        message_count."""
+
+    @abstractmethod
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """One of your saved conversations with its ``messages``."""
+
+    @abstractmethod
+    def save_conversation(self, messages: list[dict[str, Any]], *,
+                          conversation_id: str | None = None, title: str | None = None,
+                          model: str | None = None,
+                          collection: str | None = None) -> dict[str, Any]:
+        """Save a new conversation (no id) or replace the messages of one of yours; each
+        message is ``{role, content}`` plus optional fields (model, citations, request_id)."""
+
+    @abstractmethod
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete one of your saved conversations."""
+
+    @abstractmethod
+    def export_conversation(self, conversation_id: str, path: str | None = None) -> str:
+        """Write a saved conversation as a notebook (questions and answers as markdown cells,
+        Python code blocks as code cells) and return its path: relative to the server's root
+        (remote) or the working directory (local); ``path`` names it (never overwritten)."""
+
     # -- retrieval collections ---------------------------------------------------------------
     @abstractmethod
     def collections(self) -> list[dict[str, Any]]:

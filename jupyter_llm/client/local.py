@@ -149,6 +149,45 @@ class LocalClient(Client):
         log = self.host.history or History()
         return log.stats(by=by, user=user, collection=collection, since=since, until=until)
 
+    # -- saved conversations (this machine's data directory, as the OS user) --------------------
+    def _conversations(self) -> tuple[Any, str]:
+        from ..host.conversations import Conversations
+
+        return Conversations(), self.host.classroom.identify(None).name
+
+    def conversations(self) -> list[dict[str, Any]]:
+        """Your saved conversations on this machine."""
+        store, user = self._conversations()
+        return store.list(user)
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """One of your saved conversations with its messages."""
+        store, user = self._conversations()
+        return store.get(user, conversation_id)
+
+    def save_conversation(self, messages: list[dict[str, Any]], *,
+                          conversation_id: str | None = None, title: str | None = None,
+                          model: str | None = None,
+                          collection: str | None = None) -> dict[str, Any]:
+        """Save a conversation on this machine."""
+        store, user = self._conversations()
+        return store.save(user, messages, conversation_id=conversation_id, title=title,
+                          model=model, collection=collection)
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete one of your saved conversations."""
+        store, user = self._conversations()
+        return store.delete(user, conversation_id)
+
+    def export_conversation(self, conversation_id: str, path: str | None = None) -> str:
+        """Write a saved conversation as a notebook in the working directory."""
+        import os
+
+        from ..host.conversations import write_notebook
+
+        written = write_notebook(self.conversation(conversation_id), os.getcwd(), path)
+        return os.path.relpath(written, os.getcwd())
+
     # -- retrieval collections (the host's collections service in this process) ----------------
     @property
     def collections_service(self) -> HostCollections:
