@@ -59,6 +59,7 @@ class CollectionMeta(BaseModel):
     created_at: float
     updated_at: float
     support_threshold: float | None = None
+    tutoring_guard: bool = False
 
 
 def create_tables(db: Database) -> None:
