@@ -10,8 +10,8 @@ from typing import Any, TextIO
 
 from .errors import JupyterLLMError, hint_of
 
-__all__ = ["ProgressBar", "IngestBar", "human_bytes", "render_hint", "error_text", "warning_lines",
-           "state_label", "FACES"]
+__all__ = ["ProgressBar", "IngestBar", "EvalBar", "human_bytes", "render_hint", "error_text",
+           "warning_lines", "state_label", "FACES"]
 
 
 def human_bytes(n: float | None) -> str:
@@ -99,6 +99,37 @@ class IngestBar:
     def close(self) -> None:
         """End the bar's line."""
         self._clear()
+
+
+class EvalBar:
+    """A one-line progress bar over an evaluation's ``EvalProgress`` steps (redrawn on a
+    terminal; elsewhere one line per tenth of the run)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = self.stream.isatty()
+        self._printed = -1
+
+    def __call__(self, step: Any) -> None:
+        """Draw one step: ``done`` of ``total``, the ``model`` and the question just measured."""
+        done, total = step.done, max(1, step.total)
+        filled = int(min(1.0, done / total) * self.width)
+        question = " ".join(step.item.question.split())
+        text = (f"eval [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+                f"{step.model}: {question[:40]}")
+        if self.tty:
+            self.stream.write("\r" + text.ljust(110)[:110])
+        elif done * 10 // total != self._printed:
+            self._printed = done * 10 // total
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()
 
 
 # -- hints: each face's words for ``details["action"]`` ------------------------------------
