@@ -97,6 +97,8 @@ class _Worker:
             if kind == "quit":
                 return
             rid = message[1]
+            if self.model is not None and hasattr(self.model, "should_stop"):
+                self.model.should_stop = self._stopper(rid)  # reaches tokenising and embedding
             try:
                 if kind == "load":
                     self.send(("ok", rid, self.load(**message[2])))
@@ -115,6 +117,14 @@ class _Worker:
             finally:
                 self.cancelled.discard(rid)
 
+    def _stopper(self, rid: int) -> Any:
+        """A check the model calls during long work: has ``rid`` been cancelled?"""
+        def stopped() -> bool:
+            self.poll()
+            return rid in self.cancelled
+
+        return stopped
+
     def load(self, *, backend: str, spec: Any, path: str | None, n_ctx: int | None,
              n_threads: int | None) -> dict[str, Any]:
         """Create the model through the plugin that registered ``backend`` and load it;
@@ -129,6 +139,7 @@ class _Worker:
 
     def execute(self, rid: int, request: Any) -> None:
         """Stream one generation, stopping within a token of a ``cancel``."""
+        from ..errors import Cancelled
         from ..models import Finish
 
         self.poll()
@@ -152,6 +163,8 @@ class _Worker:
                     self.send(("fin", rid, "cancelled", (0, count)))
                     return
             self.send(("fin", rid, "stop", None))
+        except Cancelled:  # cancelled while the model tokenised a long prompt
+            self.send(("fin", rid, "cancelled", (0, count)))
         finally:
             stream.close()
 
