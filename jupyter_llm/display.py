@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 from .errors import JupyterLLMError, hint_of
 
-__all__ = ["ProgressBar", "IngestBar", "human_bytes", "render_hint", "error_text", "FACES"]
+__all__ = ["ProgressBar", "IngestBar", "human_bytes", "render_hint", "error_text", "warning_lines",
+           "state_label", "FACES"]
 
 
 def human_bytes(n: float | None) -> str:
@@ -148,3 +149,24 @@ def error_text(err: JupyterLLMError, face: str) -> str:
     """An error's message followed by its hint in ``face``'s words."""
     rendered = render_hint(err.details, face)
     return f"{err.message} {rendered}" if rendered else err.message
+
+
+def warning_lines(warnings: Any, face: str) -> list[str]:
+    """A response's warnings (no chat template, oldest turns left out, ...) as lines, each
+    with its hint in ``face``'s words."""
+    lines = []
+    for warning in warnings or ():
+        rendered = render_hint(warning.get("details"), face)
+        message = str(warning.get("message") or warning.get("type") or "")
+        lines.append(f"{message} {rendered}" if rendered else message)
+    return lines
+
+
+def state_label(model: dict[str, Any]) -> str:
+    """A model's state for a picker: ``installed``, or ``available (needs OPENAI_API_KEY)``
+    for a model that cannot answer yet (``usable`` false, with its hint)."""
+    state = str(model.get("state") or "")
+    if model.get("usable", True) is not False:
+        return state
+    env = (model.get("hint") or {}).get("env")
+    return f"{state} (needs {env})" if env else f"{state} (not usable)"

@@ -171,7 +171,7 @@ def _occupy(lab: LabServer, model: str, started: threading.Event, stop: threadin
 
 
 def test_stop_before_the_first_word_is_not_an_error_and_frees_the_queue(lab_page, lab):
-    """A question queued behind another answer shows "Queued", Stop takes it out of the
+    """A question queued behind another answer shows its place in line, Stop takes it out of the
     queue at once (no "Could not reach the Jupyter server"), and focus stays in the chat."""
     page = lab_page
     ensure_installed(lab, page, "tiny-chat")
@@ -184,7 +184,7 @@ def test_stop_before_the_first_word_is_not_an_error_and_frees_the_queue(lab_page
         assert started.wait(60), "the occupying answer did not start"
         chat(page, "Are you there?", model="tiny-chat")
         page.wait_for_selector(f"{ANSWER}[data-stage='queued']")
-        assert "Queued" in page.inner_text(f"{ANSWER} .jp-llm-stage")
+        assert "in line" in page.inner_text(f"{ANSWER} .jp-llm-stage")
         shot(page, "23-queued-light")
         page.click('button[aria-label="Stop answering"]')
         page.wait_for_selector(f"{ANSWER}[aria-busy='false']")

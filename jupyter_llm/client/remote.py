@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from .. import errors
-from ..models import Finish, Message, Request, Response, Usage
+from ..models import Finish, Message, Queued, Request, Response, Usage
 from .base import Client, ProgressCallback
 
 if TYPE_CHECKING:
@@ -173,11 +173,13 @@ class RemoteClient(Client):
         lines = self._lines(path, {**payload, "stream": True})
         response: Response
 
-        def events() -> Iterator[str | Finish]:
+        def events() -> Iterator[str | Finish | Queued]:
             try:
                 for event in lines:
                     if "delta" in event:
                         yield event["delta"]
+                    elif "queued" in event:
+                        yield _queued(event)
                     elif event.get("done"):
                         response.model_id = event.get("model") or response.model_id
                         response.request_id = event.get("request_id")
@@ -323,12 +325,14 @@ class RemoteClient(Client):
         pieces: list[str] = []
         response: Response
 
-        def events() -> Iterator[str | Finish]:
+        def events() -> Iterator[str | Finish | Queued]:
             try:
                 for event in lines:
                     if "delta" in event:
                         pieces.append(event["delta"])
                         yield event["delta"]
+                    elif "queued" in event:
+                        yield _queued(event)
                     elif event.get("done"):
                         answer = _answer(question, event, "".join(pieces))
                         response.answer = answer
@@ -375,6 +379,11 @@ def _answer(question: str, body: dict[str, Any], text: str) -> Answer:
     citations = [Citation(**c) for c in body.get("citations", [])]
     return Answer(question, text, citations, bool(body.get("supported")),
                   bool(body.get("retrieval_only")), body.get("model"), body.get("note"))
+
+
+def _queued(event: dict[str, Any]) -> Queued:
+    place = event["queued"]
+    return Queued(int(place["position"]), float(place["expected_wait_s"]))
 
 
 def _finish(body: dict[str, Any]) -> Finish:

@@ -8,8 +8,9 @@ repeats this logic. All public methods are thread-safe.
   (``WorkerModel``); remote models (the ``openai`` backend) and plugins' ready models run
   in this process.
 - Loads are shared: concurrent first requests for a model wait for one load.
-- Each model has a bounded FIFO queue (``ModelQueue``); a worker runs one request at a
-  time, and a full queue answers ``Busy``.
+- Each model has a bounded queue (``ModelQueue``), fair across users by default
+  (``scheduling``); a worker runs one request at a time, and a full queue answers ``Busy``.
+  A waiting request's stream tells its place in line (``Queued`` events).
 - Local models share a memory budget; idle ones are unloaded least-recently-used first
   to make room, and after ``keep_alive`` idle seconds (the ``Reaper``).
 - A worker that dies fails its in-flight request with ``WorkerCrashed``; the model is
@@ -477,15 +478,18 @@ class ModelHost:
             if queue is None:
                 local = self._is_local(spec)
                 queue = ModelQueue(spec.id, size=self.settings.queue_size,
-                                   concurrency=1 if local else REMOTE_CONCURRENCY)
+                                   concurrency=1 if local else REMOTE_CONCURRENCY,
+                                   scheduling=self.settings.scheduling,
+                                   per_user=self.settings.queue_per_user)
                 self._queues[spec.id] = queue
             return queue
 
     def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
              make: Any, log_fields: dict[str, Any] | None, *, admission: Admission | None = None,
-             guard: CodeGuard | None = None) -> Response:
+             guard: CodeGuard | None = None, user: str | None = None) -> Response:
         try:
-            return self._start_run(spec, options, keep_alive, make, log_fields, admission, guard)
+            return self._start_run(spec, options, keep_alive, make, log_fields, admission, guard,
+                                   user)
         except BaseException:
             if admission is not None:
                 admission.finish()
@@ -493,7 +497,7 @@ class ModelHost:
 
     def _start_run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
                    make: Any, log_fields: dict[str, Any] | None, admission: Admission | None,
-                   guard: CodeGuard | None) -> Response:
+                   guard: CodeGuard | None, user: str | None) -> Response:
         local = self._is_local(spec)
         load_options = {k: v for k, v in validate_options(  # type: ignore[arg-type]
             _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
@@ -511,7 +515,7 @@ class ModelHost:
             trained = trained_length(entry)
             entry.n_ctx = min(request.options.n_ctx, trained or request.options.n_ctx)
         warnings = template_warnings(model, spec) if request.is_chat else []
-        ticket = self._queue(spec).enter()
+        ticket = self._queue(spec).enter(user)
 
         def start() -> Any:
             current = self._acquire(spec, auto_load=True, load_options=load_options).model \
@@ -555,7 +559,7 @@ class ModelHost:
         fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(messages=messages, options=opts), fields,
-                         admission=admission, guard=guard)
+                         admission=admission, guard=guard, user=identity.name)
 
     def generate(self, prompt: str, model: str | None = None, *, log: bool = True,
                  face: str = "python", user: str | None = None, keep_alive: float | None = None,
@@ -570,7 +574,7 @@ class ModelHost:
         fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(prompt=prompt, options=opts), fields,
-                         admission=admission)
+                         admission=admission, user=identity.name)
 
     def embed(self, texts: list[str], model: str | None = None, *,
               keep_alive: float | None = None,
@@ -586,15 +590,15 @@ class ModelHost:
             raise InvalidRequest("input must be a string or a list of strings.")
         check_texts(texts, self.settings, what="input", embedding=True)
         spec = self.resolve(model, embedding=True)
+        identity = self.classroom.identify(user)
         if user is not None:  # a request from outside (the API): the policy applies
-            identity = self.classroom.identify(user)
             self.classroom.admit(identity, spec.id, "api").finish()
         if not self._is_local(spec):
             return embed_counted(self._in_process_model(spec, embedding=True), texts)
         entry = self._acquire(spec)
         if keep_alive is not None:
             entry.keep_alive = self._keep_alive(keep_alive)
-        ticket = self._queue(spec).enter()
+        ticket = self._queue(spec).enter(identity.name)
         try:
             ticket.wait()
             return embed_counted(self._acquire(spec, auto_load=True).model, texts)

@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+from ..display import state_label
 from ..errors import InvalidRequest
 from ..models import Response
 from .interpolate import error_text
@@ -77,7 +78,8 @@ def cmd_models(shell: Any, s: Session, args: list[str]) -> list[dict[str, Any]]:
     for r in rows:
         r["default"] = "✓" if default in (r.get("id"), *(r.get("aliases") or [])) else ""
     if rows:
-        _show_markdown(markdown_table(rows, ["id", "state", "tags", "size_bytes", "default",
+        shown = [{**r, "state": state_label(r)} for r in rows]
+        _show_markdown(markdown_table(shown, ["id", "state", "tags", "size_bytes", "default",
                                              "description"]))
     else:
         _show_markdown("No model matches. Run `%llm models` to list every model.")

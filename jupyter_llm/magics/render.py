@@ -14,7 +14,7 @@ from ..errors import JupyterLLMError
 from .arguments import FORMATS
 
 if TYPE_CHECKING:
-    from ..models import Response
+    from ..models import Queued, Response
 
 __all__ = ["StreamDisplay", "FORMATS", "cell_error", "extract_code", "footer",
            "ingest_progress", "markdown_table", "progress_callback"]
@@ -88,6 +88,21 @@ class StreamDisplay:
             return {"text/markdown": text or "…", "text/plain": text}
         return {"text/plain": text}
 
+    def _show_queued(self, queued: Queued, text: str) -> None:
+        """A status line while the request waits: ``Waiting: 3rd in line, about 12 s``."""
+        if not queued.position:
+            if self.live:
+                self.handle.update(self._streaming_bundle(text), raw=True)
+            return
+        line = queued.describe()
+        if self.live:
+            self.handle.update({"text/markdown": f"*{line}…*", "text/plain": line + "…"},
+                               raw=True)
+        else:
+            sys.stderr.write(line + "…\n")
+            sys.stderr.flush()
+        self.updates += 1
+
     def final_bundle(self, response: Response) -> dict[str, Any]:
         """What the output shows once the stream has ended."""
         text = response.text()
@@ -119,7 +134,10 @@ class StreamDisplay:
             self.handle = display(self._streaming_bundle(""), raw=True, display_id=True)
         text, last = "", time.monotonic()
         try:
-            for chunk in response:
+            for chunk in response.events():
+                if not isinstance(chunk, str):  # waiting for the model: its place in line
+                    self._show_queued(chunk, text)
+                    continue
                 text += chunk
                 if not self.live:
                     sys.stdout.write(chunk)

@@ -21,7 +21,7 @@ from jupyter_llm.retrieval.chunking import Chunk, chunk_sections
 from jupyter_llm.retrieval.loaders import LoaderError, load_file, walk
 
 if TYPE_CHECKING:
-    from jupyter_llm.retrieval.collection import Collection
+    from jupyter_llm.retrieval.storage import CollectionFile
 
 __all__ = ["IngestProgress", "IngestReport", "ingest", "EMBED_BATCH_CHUNKS"]
 
@@ -104,7 +104,7 @@ def _files(paths: Iterable[str | os.PathLike[str]], include: Iterable[str],
     return files, roots, outside
 
 
-def ingest(collection: Collection, paths: Iterable[str | os.PathLike[str]], *,
+def ingest(collection: CollectionFile, paths: Iterable[str | os.PathLike[str]], *,
            include: Iterable[str] = (), exclude: Iterable[str] = (),
            progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
     """Add new files, replace changed ones, drop deleted ones; return what happened.

@@ -221,7 +221,7 @@ class AskHandler(CollectionsHandlerBase):
             return
 
         def work(emit: Callable[[Any], None]) -> dict[str, Any]:
-            answer = run.run(on_text=emit)
+            answer = run.run(on_text=emit, on_queued=emit)
             return {"done": True, **answer_dict(answer, run.summary())}
 
         await self.stream_calls(work, on_cancel=run.cancel)

@@ -97,7 +97,9 @@ ROUTES: dict[str, dict[str, Op]] = {
                                    _ok(_obj("unloaded", unloaded=_BOOL)), errors=(404,))},
     "/llm/api/ps": {"get": Op("Loaded models", ok=_ok(_obj("models", models=_ARRAY)))},
     "/llm/api/chat": {"post": Op('Chat with a model: NDJSON {"delta"} lines then {"done": '
-                                 'true, ...}; one object with "message" when stream is false',
+                                 'true, ...}, with {"queued": {"position", "expected_wait_s"}} '
+                                 'lines while waiting for the model; one object with "message" '
+                                 'when stream is false',
                                  "ChatBody", _ok(_GEN, NDJSON, JSON), errors=_MODEL)},
     "/llm/api/generate": {"post": Op('Raw completion: as chat, with "text" instead of '
                                      '"message"', "GenerateBody", _ok(_GEN, NDJSON, JSON),
@@ -161,7 +163,8 @@ ROUTES: dict[str, dict[str, Op]] = {
     "/llm/v1/models/{id}": {"get": Op("OpenAI: one model", ok=_ok(_obj("id", "object")),
                                       errors=(404,), error_schema="OpenAIError")},
     "/llm/v1/chat/completions": {"post": Op(
-        "OpenAI: chat completion (server-sent events when stream is true)",
+        "OpenAI: chat completion (server-sent events when stream is true; while waiting for "
+        "the model, comment lines ': queued {\"position\", \"expected_wait_s\"}')",
         "ChatCompletionBody", _ok(_obj("id", "object", "choices", choices=_ARRAY), JSON, SSE),
         errors=(401, *_MODEL), error_schema="OpenAIError")},
     "/llm/v1/completions": {"post": Op(

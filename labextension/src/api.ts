@@ -72,9 +72,19 @@ export interface ICitation {
   page?: number | null;
 }
 
-/** One line of a chat or ask stream: a text delta, the final summary, or citations. */
+/** Where a request waits for its model: 1 is next; 0 once its turn came. */
+export interface IQueued {
+  position: number;
+  expected_wait_s: number;
+}
+
+/**
+ * One line of a chat or ask stream: a text delta, the request's place in line while it waits
+ * for the model, the final summary, or citations.
+ */
 export interface IChatLine {
   delta?: string;
+  queued?: IQueued;
   done?: boolean;
   model?: string;
   finish_reason?: string;
@@ -87,6 +97,8 @@ export interface IChatLine {
   /** True when no model answered and the passages themselves are the answer. */
   retrieval_only?: boolean;
   note?: string | null;
+  /** What the user should know about this answer (no chat template, oldest turns left out). */
+  warnings?: { type: string; message: string; details?: Record<string, unknown> }[];
 }
 
 /** A collection (`GET llm/api/collections`). */

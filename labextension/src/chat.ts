@@ -57,6 +57,15 @@ export function shownCitations(line: api.IChatLine): api.ICitation[] {
   return used.length && line.supported !== false && !line.retrieval_only ? used : all;
 }
 
+/** `Waiting for <model>: 3rd in line, about 12 s…` (as the magics and widget say it). */
+export function waitingText(name: string, place: api.IQueued): string {
+  const n = place.position;
+  const teen = n % 100 >= 10 && n % 100 <= 20;
+  const suffix = teen ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th';
+  const wait = Math.max(1, Math.round(place.expected_wait_s));
+  return `Waiting for ${name}: ${n}${suffix} in line, about ${wait} s…`;
+}
+
 /** One answer being shown: its text, markdown renderer and footer. */
 class AssistantMessage {
   readonly node: HTMLElement;
@@ -443,50 +452,45 @@ export class ChatSection extends Widget {
   }
 
   /**
-   * Stages before the first word: retrieving (grounded) or starting, queued (how many wait for
-   * the model, from `ps`), then the model reading the question. Polls `ps` once a second.
+   * Stages before the first word: retrieving (grounded) or starting, waiting in line (the
+   * stream's `queued` lines: place and expected wait), then the model reading the question.
    */
   private stages(answer: AssistantMessage, model: string | null, collection: string): {
     opened(): void;
-    done(): void;
+    queued(place: api.IQueued): void;
   } {
     const name = model || 'the default model';
-    let waiting = 0;
+    let place: api.IQueued | null = null;
     let opened = false;
     const first = collection ? `Finding passages in ${collection}…` : `Starting ${name}…`;
     const show = (): void => {
-      const stage = waiting > 0 ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
-      if (answer.node.dataset.stage === stage) {
+      if (answer.text) {
         return;
       }
+      const waiting = place !== null && place.position > 0;
+      const stage = waiting ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
+      const text = waiting ? waitingText(name, place!) : null;
+      if (answer.node.dataset.stage === stage && answer.node.dataset.place === (text ?? '')) {
+        return;
+      }
+      answer.node.dataset.place = text ?? '';
       answer.setStage(() => {
-        if (waiting > 0) {
-          return `Queued for ${name}: ${waiting} waiting, yours included…`;
+        if (text) {
+          return text;
         }
         return opened ? `${name} is reading the ${collection ? 'passages and the ' : ''}question…` : first;
       }, stage);
     };
-    const check = async (): Promise<void> => {
-      try {
-        const ps = await api.listLoaded();
-        const entry = ps.find(p => p.id === model) ?? (!model && ps.length === 1 ? ps[0] : undefined);
-        waiting = entry?.queue_depth ?? 0;
-        if (!answer.text && answer.node.getAttribute('aria-busy') === 'true') {
-          show();
-        }
-      } catch {
-        // a stage is a courtesy: the answer itself reports real errors
-      }
-    };
     show();
-    const poll = window.setInterval(() => void check(), 1000);
-    void check();
     return {
       opened: () => {
         opened = true;
         show();
       },
-      done: () => window.clearInterval(poll)
+      queued: (p: api.IQueued) => {
+        place = p;
+        show();
+      }
     };
   }
 
@@ -511,6 +515,9 @@ export class ChatSection extends Widget {
     let summary: api.IChatLine = {};
     let opened = false;
     const onLine = (line: api.IChatLine): void => {
+      if (line.queued) {
+        stages.queued(line.queued);
+      }
       if (line.delta) {
         answer.append(line.delta);
         this.transcript.scrollTop = this.transcript.scrollHeight;
@@ -548,7 +555,6 @@ export class ChatSection extends Widget {
         note = 'No answer.';
       }
     } finally {
-      stages.done();
       this.abort = null;
       this.setStreaming(false);
     }
@@ -590,6 +596,9 @@ export class ChatSection extends Widget {
     }
     if (s.finish_reason && s.finish_reason !== 'stop') {
       parts.push(`finished: ${s.finish_reason}`);
+    }
+    for (const w of s.warnings ?? []) {
+      parts.push(`⚠ ${w.message}`);
     }
     return parts.join(' · ');
   }
