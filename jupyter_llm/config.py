@@ -37,6 +37,7 @@ class Settings(BaseModel):
     scheduling: Literal["fair", "fifo"] = Field("fair", description="Who goes next in a model's queue: fair (round-robin by user) or fifo (first come, first served).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per local model (default: llama.cpp's choice).")
     n_ctx: int | None = Field(None, ge=16, description="Context window for local models (default: min(4096, trained)).")
+    parallel: int | None = Field(None, ge=1, le=64, description="Requests a local model decodes together, each with a context of n_ctx (default: up to 8, from the memory budget).")
     history: bool = Field(True, description="Log requests to history.sqlite.")
     max_body_mb: float = Field(16.0, gt=0, description="Largest request body in MB (413 above).")
     max_prompt_chars: int = Field(1_000_000, ge=1, description="Most characters in one prompt "

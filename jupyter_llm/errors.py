@@ -183,8 +183,8 @@ class ContextLengthExceeded(InvalidRequest):
         bigger = (f" (up to the model's trained length of {trained})" if trained and trained > n_ctx
                   else "")
         return cls(
-            f"The input of {'at least ' if at_least else ''}{prompt_tokens} tokens does not fit the context window of model "
-            f"{model_id!r}, which is {n_ctx} tokens. Send a shorter input (or fewer earlier "
+            f"The input of {'at least ' if at_least else ''}{prompt_tokens} tokens does not "
+            f"fit the context window of model {model_id!r}, which is {n_ctx} tokens. Send a shorter input (or fewer earlier "
             f"messages), or load the model with a larger n_ctx{bigger}.",
             details={"model": model_id, "prompt_tokens": prompt_tokens, "n_ctx": n_ctx,
                      "trained_context_length": trained})

@@ -29,7 +29,8 @@ HANDLER_MODULES = ("native", "classroom", "collections", "openai_compat", "pantr
 SETTING_TRAITS = ("default_model", "default_embedding_model", "allow_downloads",
                   "allow_url_downloads", "auto_load", "memory_budget_mb", "max_loaded_models",
                   "keep_alive_s", "queue_size", "queue_per_user", "scheduling", "n_threads",
-                  "n_ctx", "history", "policy_file", "policy", "max_body_mb", "max_prompt_chars", "max_embed_inputs",
+                  "n_ctx", "parallel", "history", "policy_file", "policy", "max_body_mb",
+                  "max_prompt_chars", "max_embed_inputs",
                   "allow_model_paths")
 
 
@@ -73,6 +74,8 @@ class JupyterLLM(ExtensionApp):
                               'the default) or "fifo" (first come, first served).')
     n_threads = Integer(None, allow_none=True, config=True, help="CPU threads per local model.")
     n_ctx = Integer(None, allow_none=True, config=True, help="Context window of local models.")
+    parallel = Integer(None, allow_none=True, config=True,
+                       help="Requests a local model decodes together (default: from the budget).")
     history = Bool(None, allow_none=True, config=True,
                    help="Log requests to history.sqlite (default True).")
     max_body_mb = Float(None, allow_none=True, config=True,
