@@ -108,6 +108,12 @@ async def test_create_ingest_search_ask_delete(minilm, tiny_registry, jp_fetch, 
     assert status == 200 and again["documents"] == 3
     status, listed, _ = await call(jp_fetch, "llm", "api", "collections")
     assert [c["name"] for c in listed["collections"]] == ["course"]
+    status, docs, _ = await call(jp_fetch, "llm", "api", "collections", "course", "documents")
+    assert status == 200
+    assert [d["source"] for d in docs["documents"]] == ["course/git.md", "course/python.md",
+                                                       "course/shell.md"]
+    assert Path(docs["documents"][2]["path"]) == course_dir / "shell.md"
+    assert all(d["n_chunks"] >= 1 and d["ingested_at"] for d in docs["documents"])
 
     status, found, _ = await call(jp_fetch, "llm", "api", "collections", "course", "search",
                                   body={"query": IN_SCOPE, "k": 3})
@@ -166,6 +172,8 @@ async def test_unknown_collection_is_404_naming_the_known_ones(minilm, jp_fetch,
         assert_error(status, answer, 404, "not_found")
         assert answer["error"]["details"]["known"] == ["course"]
         assert "course" in answer["error"]["message"]
+    status, answer, _ = await call(jp_fetch, "llm", "api", "collections", "cuorse", "documents")
+    assert_error(status, answer, 404, "not_found")
 
 
 async def test_paths_outside_root_dir_are_403_and_bad_parameters_name_the_field(
@@ -235,6 +243,9 @@ async def test_remote_and_local_clients_search_alike(minilm, jp_fetch, course_di
             assert [r.text for r in there] == [r.text for r in here]
         assert [c["name"] for c in local.collections()] == ["course"]
         assert (await asyncio.to_thread(remote.collections))[0]["documents"] == 3
+        there = await asyncio.to_thread(remote.collection_documents, "course")
+        assert [d["path"] for d in there] == [d["path"] for d in local.collection_documents("course")]
+        assert len(there) == 3
         answer = await asyncio.to_thread(remote.ask, "course", OFF_TOPIC)
         assert answer.supported is False and answer.citations
         assert await asyncio.to_thread(remote.delete_collection, "course")

@@ -117,6 +117,10 @@ class Client(ABC):
         sizes are in tokens (defaults 200 and 32), recorded in the collection."""
 
     @abstractmethod
+    def collection_documents(self, name: str) -> list[dict[str, Any]]:
+        """The documents of a collection: path, title, kind, size, chunks, when ingested."""
+
+    @abstractmethod
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file (the source files are untouched)."""
 

@@ -170,6 +170,10 @@ class LocalClient(Client):
             chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         return info
 
+    def collection_documents(self, name: str) -> list[dict[str, Any]]:
+        """The documents of a collection."""
+        return self.collections_service.documents(name)
+
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file."""
         return self.collections_service.delete(name)

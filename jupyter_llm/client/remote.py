@@ -273,6 +273,10 @@ class RemoteClient(Client):
             "name": name, "vector_backend": vector_backend, "embedding_model": embedding_model,
             "chunk_size": chunk_size, "chunk_overlap": chunk_overlap})
 
+    def collection_documents(self, name: str) -> list[dict[str, Any]]:
+        """The documents of a collection on the server."""
+        return list(self._call("GET", _coll(name, "documents"))["documents"])
+
     def delete_collection(self, name: str) -> bool:
         """Delete a collection on the server."""
         return bool(self._call("DELETE", _coll(name))["removed"])

@@ -255,6 +255,13 @@ class HostCollections:
             self._open[path] = coll
         return self.info(self.attach(coll)), True
 
+    def documents(self, name: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """The documents of a collection: ``source`` (as users see it, relative to ``root``),
+        ``path`` (on this machine), title, kind, size, chunks, when ingested."""
+        coll = self.open(name)
+        return [{**doc, "source": self.display(coll, doc["path"]),
+                 "path": str(coll.resolve_source(doc["path"]))} for doc in coll.documents()]
+
     def delete(self, name: str | os.PathLike[str]) -> bool:
         """Delete a collection file and its WAL files (404 when it does not exist)."""
         path = self.path(name)

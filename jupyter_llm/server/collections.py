@@ -145,6 +145,17 @@ class CollectionHandler(CollectionsHandlerBase):
         self.write_json({"removed": await self.run_blocking(colls.delete, name)})
 
 
+class DocumentsHandler(CollectionsHandlerBase):
+    """``GET llm/api/collections/{name}/documents``."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        """The documents of a collection, by path."""
+        colls = await self.collections()
+        self.write_json({"documents": await self.run_blocking(colls.documents, name)})
+
+
 class IngestHandler(CollectionsHandlerBase):
     """``POST llm/api/collections/{name}/ingest``: NDJSON progress ending with a summary."""
 
@@ -230,6 +241,7 @@ class AskHandler(CollectionsHandlerBase):
 default_handlers = [
     (r"/llm/api/collections", CollectionsHandler),
     (r"/llm/api/collections/([^/]+)", CollectionHandler),
+    (r"/llm/api/collections/([^/]+)/documents", DocumentsHandler),
     (r"/llm/api/collections/([^/]+)/ingest", IngestHandler),
     (r"/llm/api/collections/([^/]+)/search", SearchHandler),
     (r"/llm/api/collections/([^/]+)/ask", AskHandler),

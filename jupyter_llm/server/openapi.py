@@ -141,6 +141,10 @@ ROUTES: dict[str, dict[str, Op]] = {
     "/llm/api/collections/{name}": {
         "get": Op("One collection", ok=_ok(_obj("name")), errors=(404,)),
         "delete": Op("Delete a collection file", ok=_ok(_obj("removed")), errors=(404,))},
+    "/llm/api/collections/{name}/documents": {
+        "get": Op('The documents of a collection: {"documents": [{"source", "path", "title", "kind", '
+                  '"size", "n_chunks", "ingested_at"}]}',
+                  ok=_ok(_obj("documents", documents=_ARRAY)), errors=(404,))},
     "/llm/api/collections/{name}/ingest": {
         "post": Op('Ingest files and folders under root_dir: NDJSON {"done", "total", "path", '
                    '"status"} lines ending with {"done": true, "status": "done", ...}',
