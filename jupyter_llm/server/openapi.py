@@ -161,6 +161,11 @@ ROUTES: dict[str, dict[str, Op]] = {
         "post": Op('Answer from a collection with citations: as chat, plus "citations", '
                    '"supported"', "AskBody", _ok(_obj("citations"), NDJSON, JSON),
                    errors=(404, 409, 499, 501, 502, 503))},
+    "/llm/api/collections/{name}/evaluate": {
+        "post": Op('Evaluate a collection (and chat models) on questions: NDJSON {"item"} '
+                   'lines, one per question and model, ending with {"done": true, "measured"}',
+                   "EvaluateBody", _ok(_obj("done"), NDJSON),
+                   errors=(404, 409, 499, 501, 502, 503))},
     "/llm/api/openapi.json": {"get": Op("This document", ok=_ok(_obj("openapi", "paths")))},
     "/llm/v1/models": {"get": Op("OpenAI: list models", ok=_ok(_obj(
         "object", "data", object={"const": "list"}, data=_ARRAY)), error_schema="OpenAIError")},
