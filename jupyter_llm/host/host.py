@@ -237,12 +237,19 @@ class ModelHost:
             self.downloads.download_url(model_id, progress=progress, sha256=sha256,
                                         allow_url_downloads=self.settings.allow_url_downloads)
             self.registry.add(spec := spec_from_url(model_id, sha256=sha256))
-            return self.store.manifest(spec) or {"id": spec.id}
+            return self._installed(spec)
         spec = self.registry.get(model_id)
         if spec.is_remote:
             return {"id": spec.id, "remote": True}
         self.downloads.download(spec, progress=progress)
-        return self.store.manifest(spec) or {"id": spec.id}
+        return self._installed(spec)
+
+    def _installed(self, spec: Any) -> dict[str, Any]:
+        """The manifest of an installed model with ``path``, the full path of its file."""
+        manifest = self.store.manifest(spec)
+        if manifest is None:
+            return {"id": spec.id}
+        return {**manifest, "path": str(self.store.dir_for(spec) / manifest["file"])}
 
     def cancel_pull(self, model_id: str) -> bool:
         """Cancel a running download of this model; the partial file is kept."""
