@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..host import ModelHost
@@ -12,6 +12,8 @@ from .base import Client, ProgressCallback
 if TYPE_CHECKING:
     from ..host.collections import HostCollections
     from ..retrieval.answer import Answer
+    from ..retrieval.evaluate import EvalItem
+    from ..retrieval.questions import Question
     from ..retrieval.search import SearchResults
 
 __all__ = ["LocalClient"]
@@ -63,9 +65,10 @@ class LocalClient(Client):
         return self.host.ps()
 
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
         """Run a chat in this process."""
-        return self.host.chat(messages, model, log=log, face="python", **options)
+        return self.host.chat(messages, model, log=log, face="python", tutoring=tutoring,
+                              **options)
 
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
                  log: bool = True, **options: Any) -> Response:
@@ -178,6 +181,16 @@ class LocalClient(Client):
         """Delete a collection file."""
         return self.collections_service.delete(name)
 
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary."""
+        service = self.collections_service
+        return service.info(service.open(name))
+
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings in this process."""
+        return self.collections_service.configure(name, tutoring_guard=tutoring_guard)
+
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
                exclude: Sequence[str] = (),
                progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -209,3 +222,12 @@ class LocalClient(Client):
             name, question, model=model, k=k, mode=mode, source=source, threshold=threshold,
             retrieval_only=retrieval_only, options=options, log=log, face="python")
         return stream_answer(run) if stream else run.run()
+
+    def evaluate_items(self, name: str, questions: Sequence[Question],
+                       models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                       threshold: float | None = None,
+                       options: dict[str, Any] | None = None) -> Iterator[EvalItem]:
+        """Measure questions × models in this process (answers are not logged)."""
+        return self.collections_service.evaluate_items(
+            name, questions, models, k=k, mode=mode, threshold=threshold, options=options,
+            log=False, face="python")

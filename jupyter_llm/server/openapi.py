@@ -140,6 +140,9 @@ ROUTES: dict[str, dict[str, Op]] = {
                    errors=(404, 409, 501, 502, 507))},
     "/llm/api/collections/{name}": {
         "get": Op("One collection", ok=_ok(_obj("name")), errors=(404,)),
+        "patch": Op("Change a collection's settings (tutoring_guard: instructors and admins)",
+                    "CollectionSettingsBody", ok=_ok(_obj("name", tutoring_guard=_BOOL)),
+                    errors=(404,)),
         "delete": Op("Delete a collection file", ok=_ok(_obj("removed")), errors=(404,))},
     "/llm/api/collections/{name}/documents": {
         "get": Op('The documents of a collection: {"documents": [{"source", "path", "title", "kind", '
@@ -160,6 +163,11 @@ ROUTES: dict[str, dict[str, Op]] = {
     "/llm/api/collections/{name}/ask": {
         "post": Op('Answer from a collection with citations: as chat, plus "citations", '
                    '"supported"', "AskBody", _ok(_obj("citations"), NDJSON, JSON),
+                   errors=(404, 409, 499, 501, 502, 503))},
+    "/llm/api/collections/{name}/evaluate": {
+        "post": Op('Evaluate a collection (and chat models) on questions: NDJSON {"item"} '
+                   'lines, one per question and model, ending with {"done": true, "measured"}',
+                   "EvaluateBody", _ok(_obj("done"), NDJSON),
                    errors=(404, 409, 499, 501, 502, 503))},
     "/llm/api/openapi.json": {"get": Op("This document", ok=_ok(_obj("openapi", "paths")))},
     "/llm/v1/models": {"get": Op("OpenAI: list models", ok=_ok(_obj(
