@@ -81,8 +81,9 @@ class Client(ABC):
 
     @abstractmethod
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
-        """Run a chat; ``model`` is an id, alias, ``tags:...`` query, or None for the default."""
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
+        """Run a chat; ``model`` is an id, alias, ``tags:...`` query, or None for the default
+        (``tutoring``: ask for the tutoring guard, as a notebook set by the instructor does)."""
 
     @abstractmethod
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
@@ -154,6 +155,15 @@ class Client(ABC):
     @abstractmethod
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file (the source files are untouched)."""
+
+    @abstractmethod
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary (404 when there is none of that name)."""
+
+    @abstractmethod
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings (the tutoring guard: instructors only); its summary."""
 
     @abstractmethod
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),

@@ -65,9 +65,10 @@ class LocalClient(Client):
         return self.host.ps()
 
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
         """Run a chat in this process."""
-        return self.host.chat(messages, model, log=log, face="python", **options)
+        return self.host.chat(messages, model, log=log, face="python", tutoring=tutoring,
+                              **options)
 
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
                  log: bool = True, **options: Any) -> Response:
@@ -218,6 +219,16 @@ class LocalClient(Client):
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file."""
         return self.collections_service.delete(name)
+
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary."""
+        service = self.collections_service
+        return service.info(service.open(name))
+
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings in this process."""
+        return self.collections_service.configure(name, tutoring_guard=tutoring_guard)
 
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
                exclude: Sequence[str] = (),

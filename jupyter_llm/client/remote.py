@@ -196,9 +196,10 @@ class RemoteClient(Client):
         return response
 
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
         """Chat on the server; iterate the Response for streamed text."""
-        payload = {"model": model, "messages": messages, "options": options, "log": log}
+        payload = {"model": model, "messages": messages, "options": options, "log": log,
+                   "tutoring": tutoring}
         return self._run("chat", payload, model, stream, Request(messages=messages))
 
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
@@ -310,6 +311,15 @@ class RemoteClient(Client):
     def delete_collection(self, name: str) -> bool:
         """Delete a collection on the server."""
         return bool(self._call("DELETE", _coll(name))["removed"])
+
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary from the server."""
+        return self._call("GET", _coll(name))
+
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings on the server."""
+        return self._call("PATCH", _coll(name), json={"tutoring_guard": tutoring_guard})
 
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
                exclude: Sequence[str] = (),

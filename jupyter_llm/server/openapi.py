@@ -156,6 +156,9 @@ ROUTES: dict[str, dict[str, Op]] = {
                    errors=(404, 409, 501, 502, 507))},
     "/llm/api/collections/{name}": {
         "get": Op("One collection", ok=_ok(_obj("name")), errors=(404,)),
+        "patch": Op("Change a collection's settings (tutoring_guard: instructors and admins)",
+                    "CollectionSettingsBody", ok=_ok(_obj("name", tutoring_guard=_BOOL)),
+                    errors=(404,)),
         "delete": Op("Delete a collection file", ok=_ok(_obj("removed")), errors=(404,))},
     "/llm/api/collections/{name}/documents": {
         "get": Op('The documents of a collection: {"documents": [{"source", "path", "title", "kind", '
