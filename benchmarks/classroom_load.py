@@ -73,13 +73,16 @@ def setup(course: Path, work: Path, names: list[str]) -> tuple[Path, dict[str, s
     print(f"collection: {course.name} ({report.summary()}) in "
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     tokens = TokenStore()
+    for name in names:  # a reused --work folder: issue fresh tokens
+        if any(t["name"] == name for t in tokens.list()):
+            tokens.revoke(name)
     return registry, {name: tokens.add(name, role="student") for name in names}
 
 
 def questions(n: int) -> list[str]:
     """``n`` questions on the git lesson from the course question set (cycled)."""
     rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
-    git = [r["question"] for r in rows if r["sources"][0].startswith("git-novice")]
+    git = [r["question"] for r in rows if r.get("sources", [""])[0].startswith("git-novice")]
     return [git[i % len(git)] for i in range(n)]
 
 
@@ -115,7 +118,7 @@ def run_round(url: str, plan: list[tuple[str, str, float]],
     results: list[dict[str, Any]] = [{"user": u} for u, _, _ in plan]
     gates = {d: threading.Event() for _, _, d in plan}
     threads = [threading.Thread(target=ask, args=(url, args.tokens[u], q, args, results[i],
-                                                  gates[d]))
+                                                  gates[d]), daemon=True)
                for i, (u, q, d) in enumerate(plan)]
     for t in threads:
         t.start()

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..display import ProgressBar, human_bytes, state_label
+from ..display import ProgressBar, human_bytes, ps_rows, state_label
 
 __all__ = ["register"]
 
@@ -72,8 +72,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     """Download a model with a progress bar."""
     manifest = _client().pull(args.model, progress=ProgressBar(args.model))
-    path = manifest.get("path") or manifest.get("file")
-    print(f"Installed {manifest.get('id', args.model)}" + (f" at {path}" if path else ""))
+    name = manifest.get("id", args.model)
+    if manifest.get("remote"):
+        print(f"{name} is a remote model: nothing to download.")
+    else:
+        path = manifest.get("path") or manifest.get("file")
+        size = f" ({human_bytes(manifest['size_bytes'])})" if manifest.get("size_bytes") else ""
+        print(f"Installed {name}{size} at {path}" if path else f"Installed {name}{size}")
     return 0
 
 
@@ -107,7 +112,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     elif not loaded:
         print("No models are loaded.")
     else:
-        for m in loaded:
-            extra = " ".join(f"{k}={v}" for k, v in m.items() if k != "id" and v is not None)
+        for m in ps_rows(loaded):
+            extra = "  ".join(f"{k}: {v}" for k, v in m.items() if k != "id")
             print(f"{m['id']}  {extra}")
     return 0

@@ -237,12 +237,19 @@ class ModelHost:
             self.downloads.download_url(model_id, progress=progress, sha256=sha256,
                                         allow_url_downloads=self.settings.allow_url_downloads)
             self.registry.add(spec := spec_from_url(model_id, sha256=sha256))
-            return self.store.manifest(spec) or {"id": spec.id}
+            return self._installed(spec)
         spec = self.registry.get(model_id)
         if spec.is_remote:
             return {"id": spec.id, "remote": True}
         self.downloads.download(spec, progress=progress)
-        return self.store.manifest(spec) or {"id": spec.id}
+        return self._installed(spec)
+
+    def _installed(self, spec: Any) -> dict[str, Any]:
+        """The manifest of an installed model with ``path``, the full path of its file."""
+        manifest = self.store.manifest(spec)
+        if manifest is None:
+            return {"id": spec.id}
+        return {**manifest, "path": str(self.store.dir_for(spec) / manifest["file"])}
 
     def cancel_pull(self, model_id: str) -> bool:
         """Cancel a running download of this model; the partial file is kept."""
@@ -575,13 +582,14 @@ class ModelHost:
 
     def chat(self, messages: list[Message], model: str | None = None, *, log: bool = True,
              face: str = "python", user: str | None = None, keep_alive: float | None = None,
-             **options: Any) -> Response:
-        """Run a chat on the named (or default) model and return a streaming Response."""
+             tutoring: bool = False, **options: Any) -> Response:
+        """Run a chat on the named (or default) model and return a streaming Response
+        (``tutoring``: the material asks for the tutoring guard, on top of the policy)."""
         messages = check_messages(messages)
         check_texts((str(m.get("content") or "") for m in messages), self.settings)
         spec = self.resolve(model)
         identity = self.classroom.identify(user)
-        messages, guard = self.classroom.guard(identity, messages)
+        messages, guard = self.classroom.guard(identity, messages, requested=tutoring)
         admission = self.classroom.admit(identity, spec.id, face)
         fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,

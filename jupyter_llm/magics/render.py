@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..display import ProgressBar, error_text, human_bytes
+from ..display import EvalBar, ProgressBar, error_text, human_bytes
 from ..errors import JupyterLLMError
 from .arguments import FORMATS
 
@@ -228,3 +228,31 @@ def ingest_progress(label: str) -> tuple[Any, Any]:
 
     return update, close
 
+
+
+def eval_progress(total_label: str) -> tuple[Any, Any]:
+    """A progress bar over an evaluation's steps (ipywidgets, else a text line per tenth).
+    Returns ``(callback, close)``; the callback takes ``EvalProgress`` steps."""
+    from IPython.display import display
+
+    try:
+        import ipywidgets as w
+    except ImportError:  # pragma: no cover - ipywidgets is in the notebook extra
+        w = None
+    if w is None:
+        text_bar = EvalBar(stream=sys.stdout)
+        return text_bar, text_bar.close
+    bar = w.IntProgress(value=0, min=0, max=1, description=total_label[:20],
+                        layout=w.Layout(width="60%"))
+    info = w.Label("")
+    display(w.HBox([bar, info]))
+
+    def update(step: Any) -> None:
+        bar.max = max(1, step.total)
+        bar.value = min(bar.max, step.done)
+        info.value = f"{step.done}/{step.total} {step.model}"
+
+    def close() -> None:
+        bar.bar_style = "success" if bar.value >= bar.max else "warning"
+
+    return update, close

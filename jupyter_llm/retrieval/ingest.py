@@ -112,7 +112,9 @@ def ingest(collection: CollectionFile, paths: Iterable[str | os.PathLike[str]], 
     ``progress`` is called after each file is settled; an exception it raises stops the
     ingest, leaving every finished document committed and the collection consistent.
     """
+    paths = list(paths)
     files, roots, outside = _files(paths, list(include), list(exclude))
+    collection.settle_base([Path(check_path_text(p)).expanduser() for p in paths])
     report = IngestReport()
     for link in outside:
         report.skipped.append({"path": link, "error": "a link to a file outside the folder "

@@ -22,7 +22,13 @@ from jupyter_llm.errors import (
 from jupyter_llm.retrieval.chunking import Chunk, ChunkerSettings
 from jupyter_llm.retrieval.db import Database, connect
 from jupyter_llm.retrieval.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from jupyter_llm.retrieval.schema import CollectionMeta, create_tables, read_meta, write_meta
+from jupyter_llm.retrieval.schema import (
+    SCHEMA_VERSION,
+    CollectionMeta,
+    create_tables,
+    read_meta,
+    write_meta,
+)
 from jupyter_llm.retrieval.vectors import DEFAULT_BACKEND, VectorIndex, open_index
 
 __all__ = ["CollectionFile", "EmbedderMismatch", "NotACollection", "DEFAULT_SUPPORT_THRESHOLD"]
@@ -124,6 +130,8 @@ class CollectionFile:
         if meta is None:
             db.close()
             raise NotACollection(f"{path} is not a jupyter-llm collection (no metadata table).")
+        if meta.schema_version < SCHEMA_VERSION:
+            _migrate(db, meta, path)
         emb = None
         if embedder is not None:
             emb = get_embedder(embedder)
@@ -196,20 +204,101 @@ class CollectionFile:
         with self.db.transaction():
             write_meta(self.db, self.meta)
 
+    def set_tutoring_guard(self, on: bool) -> None:
+        """Record whether answers from this collection are tutoring-guarded for students."""
+        self.meta.tutoring_guard = bool(on)
+        with self.db.transaction():
+            write_meta(self.db, self.meta)
+
     # --- paths ----------------------------------------------------------------------------
 
+    @property
+    def base(self) -> Path:
+        """The folder sources are recorded relative to: first where it lies relative to the
+        collection file (a collection copied along with its course folder), then where it was
+        ingested; the collection file's folder when nothing was ingested yet."""
+        here = self.path.resolve().parent
+        near = (here / self.meta.base_from_file).resolve() if self.meta.base_from_file else None
+        if near is not None and near.is_dir():
+            return near
+        if self.meta.base is not None and Path(self.meta.base).is_dir():
+            return Path(self.meta.base)
+        return near or (Path(self.meta.base) if self.meta.base else here)
+
     def source_key(self, file: str | os.PathLike[str]) -> str:
-        """How a file is recorded: relative to the collection's folder when inside it, else absolute."""
+        """How a file is recorded: relative to :attr:`base` (absolute only when outside it,
+        which :meth:`settle_base` prevents for ingested files)."""
         file = Path(file).resolve()
         try:
-            return file.relative_to(self.path.resolve().parent).as_posix()
+            return file.relative_to(self.base).as_posix()
         except ValueError:
             return file.as_posix()
 
     def resolve_source(self, key: str) -> Path:
         """The file on disk for a recorded source key."""
         p = Path(key)
-        return p if p.is_absolute() else self.path.resolve().parent / p
+        return p if p.is_absolute() else self.base / p
+
+    def settle_base(self, roots: Sequence[str | os.PathLike[str]]) -> str:
+        """Choose the base before ingesting ``roots`` (files and folders); returns what was done.
+
+        * ``"set"``: an empty collection takes the folder ingested (the common folder of
+          several roots) as its base;
+        * ``"kept"``: every root is inside the base;
+        * ``"moved"``: the roots hold a copy of the collection's material (at least half of its
+          documents, byte for byte, at the same relative paths): the base moves there, so the
+          same material ingested from a second copy is not added twice;
+        * ``"widened"``: other material: the base becomes the common folder of both, and the
+          recorded sources gain the old base's path below it as a prefix.
+        """
+        folders = [r if r.is_dir() else r.parent for r in (Path(x).resolve() for x in roots)]
+        if not folders:
+            return "kept"
+        common = Path(os.path.commonpath(folders))
+        if int(self.db.scalar("SELECT count(*) FROM documents")) == 0:
+            self._set_base(common)
+            return "set"
+        base = self.base
+        if all(f.is_relative_to(base) for f in folders):
+            if self.meta.base is None:
+                self._set_base(base)
+            return "kept"
+        if self._holds_copy(common):
+            self._set_base(common)
+            return "moved"
+        wider = Path(os.path.commonpath([base, common]))
+        prefix = base.relative_to(wider).as_posix()
+        with self.db.transaction():
+            self.db.execute("UPDATE documents SET path = ? || '/' || path "
+                            "WHERE substr(path, 1, 1) != '/'", (prefix,))
+            self._set_base(wider)
+        return "widened"
+
+    def _holds_copy(self, folder: Path) -> bool:
+        """Whether ``folder`` holds at least half of the documents, byte for byte."""
+        import hashlib
+
+        docs = [(k, h) for k, (_, h, _) in self.document_hashes().items()
+                if not k.startswith("/")]
+        need = (len(docs) + 1) // 2
+        same = 0
+        for n, (key, digest) in enumerate(docs):
+            f = folder / key
+            try:
+                if f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() == digest:
+                    same += 1
+            except OSError:
+                pass
+            if same >= need or same + len(docs) - n - 1 < need:
+                break
+        return need > 0 and same >= need
+
+    def _set_base(self, folder: Path) -> None:
+        self.meta.base = folder.as_posix()
+        self.meta.base_from_file = Path(os.path.relpath(folder, self.path.resolve().parent)
+                                        ).as_posix()
+        with self.db.transaction():
+            write_meta(self.db, self.meta)
 
     # --- documents ------------------------------------------------------------------------
 
@@ -315,6 +404,33 @@ class CollectionFile:
             problems.append(f"{path}: {actual} chunks, {expected} recorded")
         return problems
 
+
+
+def _migrate(db: Database, meta: CollectionMeta, path: Path) -> None:
+    """Schema 1 → 2: record a base (the common folder of the sources, which were relative to
+    the collection file's folder or absolute) and store every source relative to it. A
+    read-only file is left as it is: its sources still resolve."""
+    here = path.resolve().parent
+    try:
+        with db.transaction():
+            current = read_meta(db)
+            if current is not None and current.schema_version >= SCHEMA_VERSION:
+                for key, value in current:  # another process migrated it meanwhile
+                    setattr(meta, key, value)
+                return
+            keys = [r[0] for r in db.execute("SELECT path FROM documents")]
+            files = {k: (Path(k) if Path(k).is_absolute() else here / k) for k in keys}
+            if files:
+                base = Path(os.path.commonpath([f.parent for f in files.values()]))
+                db.executemany("UPDATE documents SET path = ? WHERE path = ?",
+                               [(f.relative_to(base).as_posix(), k) for k, f in files.items()])
+                meta.base = base.as_posix()
+                meta.base_from_file = Path(os.path.relpath(base, here)).as_posix()
+            meta.schema_version = SCHEMA_VERSION
+            write_meta(db, meta, touch=False)
+    except Exception:  # noqa: BLE001 - a read-only copy keeps working with its old keys
+        meta.schema_version = 1
+        meta.base = meta.base_from_file = None
 
 
 def _check_embedder(meta: CollectionMeta, emb: Embedder, path: Path) -> None:
