@@ -582,13 +582,14 @@ class ModelHost:
 
     def chat(self, messages: list[Message], model: str | None = None, *, log: bool = True,
              face: str = "python", user: str | None = None, keep_alive: float | None = None,
-             **options: Any) -> Response:
-        """Run a chat on the named (or default) model and return a streaming Response."""
+             tutoring: bool = False, **options: Any) -> Response:
+        """Run a chat on the named (or default) model and return a streaming Response
+        (``tutoring``: the material asks for the tutoring guard, on top of the policy)."""
         messages = check_messages(messages)
         check_texts((str(m.get("content") or "") for m in messages), self.settings)
         spec = self.resolve(model)
         identity = self.classroom.identify(user)
-        messages, guard = self.classroom.guard(identity, messages)
+        messages, guard = self.classroom.guard(identity, messages, requested=tutoring)
         admission = self.classroom.admit(identity, spec.id, face)
         fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
