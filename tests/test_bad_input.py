@@ -191,3 +191,35 @@ def test_a_cancel_reaches_the_tokeniser_and_the_embedder(tiny_gguf):
         assert len(model.embed(["word"] * 70)) == 70  # embedded in batches, all of them
     finally:
         model.close()
+
+
+async def test_a_client_that_hangs_up_stops_its_embedding_in_the_worker(
+        tiny_registry, jp_fetch, llm_url, llm_token, caplog):
+    import asyncio
+
+    import httpx
+
+    caplog.set_level("DEBUG", logger="jupyter_llm")
+    code, _ = await _fetch(jp_fetch, "llm", "api", "embed",
+                           body={"model": "tiny-embed", "input": ["warm up"]})
+    assert code == 200
+    many = {"model": "tiny-embed", "input": ["word " * 90] * 192}  # a minute or more of work
+
+    def send_and_hang_up() -> str:
+        try:
+            httpx.post(llm_url + "llm/api/embed", json=many, timeout=1.0,
+                       headers={"Authorization": f"token {llm_token}"})
+        except httpx.TimeoutException:
+            return "hung up"
+        return "answered"
+
+    assert await asyncio.to_thread(send_and_hang_up) == "hung up"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            "499" in r.getMessage() and "/embed" in r.getMessage() for r in caplog.records):
+        await asyncio.sleep(0.1)
+    assert any("499" in r.getMessage() and "cancelled" in r.getMessage()
+               for r in caplog.records), "the worker stopped with Cancelled"
+    code, body = await _fetch(jp_fetch, "llm", "api", "embed",
+                              body={"model": "tiny-embed", "input": ["next"]})
+    assert code == 200 and len(body["embeddings"]) == 1  # and the next request is served

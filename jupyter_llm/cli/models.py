@@ -29,6 +29,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("load", help="load a model into the host")
     p.add_argument("model", help="model id, alias or tags:...")
+    p.add_argument("--parallel", type=int, help="requests it decodes together (batch slots)")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("unload", help="unload a model from the host")
@@ -90,7 +91,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     """Load a model."""
-    info = _client().load(args.model)
+    options = {"parallel": args.parallel} if getattr(args, "parallel", None) else {}
+    info = _client().load(args.model, **options)
     print(f"Loaded {info.get('id', args.model)}")
     return 0
 

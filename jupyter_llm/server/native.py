@@ -295,10 +295,12 @@ class EmbedHandler(LLMHandler):
         texts = [body.input] if isinstance(body.input, str) else body.input
         host = await self.host()
 
+        cancel = self._cancel_event = threading.Event()  # set when the client hangs up
+
         def embed() -> dict[str, Any]:
             spec = host.resolve(body.model, embedding=True)
-            return {"model": spec.id,
-                    "embeddings": host.embed(texts, spec.id, user=self.identity())}
+            return {"model": spec.id, "embeddings": host.embed(
+                texts, spec.id, user=self.identity(), cancel=cancel)}
 
         self.write_json(await self.run_blocking(embed))
 
