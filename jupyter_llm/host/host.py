@@ -238,6 +238,8 @@ class ModelHost:
                                         allow_url_downloads=self.settings.allow_url_downloads)
             self.registry.add(spec := spec_from_url(model_id, sha256=sha256))
             return self._installed(spec)
+        if model_id.endswith(".gguf") and model_id not in self.registry:
+            self._allowed_path(model_id)  # a path: the same 403 as loading it, on a server
         spec = self.registry.get(model_id)
         if spec.is_remote:
             return {"id": spec.id, "remote": True}
