@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 from .errors import JupyterLLMError, hint_of
 
-__all__ = ["ProgressBar", "IngestBar", "human_bytes", "render_hint", "error_text", "FACES"]
+__all__ = ["ProgressBar", "IngestBar", "EvalBar", "human_bytes", "human_when", "ps_rows",
+           "render_hint", "error_text", "warning_lines", "state_label", "FACES"]
 
 
 def human_bytes(n: float | None) -> str:
@@ -22,6 +23,53 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def human_when(at: float | None, now: float | None = None) -> str:
+    """An epoch time relative to now, as a person says it: ``in 4 min``, ``12 s ago``,
+    ``just now``; ``never`` for None."""
+    if at is None:
+        return "never"
+    delta = float(at) - (time.time() if now is None else now)
+    seconds = abs(delta)
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        amount = f"{seconds:.0f} s"
+    elif seconds < 3600:
+        amount = f"{seconds / 60:.0f} min"
+    elif seconds < 86400:
+        amount = f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+    else:
+        amount = f"{seconds / 86400:.1f} days".replace(".0 days", " days")
+    return f"in {amount}" if delta > 0 else f"{amount} ago"
+
+
+_PS_BYTES = ("memory_bytes", "estimated_bytes", "kv_cache_bytes")
+_PS_TIMES = ("last_used", "loaded_at", "expires_at")
+
+
+def ps_rows(rows: list[dict[str, Any]], now: float | None = None) -> list[dict[str, str]]:
+    """``ps`` entries as people read them: sizes in MB/GB, times relative to now (``expires``
+    ``never`` when a model stays loaded), keep-alive in seconds, nested dicts as ``k=v``."""
+    shown = []
+    for row in rows:
+        out: dict[str, str] = {}
+        for key, value in row.items():
+            if key in _PS_BYTES:
+                out[key.removesuffix("_bytes")] = "-" if value is None else human_bytes(value)
+            elif key == "expires_at" and value is None:
+                out["expires"] = "never" if row.get("keep_alive") is None else "not while busy"
+            elif key in _PS_TIMES:
+                out[key.removesuffix("_at")] = "-" if value is None else human_when(value, now)
+            elif key == "keep_alive":
+                out[key] = "forever" if value is None else f"{value:g} s"
+            elif isinstance(value, dict):
+                out[key] = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+            elif value is not None:
+                out[key] = str(value)
+        shown.append(out)
+    return shown
 
 
 class ProgressBar:
@@ -100,6 +148,37 @@ class IngestBar:
         self._clear()
 
 
+class EvalBar:
+    """A one-line progress bar over an evaluation's ``EvalProgress`` steps (redrawn on a
+    terminal; elsewhere one line per tenth of the run)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = self.stream.isatty()
+        self._printed = -1
+
+    def __call__(self, step: Any) -> None:
+        """Draw one step: ``done`` of ``total``, the ``model`` and the question just measured."""
+        done, total = step.done, max(1, step.total)
+        filled = int(min(1.0, done / total) * self.width)
+        question = " ".join(step.item.question.split())
+        text = (f"eval [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+                f"{step.model}: {question[:40]}")
+        if self.tty:
+            self.stream.write("\r" + text.ljust(110)[:110])
+        elif done * 10 // total != self._printed:
+            self._printed = done * 10 // total
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()
+
+
 # -- hints: each face's words for ``details["action"]`` ------------------------------------
 _CLI = {
     "pull": "jupyter llm pull {model}",
@@ -148,3 +227,24 @@ def error_text(err: JupyterLLMError, face: str) -> str:
     """An error's message followed by its hint in ``face``'s words."""
     rendered = render_hint(err.details, face)
     return f"{err.message} {rendered}" if rendered else err.message
+
+
+def warning_lines(warnings: Any, face: str) -> list[str]:
+    """A response's warnings (no chat template, oldest turns left out, ...) as lines, each
+    with its hint in ``face``'s words."""
+    lines = []
+    for warning in warnings or ():
+        rendered = render_hint(warning.get("details"), face)
+        message = str(warning.get("message") or warning.get("type") or "")
+        lines.append(f"{message} {rendered}" if rendered else message)
+    return lines
+
+
+def state_label(model: dict[str, Any]) -> str:
+    """A model's state for a picker: ``installed``, or ``available (needs OPENAI_API_KEY)``
+    for a model that cannot answer yet (``usable`` false, with its hint)."""
+    state = str(model.get("state") or "")
+    if model.get("usable", True) is not False:
+        return state
+    env = (model.get("hint") or {}).get("env")
+    return f"{state} (needs {env})" if env else f"{state} (not usable)"

@@ -171,7 +171,7 @@ def _occupy(lab: LabServer, model: str, started: threading.Event, stop: threadin
 
 
 def test_stop_before_the_first_word_is_not_an_error_and_frees_the_queue(lab_page, lab):
-    """A question queued behind another answer shows "Queued", Stop takes it out of the
+    """A question queued behind another answer shows its place in line, Stop takes it out of the
     queue at once (no "Could not reach the Jupyter server"), and focus stays in the chat."""
     page = lab_page
     ensure_installed(lab, page, "tiny-chat")
@@ -184,7 +184,7 @@ def test_stop_before_the_first_word_is_not_an_error_and_frees_the_queue(lab_page
         assert started.wait(60), "the occupying answer did not start"
         chat(page, "Are you there?", model="tiny-chat")
         page.wait_for_selector(f"{ANSWER}[data-stage='queued']")
-        assert "Queued" in page.inner_text(f"{ANSWER} .jp-llm-stage")
+        assert "in line" in page.inner_text(f"{ANSWER} .jp-llm-stage")
         shot(page, "23-queued-light")
         page.click('button[aria-label="Stop answering"]')
         page.wait_for_selector(f"{ANSWER}[aria-busy='false']")
@@ -237,7 +237,7 @@ def test_llm_chat_from_the_palette_puts_the_keyboard_in_the_message_box(lab_page
 
 def test_ingest_shows_its_stage_at_once_and_names_the_files_it_could_not_add(lab_page, lab):
     """An ingest shows a ticking stage from the start and its summary names the skipped file;
-    a collection can then be deleted (after a confirmation)."""
+    the collection lists its documents (one opens), and can be deleted (after a confirmation)."""
     page = lab_page
     unit = lab.root / "unit2"
     unit.mkdir(exist_ok=True)
@@ -274,6 +274,18 @@ def test_ingest_shows_its_stage_at_once_and_names_the_files_it_could_not_add(lab
     set_theme(page, "light")
 
     row = '#jp-llm-section-collections li[data-collection="unit2"]'
+    # its documents are listed, and one opens in the editor
+    page.click(f'{row} button[aria-label="Documents of unit2"]')
+    docs = page.locator(f'{row} ul[aria-label="Documents of unit2"] button')
+    docs.first.wait_for()
+    assert docs.all_inner_texts() == ["unit2/loops.md"]
+    assert page.get_attribute(f'{row} button[aria-label="Documents of unit2"]', "aria-expanded") == "true"
+    shot(page, "25-collection-documents-light")
+    docs.first.click()
+    page.wait_for_function("() => (window.jupyterapp.shell.currentWidget?.title.label || '')"
+                           " === 'loops.md'")
+    close_all_documents(page)
+    show_section(page, "collections")
     page.click(f'{row} button[aria-label="Delete collection unit2"]')
     page.click(".jp-Dialog .jp-mod-reject")  # Cancel keeps it
     assert page.is_visible(row)
@@ -352,16 +364,24 @@ SEEDED = [{
 }]
 
 
+def conversation_key(page: Any) -> str:
+    """The browser storage key of the open conversation's id (the chat's ``storageKey``)."""
+    return page.evaluate("""() => 'jupyter-llm:conversation:' + new URL(JSON.parse(
+        document.getElementById('jupyter-config-data').textContent).baseUrl, location.href).href""")
+
+
 def test_the_conversation_survives_a_reload_and_code_blocks_copy_insert_and_replace(
         lab_page, lab):
-    """A reload shows the conversation again; a code block's buttons copy it (with feedback)
+    """A reload shows the saved conversation again; a code block's buttons copy it (with feedback)
     and insert it below or in place of the active cell, with provenance metadata; code is
     never broken mid-identifier; the message box comes before the answers in Tab order."""
     page = lab_page
-    key = page.evaluate("""() => 'jupyter-llm:chat:' + new URL(JSON.parse(
-        document.getElementById('jupyter-config-data').textContent).baseUrl, location.href).href""")
-    turns = json.loads(page.evaluate("(k) => localStorage.getItem(k) || '[]'", key))
-    page.evaluate("([k, v]) => localStorage.setItem(k, v)", [key, json.dumps(turns + SEEDED)])
+    messages = [m for t in SEEDED for m in (
+        {"role": "user", "content": t["question"]},
+        {"role": "assistant", "content": t["answer"], "model": t["model"], "label": t["label"],
+         "note": t["note"], "citations": t["citations"]})]
+    saved = lab.api("POST", "llm/api/conversations", {"messages": messages})
+    page.evaluate("([k, v]) => localStorage.setItem(k, v)", [conversation_key(page), saved["id"]])
     notebook = {"type": "notebook", "format": "json", "content": {
         "cells": [{"cell_type": "code", "source": "old = True", "metadata": {}, "outputs": [],
                    "execution_count": None}],
@@ -429,3 +449,70 @@ def test_ask_about_this_cell_drafts_a_question_with_its_error(lab_page, lab):
         shot(page, f"28-ask-about-cell-{theme}")
     page.fill('textarea[aria-label="Message"]', "")
     close_all_documents(page)
+
+
+def test_saved_conversations_survive_a_reload_reopen_export_to_a_notebook_and_delete(
+        lab_page, lab):
+    """Each answer is saved on the server: a reload reopens the conversation, the list shows
+    it, New chat starts another, Open brings it back, Export writes a notebook (questions and
+    answers as markdown, code as code cells) and opens it, Delete asks first."""
+    page = lab_page
+    ensure_installed(lab, page, "tiny-chat")
+    for old in lab.api("GET", "llm/api/conversations")["conversations"]:
+        lab.api("DELETE", f"llm/api/conversations/{old['id']}")
+    show_section(page, "chat")
+    page.click('#jp-llm-section-chat button[aria-label="Start a new chat"]')
+    chat(page, "What is a list in Python?", model="tiny-chat")
+    page.wait_for_selector(f"{ANSWER}[aria-busy='false']")
+    page.wait_for_function("document.querySelector('#jp-llm-section-chat')"
+                           ".dataset.conversation")
+    cid = page.evaluate("document.querySelector('#jp-llm-section-chat').dataset.conversation")
+    saved = lab.api("GET", f"llm/api/conversations/{cid}")
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["messages"][0]["content"] == "What is a list in Python?"
+    answer_text = saved["messages"][1]["content"]
+
+    open_lab(page, lab)  # a reload: the server's copy comes back
+    show_section(page, "chat")
+    page.wait_for_selector(f"#jp-llm-section-chat[data-conversation='{cid}'] {ANSWER.split()[-1]}")
+    assert "What is a list in Python?" in page.inner_text("#jp-llm-section-chat .jp-llm-user")
+
+    # a second conversation, then the list shows both, newest first
+    page.click('#jp-llm-section-chat button[aria-label="Start a new chat"]')
+    assert page.locator("#jp-llm-section-chat .jp-llm-message").count() == 0
+    chat(page, "How do I print?", model="tiny-chat")
+    page.wait_for_selector(f"{ANSWER}[aria-busy='false']")
+    page.wait_for_function(f"""document.querySelector('#jp-llm-section-chat').dataset
+        .conversation && document.querySelector('#jp-llm-section-chat').dataset
+        .conversation !== '{cid}'""")
+    page.click('button[aria-label="Show saved conversations"]')
+    items = "#jp-llm-section-chat .jp-llm-conversation"
+    page.wait_for_function(f"document.querySelectorAll('{items}').length === 2")
+    titles = page.locator(f"{items} .jp-llm-conversation-title").all_inner_texts()
+    assert titles == ["How do I print?", "What is a list in Python?"]
+    for theme in ("light", "dark"):
+        set_theme(page, theme)
+        shot(page, f"29-saved-conversations-{theme}")
+    set_theme(page, "light")
+
+    page.click('button[aria-label="Open conversation: What is a list in Python?"]')
+    page.wait_for_selector(f"#jp-llm-section-chat[data-conversation='{cid}']")
+    assert page.locator("#jp-llm-section-chat .jp-llm-user").count() == 1
+    assert "What is a list in Python?" in page.inner_text("#jp-llm-section-chat .jp-llm-user")
+
+    page.click('button[aria-label="Export conversation to a notebook: What is a list in Python?"]')
+    page.wait_for_selector("#jp-llm-section-chat .jp-llm-conversations-status:has-text('Exported')")
+    path = page.inner_text("#jp-llm-section-chat .jp-llm-conversations-status").split(" to ")[-1]
+    assert path.endswith(".ipynb") and (lab.root / path).is_file()
+    nb = json.loads((lab.root / path).read_text())
+    assert nb["cells"][1]["cell_type"] == "markdown"
+    assert nb["cells"][1]["source"] == "**You:** What is a list in Python?"
+    assert answer_text.strip()[:20] in "".join(c["source"] for c in nb["cells"][2:])
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell:has-text('What is a list in Python?')")
+    close_all_documents(page)
+
+    page.click('button[aria-label="Delete conversation: How do I print?"]')
+    page.click(".jp-Dialog button:has-text('Delete')")
+    page.wait_for_function(f"document.querySelectorAll('{items}').length === 1")
+    remaining = lab.api("GET", "llm/api/conversations")["conversations"]
+    assert [c["id"] for c in remaining] == [cid]

@@ -3,6 +3,7 @@ in-process host running the tiny GGUF models in real llama.cpp workers."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -262,6 +263,53 @@ def test_json_and_text_formats(ip, llm):
     assert outputs[-1].data == {"text/plain": result.result.text()}
 
 
+def test_schema_returns_the_parsed_json_enforced_by_a_grammar(ip, llm):
+    """Random weights still answer valid JSON: the schema becomes a llama.cpp grammar."""
+    ip.user_ns["flag_schema"] = {"type": "object", "properties": {"ok": {"type": "boolean"}},
+                                 "required": ["ok"]}
+    result, outputs = run(ip, "%%llm --schema flag_schema --max-tokens 60\nIs it ok?")
+    assert result.success, result.error_in_exec
+    assert isinstance(result.result, dict) and isinstance(result.result["ok"], bool)
+    assert outputs[-1].data["application/json"] == result.result
+    assert llm.last_response.request.options.json_schema == ip.user_ns["flag_schema"]
+
+    from pydantic import BaseModel
+
+    class Flag(BaseModel):
+        ok: bool
+
+    ip.user_ns["Flag"] = Flag
+    result, _ = run(ip, "%%llm --schema Flag --max-tokens 60\nIs it ok?")
+    assert isinstance(result.result, Flag)
+    inline = '''%%llm --schema '{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}' --max-tokens 60\nA number?'''
+    result, _ = run(ip, inline)
+    assert isinstance(result.result["n"], int)
+
+
+def test_a_bad_schema_or_a_cut_answer_is_one_clear_error(ip, llm):
+    line = one_line_error(run(ip, "%%llm --schema no_such_name\nx")[0], InvalidRequest)
+    assert "notebook variable holding a JSON schema" in line
+    ip.user_ns["flag_schema"] = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    line = one_line_error(run(ip, "%%llm --schema flag_schema --max-tokens 1\nx")[0],
+                          InvalidRequest)
+    assert "not complete JSON" in line and "--max-tokens" in line
+    assert "drop --schema" in one_line_error(run(ip, "%%llm -g course --schema flag_schema\nx")[0],
+                                             InvalidRequest)
+
+
+def test_continue_leaves_out_the_oldest_turns_when_they_do_not_fit_and_says_so(ip, llm):
+    words = " ".join(f"w{i}" for i in range(20))  # about 60 tokens of the tiny vocabulary
+    assert run(ip, f"%%llm --new -o n_ctx=128 --max-tokens 2\nfirst {words}")[0].success
+    with capture_output() as captured:
+        result = ip.run_cell(f"%%llm -c -o n_ctx=128 --max-tokens 2\nsecond {words}")
+    assert result.success, result.error_in_exec
+    response = ip.user_ns["_"]
+    assert response.request.options.trim_history is True
+    (warning,) = response.warnings
+    assert warning["type"] == "context_trimmed" and warning["details"]["dropped_messages"] == 2
+    assert "warning: The conversation did not fit" in captured.stderr
+
+
 def test_no_log_keeps_the_request_out_of_the_history(ip, llm):
     history = llm.client.host.history
     before = len(history.entries(100))
@@ -278,13 +326,18 @@ def test_line_commands_manage_models(ip, llm):
     _, outputs = run(ip, "%llm models")
     table = outputs[0].data["text/markdown"]
     assert "| tiny-chat | installed |" in table and "| tiny-remote-only | available |" in table
+    assert "| size |" in table and re.search(r"\| [0-9.]+ [KM]B \|", table), table
+    assert "size_bytes" not in table
     _, outputs = run(ip, "%llm models --tag EMBEDDING")
     assert "tiny-embed" in outputs[0].data["text/markdown"]
     assert "tiny-chat" not in outputs[0].data["text/markdown"]
     assert run(ip, "%llm load tiny-chat")[0].success
     assert [m["id"] for m in llm.client.ps()] == ["tiny-chat"]
     _, outputs = run(ip, "%llm ps")
-    assert "tiny-chat" in outputs[0].data["text/markdown"]
+    table = outputs[0].data["text/markdown"]
+    assert "tiny-chat" in table and " MB |" in table
+    assert re.search(r"\| (just now|\d+ s ago) \|", table), table
+    assert not re.search(r"\d{9,}", table), table  # no epoch seconds, no raw byte counts
     run(ip, "%llm unload tiny-chat")
     assert llm.client.ps() == []
     run(ip, "%llm rm tiny-embed")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..models import Message, Response
 
 if TYPE_CHECKING:
     from ..retrieval.answer import Answer
+    from ..retrieval.evaluate import EvalItem, EvalProgress, EvalReport
+    from ..retrieval.questions import Question
     from ..retrieval.search import SearchResults
 
 __all__ = ["Client", "ProgressCallback"]
@@ -78,8 +81,9 @@ class Client(ABC):
 
     @abstractmethod
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
-        """Run a chat; ``model`` is an id, alias, ``tags:...`` query, or None for the default."""
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
+        """Run a chat; ``model`` is an id, alias, ``tags:...`` query, or None for the default
+        (``tutoring``: ask for the tutoring guard, as a notebook set by the instructor does)."""
 
     @abstractmethod
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
@@ -104,6 +108,34 @@ class Client(ABC):
         """Requests, errors, refusals, tokens, mean ttft, tokens/s and feedback per model (or
         per user, ``by="user"``) and in total, of the entries the filters select."""
 
+    # -- saved conversations (each user's own) ----------------------------------------------
+    @abstractmethod
+    def conversations(self) -> list[dict[str, Any]]:
+        """Your saved conversations, most recent first: id, title, model, collection, times,
+        message_count."""
+
+    @abstractmethod
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """One of your saved conversations with its ``messages``."""
+
+    @abstractmethod
+    def save_conversation(self, messages: list[dict[str, Any]], *,
+                          conversation_id: str | None = None, title: str | None = None,
+                          model: str | None = None,
+                          collection: str | None = None) -> dict[str, Any]:
+        """Save a new conversation (no id) or replace the messages of one of yours; each
+        message is ``{role, content}`` plus optional fields (model, citations, request_id)."""
+
+    @abstractmethod
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete one of your saved conversations."""
+
+    @abstractmethod
+    def export_conversation(self, conversation_id: str, path: str | None = None) -> str:
+        """Write a saved conversation as a notebook (questions and answers as markdown cells,
+        Python code blocks as code cells) and return its path: relative to the server's root
+        (remote) or the working directory (local); ``path`` names it (never overwritten)."""
+
     # -- retrieval collections ---------------------------------------------------------------
     @abstractmethod
     def collections(self) -> list[dict[str, Any]]:
@@ -117,8 +149,21 @@ class Client(ABC):
         sizes are in tokens (defaults 200 and 32), recorded in the collection."""
 
     @abstractmethod
+    def collection_documents(self, name: str) -> list[dict[str, Any]]:
+        """The documents of a collection: path, title, kind, size, chunks, when ingested."""
+
+    @abstractmethod
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file (the source files are untouched)."""
+
+    @abstractmethod
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary (404 when there is none of that name)."""
+
+    @abstractmethod
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings (the tutoring guard: instructors only); its summary."""
 
     @abstractmethod
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
@@ -149,6 +194,37 @@ class Client(ABC):
         a retrieval-only answer when there is none or ``retrieval_only``): an ``Answer``, or
         with ``stream=True`` a ``Response`` whose ``answer`` and ``citations`` are set when the
         stream ends."""
+
+    @abstractmethod
+    def evaluate_items(self, name: str, questions: Sequence[Question],
+                       models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                       threshold: float | None = None,
+                       options: dict[str, Any] | None = None) -> Iterator[EvalItem]:
+        """Measure each question with each model (None: retrieval only), yielding one
+        ``EvalItem`` at a time; closing the iterator stops the run. See :meth:`evaluate`."""
+
+    def evaluate(self, name: str, questions: Sequence[Question] | str | os.PathLike[str],
+                 models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                 threshold: float | None = None,
+                 answers: str | os.PathLike[str] | TextIO | None = None,
+                 progress: Callable[[EvalProgress], None] | None = None,
+                 **options: Any) -> EvalReport:
+        """Evaluate a collection on a question file (or ``Question`` list): retrieval hit@k and
+        contains@k, abstention, and per chat model (none: retrieval only) answer contains,
+        valid citations and p50/p95 latency, side by side. Every answer goes to ``answers``
+        (a JSONL path or stream) as it is measured; Ctrl-C ends the run early and returns
+        what was measured (``report.interrupted``)."""
+        from ..retrieval.evaluate import RETRIEVAL_ONLY_NAME, EvalReport, ModelReport, collect
+        from ..retrieval.questions import load_questions
+
+        qs = (load_questions(questions) if isinstance(questions, str | os.PathLike)
+              else list(questions))
+        names = [m or RETRIEVAL_ONLY_NAME for m in models] or [RETRIEVAL_ONLY_NAME]
+        report = EvalReport(name, k, mode, len(qs) * len(names),
+                            [ModelReport(n) for n in names])
+        items = self.evaluate_items(name, qs, list(models), k=k, mode=mode,
+                                    threshold=threshold, options=options)
+        return collect(report, items, answers=answers, progress=progress)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what this client holds (connections, an in-process host's workers)."""

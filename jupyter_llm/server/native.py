@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
 from ..errors import InvalidRequest
-from ..host.model_facts import chat_template_of
+from ..host.model_facts import model_entry
 from ..host.streams import CallbackStream
+from ..models import Queued
 from .base import LLMHandler, error_body
 from .generation import Generation, start_generation
 
@@ -52,6 +53,9 @@ class ChatBody(_Body):
     stream: bool = Field(True, description="Stream NDJSON lines.")
     log: bool = Field(True, description="Record this request in the history.")
     keep_alive: float | None = Field(None, ge=0, description="Seconds to keep the model loaded.")
+    tutoring: bool = Field(False, description=(
+        "The material asks for the tutoring guard (a notebook's `jupyter_llm.tutoring_guard` "
+        "metadata): on for a student, on top of the policy; never for an instructor."))
 
 
 class GenerateBody(_Body):
@@ -94,9 +98,12 @@ class LoadBody(_Body):
 
 
 def ndjson(item: Any) -> bytes:
-    """Encode one stream item as an NDJSON line (text deltas, dicts, or an error)."""
+    """Encode one stream item as an NDJSON line (text deltas, ``{"queued": …}`` while waiting
+    in line, dicts, or an error)."""
     if isinstance(item, str):
         item = {"delta": item}
+    elif isinstance(item, Queued):
+        item = {"queued": item.to_dict()}
     elif isinstance(item, BaseException):
         item = error_body(item)[1]
     return json.dumps(item, default=str).encode() + b"\n"
@@ -123,13 +130,7 @@ class ModelHandler(LLMHandler):
     async def get(self, model_id: str) -> None:
         """One model with its state."""
         host = await self.host()
-
-        def find() -> dict[str, Any]:
-            spec = host.registry.get(model_id)
-            found = next(m for m in host.models() if m["id"] == spec.id)
-            return {**found, "chat_template": chat_template_of(host, spec)}
-
-        self.write_json(await self.run_blocking(find))
+        self.write_json(await self.run_blocking(model_entry, host, model_id, self.identity()))
 
     @web.authenticated
     @authorized
@@ -266,7 +267,8 @@ class ChatHandler(GenerationHandler):
         options = _with_format({"trim_history": True, **body.options}, body.format)
         await self.respond({"messages": body.messages, "model": body.model,
                             "options": options, "log": body.log,
-                            "keep_alive": body.keep_alive}, body.stream, "message")
+                            "keep_alive": body.keep_alive, "tutoring": body.tutoring},
+                           body.stream, "message")
 
 
 class GenerateHandler(GenerationHandler):
@@ -293,10 +295,12 @@ class EmbedHandler(LLMHandler):
         texts = [body.input] if isinstance(body.input, str) else body.input
         host = await self.host()
 
+        cancel = self._cancel_event = threading.Event()  # set when the client hangs up
+
         def embed() -> dict[str, Any]:
             spec = host.resolve(body.model, embedding=True)
-            return {"model": spec.id,
-                    "embeddings": host.embed(texts, spec.id, user=self.identity())}
+            return {"model": spec.id, "embeddings": host.embed(
+                texts, spec.id, user=self.identity(), cancel=cancel)}
 
         self.write_json(await self.run_blocking(embed))
 

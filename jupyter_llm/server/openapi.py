@@ -97,7 +97,9 @@ ROUTES: dict[str, dict[str, Op]] = {
                                    _ok(_obj("unloaded", unloaded=_BOOL)), errors=(404,))},
     "/llm/api/ps": {"get": Op("Loaded models", ok=_ok(_obj("models", models=_ARRAY)))},
     "/llm/api/chat": {"post": Op('Chat with a model: NDJSON {"delta"} lines then {"done": '
-                                 'true, ...}; one object with "message" when stream is false',
+                                 'true, ...}, with {"queued": {"position", "expected_wait_s"}} '
+                                 'lines while waiting for the model; one object with "message" '
+                                 'when stream is false',
                                  "ChatBody", _ok(_GEN, NDJSON, JSON), errors=_MODEL)},
     "/llm/api/generate": {"post": Op('Raw completion: as chat, with "text" instead of '
                                      '"message"', "GenerateBody", _ok(_GEN, NDJSON, JSON),
@@ -129,6 +131,22 @@ ROUTES: dict[str, dict[str, Op]] = {
     "/llm/api/tokens/{name}": {"delete": Op("Revoke a named token",
                                             ok=_ok(_obj("revoked", revoked=_BOOL)),
                                             errors=(404,))},
+    "/llm/api/conversations": {
+        "get": Op("The caller's saved conversations, most recent first",
+                  ok=_ok(_obj("conversations", conversations=_ARRAY))),
+        "post": Op("Save a new conversation of the caller's", "ConversationBody",
+                   _ok(_obj("id", "title", "messages", id=_STR), status="201"), errors=(503, 507))},
+    "/llm/api/conversations/{id}": {
+        "get": Op("One of the caller's conversations with its messages",
+                  ok=_ok(_obj("id", "title", "messages", id=_STR)), errors=(404,)),
+        "put": Op("Replace the messages of one of the caller's conversations",
+                  "ConversationBody", _ok(_obj("id", "title", "messages", id=_STR)),
+                  errors=(404, 503, 507)),
+        "delete": Op("Delete one of the caller's conversations",
+                     ok=_ok(_obj("deleted", deleted=_BOOL)))},
+    "/llm/api/conversations/{id}/export": {"post": Op(
+        "Write one of the caller's conversations as a notebook in the server's root folder",
+        "ExportBody", _ok(_obj("path", path=_STR), status="201"), errors=(404,))},
     "/llm/api/config": {"get": Op("Version and non-secret settings", ok=_ok(_obj("version")))},
     "/llm/api/collections": {
         "get": Op("List collections", ok=_ok(_obj("collections", collections=_ARRAY))),
@@ -138,7 +156,14 @@ ROUTES: dict[str, dict[str, Op]] = {
                    errors=(404, 409, 501, 502, 507))},
     "/llm/api/collections/{name}": {
         "get": Op("One collection", ok=_ok(_obj("name")), errors=(404,)),
+        "patch": Op("Change a collection's settings (tutoring_guard: instructors and admins)",
+                    "CollectionSettingsBody", ok=_ok(_obj("name", tutoring_guard=_BOOL)),
+                    errors=(404,)),
         "delete": Op("Delete a collection file", ok=_ok(_obj("removed")), errors=(404,))},
+    "/llm/api/collections/{name}/documents": {
+        "get": Op('The documents of a collection: {"documents": [{"source", "path", "title", "kind", '
+                  '"size", "n_chunks", "ingested_at"}]}',
+                  ok=_ok(_obj("documents", documents=_ARRAY)), errors=(404,))},
     "/llm/api/collections/{name}/ingest": {
         "post": Op('Ingest files and folders under root_dir: NDJSON {"done", "total", "path", '
                    '"status"} lines ending with {"done": true, "status": "done", ...}',
@@ -155,13 +180,19 @@ ROUTES: dict[str, dict[str, Op]] = {
         "post": Op('Answer from a collection with citations: as chat, plus "citations", '
                    '"supported"', "AskBody", _ok(_obj("citations"), NDJSON, JSON),
                    errors=(404, 409, 499, 501, 502, 503))},
+    "/llm/api/collections/{name}/evaluate": {
+        "post": Op('Evaluate a collection (and chat models) on questions: NDJSON {"item"} '
+                   'lines, one per question and model, ending with {"done": true, "measured"}',
+                   "EvaluateBody", _ok(_obj("done"), NDJSON),
+                   errors=(404, 409, 499, 501, 502, 503))},
     "/llm/api/openapi.json": {"get": Op("This document", ok=_ok(_obj("openapi", "paths")))},
     "/llm/v1/models": {"get": Op("OpenAI: list models", ok=_ok(_obj(
         "object", "data", object={"const": "list"}, data=_ARRAY)), error_schema="OpenAIError")},
     "/llm/v1/models/{id}": {"get": Op("OpenAI: one model", ok=_ok(_obj("id", "object")),
                                       errors=(404,), error_schema="OpenAIError")},
     "/llm/v1/chat/completions": {"post": Op(
-        "OpenAI: chat completion (server-sent events when stream is true)",
+        "OpenAI: chat completion (server-sent events when stream is true; while waiting for "
+        "the model, comment lines ': queued {\"position\", \"expected_wait_s\"}')",
         "ChatCompletionBody", _ok(_obj("id", "object", "choices", choices=_ARRAY), JSON, SSE),
         errors=(401, *_MODEL), error_schema="OpenAIError")},
     "/llm/v1/completions": {"post": Op(
@@ -184,10 +215,10 @@ _PANTRY_CALL = {"type": "object", "required": ["function"], "properties": {
 
 
 def _body_models() -> dict[str, type[Any]]:
-    from . import classroom, collections, native, openai_compat
+    from . import classroom, collections, conversations, native, openai_compat
 
     found: dict[str, type[Any]] = {}
-    for module in (native, collections, classroom, openai_compat):
+    for module in (native, collections, classroom, conversations, openai_compat):
         for name in dir(module):
             if name.endswith("Body"):
                 found[name] = getattr(module, name)

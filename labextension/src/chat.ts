@@ -3,7 +3,7 @@
  * as Markdown (rendermime); citations open the cited file at the cited place; stop, copy and
  * insert-into-notebook.
  */
-import { Clipboard } from '@jupyterlab/apputils';
+import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
@@ -27,6 +27,8 @@ export interface IChatHost {
    * the active cell's source; the cell's metadata records where it came from.
    */
   insertCode(code: string, mode: 'below' | 'replace', provenance: IProvenance): Promise<void>;
+  /** Open a notebook (a path relative to the server's root), e.g. an exported conversation. */
+  openNotebook(path: string): Promise<void>;
 }
 
 /** Where inserted code came from (cell metadata `jupyter_llm`). */
@@ -36,7 +38,7 @@ export interface IProvenance {
   question: string;
 }
 
-/** One saved turn of the conversation (kept in the browser, so a reload keeps it). */
+/** One turn of the conversation (saved on the server, so a reload keeps it). */
 interface ISavedTurn {
   question: string;
   label: string;
@@ -44,6 +46,10 @@ interface ISavedTurn {
   note: string;
   model: string;
   citations: api.ICitation[];
+  /** The history entry of the answer (for feedback). */
+  requestId?: string | null;
+  /** The feedback given: 1 up, -1 down. */
+  rating?: number | null;
 }
 
 /**
@@ -55,6 +61,15 @@ export function shownCitations(line: api.IChatLine): api.ICitation[] {
   const cited = new Set(line.cited ?? []);
   const used = all.filter(c => cited.has(c.n));
   return used.length && line.supported !== false && !line.retrieval_only ? used : all;
+}
+
+/** `Waiting for <model>: 3rd in line, about 12 s…` (as the magics and widget say it). */
+export function waitingText(name: string, place: api.IQueued): string {
+  const n = place.position;
+  const teen = n % 100 >= 10 && n % 100 <= 20;
+  const suffix = teen ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th';
+  const wait = Math.max(1, Math.round(place.expected_wait_s));
+  return `Waiting for ${name}: ${n}${suffix} in line, about ${wait} s…`;
 }
 
 /** One answer being shown: its text, markdown renderer and footer. */
@@ -74,6 +89,13 @@ class AssistantMessage {
   model = '';
   /** The question this answers (for provenance). */
   question = '';
+  /** The history entry of this answer (feedback goes to it); null when not logged. */
+  requestId: string | null = null;
+  /** The rating given here (1 up, -1 down). */
+  rating: number | null = null;
+  /** Called when feedback was stored (the chat saves it with the conversation). */
+  onRated: (() => void) | null = null;
+  private readonly feedbackBar: HTMLElement;
   private rendering: Promise<void> = Promise.resolve();
   private pending = false;
   private timer: number | null = null;
@@ -89,6 +111,7 @@ class AssistantMessage {
     this.stats = h('span', { class: 'jp-llm-stats' });
     this.stage = h('div', { class: 'jp-llm-stage', role: 'status', hidden: true });
     this.copyButton = button('Copy', () => this.copy(), { ariaLabel: 'Copy answer', cls: 'jp-llm-small' });
+    this.feedbackBar = h('div', { class: 'jp-llm-feedback', hidden: true });
     this.footer = h(
       'div',
       { class: 'jp-llm-message-footer', hidden: true },
@@ -106,7 +129,8 @@ class AssistantMessage {
       this.stage,
       this.body,
       this.citationList,
-      this.footer
+      this.footer,
+      this.feedbackBar
     );
   }
 
@@ -217,7 +241,83 @@ class AssistantMessage {
     for (const b of this.footer.querySelectorAll('button')) {
       (b as HTMLButtonElement).hidden = !this.text;
     }
+    this.renderFeedback();
     this.node.setAttribute('aria-busy', 'false');
+  }
+
+  /**
+   * Thumbs up or down and an optional comment, stored with the answer's history entry
+   * (`POST llm/api/history/{request_id}/feedback`); only for answers that were logged.
+   */
+  private renderFeedback(): void {
+    const bar = this.feedbackBar;
+    bar.hidden = !this.text || !this.requestId;
+    if (this.requestId) {
+      this.node.dataset.requestId = this.requestId;
+    }
+    if (bar.hidden) {
+      return;
+    }
+    const status = h('span', { class: 'jp-llm-feedback-status', role: 'status' });
+    const send = async (body: api.IFeedback, done: string): Promise<boolean> => {
+      try {
+        await api.feedback(this.requestId as string, body);
+        status.textContent = done;
+        return true;
+      } catch (error) {
+        this.errors.show(error);
+        return false;
+      }
+    };
+    const thumb = (rating: number, label: string, glyph: string): HTMLButtonElement => {
+      const b = button(glyph, () => {
+        const next = this.rating === rating ? 0 : rating;
+        void send({ rating: next }, next ? 'Thanks, your feedback is saved.' : 'Rating removed.')
+          .then(ok => {
+            if (ok) {
+              this.rating = next || null;
+              up.setAttribute('aria-pressed', String(this.rating === 1));
+              down.setAttribute('aria-pressed', String(this.rating === -1));
+              this.onRated?.();
+            }
+          });
+      }, { ariaLabel: label, cls: 'jp-llm-small jp-llm-thumb' });
+      b.dataset.rating = String(rating);
+      b.setAttribute('aria-pressed', String(this.rating === rating));
+      return b;
+    };
+    const up = thumb(1, 'Good answer', '👍');
+    const down = thumb(-1, 'Bad answer', '👎');
+    const comment = h('textarea', {
+      class: 'jp-llm-input jp-llm-feedback-comment',
+      rows: 2,
+      placeholder: 'What was good or wrong? (optional)',
+      'aria-label': 'Comment on this answer'
+    });
+    const form = h('div', { class: 'jp-llm-feedback-form', hidden: true }, comment);
+    const sendComment = button('Send comment', () => {
+      const text = comment.value.trim();
+      if (!text) {
+        comment.focus();
+        return;
+      }
+      void send({ comment: text }, 'Thanks, your comment is saved.').then(ok => {
+        if (ok) {
+          form.hidden = true;
+          comment.value = '';
+          toggle.focus();
+        }
+      });
+    }, { ariaLabel: 'Send the comment', cls: 'jp-llm-small', primary: true });
+    form.append(sendComment);
+    const toggle = button('Comment…', () => {
+      form.hidden = !form.hidden;
+      if (!form.hidden) {
+        comment.focus();
+      }
+    }, { ariaLabel: 'Comment on this answer…', cls: 'jp-llm-small' });
+    bar.replaceChildren(h('span', { class: 'jp-llm-label' }, 'Was this helpful?'), up, down,
+      toggle, status, form);
   }
 
   /** Copy, insert-below and replace-cell buttons on each code block of the answer. */
@@ -275,9 +375,79 @@ class AssistantMessage {
   }
 }
 
-/** The browser storage key of the conversation (per server, so two servers do not mix). */
+/**
+ * The browser storage key of the open conversation's id (per server, so two servers do not
+ * mix); the conversation itself is saved on the server, per user.
+ */
 function storageKey(): string {
-  return `jupyter-llm:chat:${PageConfig.getBaseUrl()}`;
+  return `jupyter-llm:conversation:${PageConfig.getBaseUrl()}`;
+}
+
+/** Remember (or forget, with null) the open conversation's id in the browser. */
+function remember(id: string | null): void {
+  try {
+    if (id) {
+      window.localStorage.setItem(storageKey(), id);
+    } else {
+      window.localStorage.removeItem(storageKey());
+    }
+  } catch {
+    // storage disabled: a reload starts a new chat (the saved ones stay in the list)
+  }
+}
+
+/** The turns as the messages the server saves. */
+function toMessages(turns: ISavedTurn[]): api.ISavedMessage[] {
+  return turns.flatMap(t => [
+    { role: 'user' as const, content: t.question },
+    {
+      role: 'assistant' as const,
+      content: t.answer,
+      model: t.model,
+      label: t.label,
+      note: t.note,
+      citations: t.citations,
+      request_id: t.requestId ?? null,
+      rating: t.rating ?? null
+    }
+  ]);
+}
+
+/** Saved messages as turns (a question and the answer after it). */
+function toTurns(messages: api.ISavedMessage[]): ISavedTurn[] {
+  const turns: ISavedTurn[] = [];
+  messages.forEach((m, i) => {
+    if (m.role !== 'user') {
+      return;
+    }
+    const a = messages[i + 1]?.role === 'assistant' ? messages[i + 1] : null;
+    turns.push({
+      question: m.content,
+      label: a?.label ?? a?.model ?? 'assistant',
+      answer: a?.content ?? '',
+      note: a?.note ?? '',
+      model: a?.model ?? '',
+      citations: a?.citations ?? [],
+      requestId: a?.request_id ?? null,
+      rating: a?.rating ?? null
+    });
+  });
+  return turns;
+}
+
+/** `3 min ago`, `yesterday`, or a date, for the list of saved conversations. */
+function when(epoch: number): string {
+  const s = Date.now() / 1000 - epoch;
+  if (s < 60) {
+    return 'just now';
+  }
+  if (s < 3600) {
+    return `${Math.round(s / 60)} min ago`;
+  }
+  if (s < 86400) {
+    return `${Math.round(s / 3600)} h ago`;
+  }
+  return new Date(epoch * 1000).toLocaleDateString();
 }
 
 /** The Chat section of the side panel. */
@@ -293,6 +463,12 @@ export class ChatSection extends Widget {
   private readonly answers: AssistantMessage[] = [];
   private readonly turns: ISavedTurn[] = [];
   private abort: AbortController | null = null;
+  /** The id of this conversation on the server (null until its first answer is saved). */
+  private conversationId: string | null = null;
+  private saving: Promise<void> = Promise.resolve();
+  private readonly savedList: HTMLElement;
+  private readonly savedToggle: HTMLButtonElement;
+  private readonly savedStatus: HTMLElement;
   private shownDefaultModel = '';
   private shownDefaultCollection = '';
 
@@ -327,6 +503,13 @@ export class ChatSection extends Widget {
     });
     this.sendButton = button('Send', () => void this.send(), { ariaLabel: 'Send message', primary: true });
     this.stopButton = button('Stop', () => this.stop(), { ariaLabel: 'Stop answering', disabled: true });
+    this.savedList = h('ul', { class: 'jp-llm-conversations', 'aria-label': 'Saved conversations', hidden: true });
+    this.savedStatus = h('div', { class: 'jp-llm-conversations-status', role: 'status' });
+    this.savedToggle = button('Saved chats', () => void this.toggleSaved(), {
+      ariaLabel: 'Show saved conversations',
+      cls: 'jp-llm-small'
+    });
+    this.savedToggle.setAttribute('aria-expanded', 'false');
     // The message box comes before the conversation in the DOM (and so in Tab order); CSS
     // `order` still draws it below the conversation.
     this.node.append(
@@ -348,14 +531,16 @@ export class ChatSection extends Widget {
           { class: 'jp-llm-actions' },
           this.sendButton,
           this.stopButton,
-          button('New chat', () => this.clear(), { ariaLabel: 'Start a new chat' })
+          button('New chat', () => this.clear(), { ariaLabel: 'Start a new chat' }),
+          this.savedToggle
         )
       ),
+      h('div', { class: 'jp-llm-saved' }, this.savedStatus, this.savedList),
       this.transcript
     );
     state.changed.connect(() => this.renderPickers());
     this.renderPickers();
-    this.restore();
+    void this.restore();
   }
 
   /** The model id chosen ('' means the server's default). */
@@ -450,50 +635,45 @@ export class ChatSection extends Widget {
   }
 
   /**
-   * Stages before the first word: retrieving (grounded) or starting, queued (how many wait for
-   * the model, from `ps`), then the model reading the question. Polls `ps` once a second.
+   * Stages before the first word: retrieving (grounded) or starting, waiting in line (the
+   * stream's `queued` lines: place and expected wait), then the model reading the question.
    */
   private stages(answer: AssistantMessage, model: string | null, collection: string): {
     opened(): void;
-    done(): void;
+    queued(place: api.IQueued): void;
   } {
     const name = model || 'the default model';
-    let waiting = 0;
+    let place: api.IQueued | null = null;
     let opened = false;
     const first = collection ? `Finding passages in ${collection}…` : `Starting ${name}…`;
     const show = (): void => {
-      const stage = waiting > 0 ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
-      if (answer.node.dataset.stage === stage) {
+      if (answer.text) {
         return;
       }
+      const waiting = place !== null && place.position > 0;
+      const stage = waiting ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
+      const text = waiting ? waitingText(name, place!) : null;
+      if (answer.node.dataset.stage === stage && answer.node.dataset.place === (text ?? '')) {
+        return;
+      }
+      answer.node.dataset.place = text ?? '';
       answer.setStage(() => {
-        if (waiting > 0) {
-          return `Queued for ${name}: ${waiting} waiting, yours included…`;
+        if (text) {
+          return text;
         }
         return opened ? `${name} is reading the ${collection ? 'passages and the ' : ''}question…` : first;
       }, stage);
     };
-    const check = async (): Promise<void> => {
-      try {
-        const ps = await api.listLoaded();
-        const entry = ps.find(p => p.id === model) ?? (!model && ps.length === 1 ? ps[0] : undefined);
-        waiting = entry?.queue_depth ?? 0;
-        if (!answer.text && answer.node.getAttribute('aria-busy') === 'true') {
-          show();
-        }
-      } catch {
-        // a stage is a courtesy: the answer itself reports real errors
-      }
-    };
     show();
-    const poll = window.setInterval(() => void check(), 1000);
-    void check();
     return {
       opened: () => {
         opened = true;
         show();
       },
-      done: () => window.clearInterval(poll)
+      queued: (p: api.IQueued) => {
+        place = p;
+        show();
+      }
     };
   }
 
@@ -518,6 +698,9 @@ export class ChatSection extends Widget {
     let summary: api.IChatLine = {};
     let opened = false;
     const onLine = (line: api.IChatLine): void => {
+      if (line.queued) {
+        stages.queued(line.queued);
+      }
       if (line.delta) {
         answer.append(line.delta);
         this.transcript.scrollTop = this.transcript.scrollHeight;
@@ -547,6 +730,7 @@ export class ChatSection extends Widget {
       }
       this.history.push({ role: 'user', content: question }, { role: 'assistant', content: answer.text });
       answer.model = summary.model ?? answer.model;
+      answer.requestId = summary.request_id ?? null;
       note = this.describe(summary);
       ErrorBox.succeeded();
     } catch (error) {
@@ -558,20 +742,25 @@ export class ChatSection extends Widget {
         note = 'No answer.';
       }
     } finally {
-      stages.done();
       this.abort = null;
       this.setStreaming(false);
     }
-    await answer.finish(note);
-    this.turns.push({
+    const turn: ISavedTurn = {
       question,
       label,
       answer: answer.text,
       note,
       model: answer.model,
-      citations: answer.citations
-    });
-    this.save();
+      citations: answer.citations,
+      requestId: answer.requestId
+    };
+    answer.onRated = () => {
+      turn.rating = answer.rating;
+      void this.save();
+    };
+    await answer.finish(note);
+    this.turns.push(turn);
+    void this.save();
     this.transcript.scrollTop = this.transcript.scrollHeight;
     if (stopped) {
       this.input.focus(); // the Stop button is disabled now: keep the keyboard in the chat
@@ -601,38 +790,177 @@ export class ChatSection extends Widget {
     if (s.finish_reason && s.finish_reason !== 'stop') {
       parts.push(`finished: ${s.finish_reason}`);
     }
+    for (const w of s.warnings ?? []) {
+      parts.push(`⚠ ${w.message}`);
+    }
     return parts.join(' · ');
   }
 
-  /** Keep the conversation in the browser (a reload shows it again). */
-  private save(): void {
+  /**
+   * Save the conversation on the server (the first save creates it; later ones replace its
+   * messages); saves run one after another, so a new conversation is created once.
+   */
+  private save(): Promise<void> {
+    if (!this.turns.length) {
+      return this.saving;
+    }
+    const messages = toMessages(this.turns);
+    const body = { messages, model: this.model || null, collection: this.collection || null };
+    this.saving = this.saving.then(async () => {
+      try {
+        const saved = await api.saveConversation(this.conversationId, body);
+        this.conversationId = saved.id;
+        this.node.dataset.conversation = saved.id;
+        remember(saved.id);
+        if (!this.savedList.hidden) {
+          await this.renderSaved();
+        }
+      } catch (error) {
+        this.errors.show(error);
+      }
+    });
+    return this.saving;
+  }
+
+  /** Reopen the conversation that was open before a reload (saved on the server). */
+  private async restore(): Promise<void> {
+    let id: string | null = null;
     try {
-      window.localStorage.setItem(storageKey(), JSON.stringify(this.turns.slice(-50)));
+      id = window.localStorage.getItem(storageKey());
     } catch {
-      // storage full or disabled: the conversation just does not survive a reload
+      return;
+    }
+    if (!id) {
+      return;
+    }
+    try {
+      this.showConversation(await api.getConversation(id));
+    } catch (error) {
+      if (error instanceof APIError && error.status === 404) {
+        remember(null); // deleted meanwhile, or another user's
+      } else {
+        this.errors.show(error);
+      }
     }
   }
 
-  /** Show the conversation saved before a reload. */
-  private restore(): void {
-    let turns: ISavedTurn[] = [];
-    try {
-      turns = JSON.parse(window.localStorage.getItem(storageKey()) ?? '[]');
-    } catch {
-      return;
-    }
-    if (!Array.isArray(turns)) {
-      return;
-    }
-    for (const t of turns) {
+  /** Show a saved conversation in place of the current one and continue it. */
+  private showConversation(conversation: api.IConversation): void {
+    this.clear(false);
+    this.conversationId = conversation.id;
+    this.node.dataset.conversation = conversation.id;
+    remember(conversation.id);
+    for (const t of toTurns(conversation.messages)) {
       this.addQuestion(t.question);
       const answer = this.addAnswer(t.label, t.question);
       answer.model = t.model;
       answer.text = t.answer;
       answer.setCitations(t.citations ?? []);
+      answer.requestId = t.requestId ?? null;
+      answer.rating = t.rating ?? null;
+      answer.onRated = () => {
+        t.rating = answer.rating;
+        void this.save();
+      };
       void answer.finish(t.note);
       this.history.push({ role: 'user', content: t.question }, { role: 'assistant', content: t.answer });
       this.turns.push(t);
+    }
+    this.transcript.scrollTop = this.transcript.scrollHeight;
+  }
+
+  /** Show or hide the list of saved conversations. */
+  private async toggleSaved(): Promise<void> {
+    const show = this.savedList.hidden;
+    this.savedList.hidden = !show;
+    this.savedToggle.setAttribute('aria-expanded', String(show));
+    this.savedToggle.setAttribute('aria-label', show ? 'Hide saved conversations' : 'Show saved conversations');
+    this.savedStatus.textContent = '';
+    if (show) {
+      await this.renderSaved();
+    }
+  }
+
+  /** List the saved conversations: open, export to a notebook, delete. */
+  private async renderSaved(): Promise<void> {
+    let list: api.IConversationSummary[];
+    try {
+      list = await api.listConversations();
+    } catch (error) {
+      this.errors.show(error);
+      return;
+    }
+    if (!list.length) {
+      this.savedList.replaceChildren(h('li', { class: 'jp-llm-empty' },
+        'No saved conversations yet: each answer is saved as you chat.'));
+      return;
+    }
+    this.savedList.replaceChildren(...list.map(c => {
+      const current = c.id === this.conversationId;
+      const open = button(c.title, () => void this.open(c.id), {
+        ariaLabel: `Open conversation: ${c.title}`,
+        cls: 'jp-llm-conversation-title'
+      });
+      const exportButton = button('Export', () => void this.exportNotebook(c, exportButton), {
+        ariaLabel: `Export conversation to a notebook: ${c.title}`,
+        cls: 'jp-llm-small'
+      });
+      const remove = button('Delete', () => void this.remove(c), {
+        ariaLabel: `Delete conversation: ${c.title}`,
+        cls: 'jp-llm-small'
+      });
+      const turns = Math.ceil(c.message_count / 2);
+      return h('li', {
+        class: `jp-llm-conversation${current ? ' jp-mod-current' : ''}`,
+        'data-id': c.id,
+        'aria-current': current ? 'true' : undefined
+      }, open, h('span', { class: 'jp-llm-stats' },
+        `${turns} question${turns === 1 ? '' : 's'} · ${when(c.updated_at)}`), exportButton, remove);
+    }));
+  }
+
+  private async open(id: string): Promise<void> {
+    if (this.abort) {
+      return;
+    }
+    try {
+      this.showConversation(await api.getConversation(id));
+      await this.renderSaved();
+      this.input.focus();
+    } catch (error) {
+      this.errors.show(error);
+    }
+  }
+
+  private async exportNotebook(c: api.IConversationSummary, b: HTMLButtonElement): Promise<void> {
+    try {
+      const path = await api.exportConversation(c.id);
+      this.savedStatus.textContent = `Exported to ${path}`;
+      flash(b, 'Exported');
+      await this.host.openNotebook(path);
+    } catch (error) {
+      this.errors.show(error);
+    }
+  }
+
+  private async remove(c: api.IConversationSummary): Promise<void> {
+    const result = await showDialog({
+      title: 'Delete this conversation?',
+      body: `“${c.title}” is deleted from the server; notebooks exported from it stay.`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      await api.deleteConversation(c.id);
+      if (c.id === this.conversationId) {
+        this.clear();
+      }
+      this.savedStatus.textContent = `Deleted “${c.title}”.`;
+      await this.renderSaved();
+    } catch (error) {
+      this.errors.show(error);
     }
   }
 
@@ -641,16 +969,20 @@ export class ChatSection extends Widget {
     this.abort?.abort();
   }
 
-  /** Forget the conversation. */
-  clear(): void {
+  /** Start a new conversation (the saved one stays in the list). */
+  clear(forget = true): void {
     this.stop();
+    if (forget) {
+      this.conversationId = null;
+      delete this.node.dataset.conversation;
+      remember(null);
+    }
     for (const a of this.answers) {
       a.dispose();
     }
     this.answers.length = 0;
     this.history.length = 0;
     this.turns.length = 0;
-    this.save();
     this.transcript.replaceChildren();
     this.errors.clear();
   }
