@@ -170,7 +170,7 @@ def ask(coll: CollectionFile, question: str, *, model: Any = None, k: int = 5,
                 pieces.append(piece)
                 if on_text:
                     on_text(piece)
-                if find_repetition("".join(pieces)) is not None:
+                if len(pieces) % _GUARD_EVERY == 0 and _loops(pieces):
                     looped = True
                     break
         finally:
@@ -188,6 +188,21 @@ def ask(coll: CollectionFile, question: str, *, model: Any = None, k: int = 5,
         raise
     return checked(Answer(question, "".join(pieces), citations, True, False, _model_id(model),
                           results=results), looped=looped)
+
+
+_GUARD_EVERY = 4  # pieces between two looks at the text
+_GUARD_TAIL = 1500  # characters looked at: a loop shows at the end, and each look stays cheap
+
+
+def _loops(pieces: list[str]) -> bool:
+    """Whether the end of the text streamed so far repeats itself."""
+    tail, size = [], 0
+    for piece in reversed(pieces):
+        tail.append(piece)
+        size += len(piece)
+        if size >= _GUARD_TAIL:
+            break
+    return find_repetition("".join(reversed(tail))[-_GUARD_TAIL:]) is not None
 
 
 def _stop(stream: Any, iterator: Any) -> None:

@@ -275,7 +275,10 @@ def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode:
             item.contains_hit = any(q.text_matches(r.text) for r in hits)
             item.answer_contains = q.text_matches(answer.text)
     valid = {c.n for c in answer.citations}
-    numbers = _cited_numbers(answer.text)
+    # citations are the model's own: a model's answer that failed the citation check is
+    # shown replaced (quoted sentences, cited), but the model is measured on what it wrote
+    model_text = getattr(check, "model_text", None)
+    numbers = _cited_numbers(answer.text if model_text is None else model_text)
     item.cited = [n for n in numbers if n in valid]
     item.invalid_cited = [n for n in numbers if n not in valid]
     if answer.supported and not answer.retrieval_only:
