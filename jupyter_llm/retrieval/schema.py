@@ -59,6 +59,8 @@ class CollectionMeta(BaseModel):
     created_at: float
     updated_at: float
     support_threshold: float | None = None
+    term_centrality: float | None = None
+    confident_similarity: float | None = None
 
 
 def create_tables(db: Database) -> None:
@@ -83,5 +85,6 @@ def write_meta(db: Database, meta: CollectionMeta, *, touch: bool = True) -> Non
         meta.updated_at = time.time()
     rows = [(k, str(v)) for k, v in meta.model_dump().items() if v is not None]
     db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", rows)
-    if meta.support_threshold is None:
-        db.execute("DELETE FROM meta WHERE key = 'support_threshold'")
+    for key in ("support_threshold", "term_centrality", "confident_similarity"):
+        if getattr(meta, key) is None:
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
