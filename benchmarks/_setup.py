@@ -15,7 +15,8 @@ if str(ROOT) not in sys.path:  # so benchmarks can use tests.fixtures.server.sta
 
 
 def install_bench_model(prefix: str, *, n_embd: int, n_layer: int,
-                        context_length: int) -> tuple[Path, Path, Path]:
+                        context_length: int, n_head: int = 8,
+                        quantize: str | None = None) -> tuple[Path, Path, Path]:
     """Write and install a generated model; return (work folder, GGUF path, registry path).
 
     Sets ``JUPYTER_LLM_HOME`` (inside the work folder) and ``GGML_NO_BACKTRACE`` for this
@@ -28,11 +29,23 @@ def install_bench_model(prefix: str, *, n_embd: int, n_layer: int,
     work = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["JUPYTER_LLM_HOME"] = str(work / "home")
     os.environ["GGML_NO_BACKTRACE"] = "1"
-    gguf = write_tiny_gguf(work / "bench.gguf", n_embd=n_embd, n_layer=n_layer, n_head=8,
-                           context_length=context_length)
+    gguf = write_tiny_gguf(work / "bench.gguf", n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                           context_length=context_length, quantize=quantize)
     spec = {"id": "bench", "backend": "llama_cpp", "tags": ["CONVERSATIONAL"],
             "filename": gguf.name, "context_length": context_length}
     registry = work / "registry.json"
     registry.write_text(json.dumps({"models": [spec]}))
     Store().install_file(ModelSpec.model_validate(spec), gguf, verified=True)
+    return work, gguf, registry
+
+
+def install_model_file(prefix: str, gguf: Path) -> tuple[Path, Path, Path]:
+    """A scratch data directory and a registry naming an existing GGUF (by path) ``bench``."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["JUPYTER_LLM_HOME"] = str(work / "home")
+    os.environ["GGML_NO_BACKTRACE"] = "1"
+    spec = {"id": "bench", "backend": "llama_cpp", "tags": ["CONVERSATIONAL"],
+            "path": str(gguf)}
+    registry = work / "registry.json"
+    registry.write_text(json.dumps({"models": [spec]}))
     return work, gguf, registry

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,8 +33,11 @@ class Settings(BaseModel):
     max_loaded_models: int = Field(3, ge=1, description="Most local models loaded at once.")
     keep_alive_s: float = Field(300.0, ge=0, description="Unload a local model after this many idle seconds (0: never).")
     queue_size: int = Field(16, ge=1, description="Requests waiting per model before answering 503 busy.")
+    queue_per_user: int | None = Field(None, ge=1, description="Requests one user may have waiting per model before answering 429 (default: no cap).")
+    scheduling: Literal["fair", "fifo"] = Field("fair", description="Who goes next in a model's queue: fair (round-robin by user) or fifo (first come, first served).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per local model (default: llama.cpp's choice).")
     n_ctx: int | None = Field(None, ge=16, description="Context window for local models (default: min(4096, trained)).")
+    parallel: int | None = Field(None, ge=1, le=64, description="Requests a local model decodes together, each with a context of n_ctx (default: up to 8, from the memory budget).")
     history: bool = Field(True, description="Log requests to history.sqlite.")
     max_body_mb: float = Field(16.0, gt=0, description="Largest request body in MB (413 above).")
     max_prompt_chars: int = Field(1_000_000, ge=1, description="Most characters in one prompt "

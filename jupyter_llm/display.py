@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 from .errors import JupyterLLMError, hint_of
 
-__all__ = ["ProgressBar", "IngestBar", "human_bytes", "render_hint", "error_text", "FACES"]
+__all__ = ["ProgressBar", "IngestBar", "EvalBar", "human_bytes", "render_hint", "error_text",
+           "warning_lines", "state_label", "FACES"]
 
 
 def human_bytes(n: float | None) -> str:
@@ -100,6 +101,37 @@ class IngestBar:
         self._clear()
 
 
+class EvalBar:
+    """A one-line progress bar over an evaluation's ``EvalProgress`` steps (redrawn on a
+    terminal; elsewhere one line per tenth of the run)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = self.stream.isatty()
+        self._printed = -1
+
+    def __call__(self, step: Any) -> None:
+        """Draw one step: ``done`` of ``total``, the ``model`` and the question just measured."""
+        done, total = step.done, max(1, step.total)
+        filled = int(min(1.0, done / total) * self.width)
+        question = " ".join(step.item.question.split())
+        text = (f"eval [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+                f"{step.model}: {question[:40]}")
+        if self.tty:
+            self.stream.write("\r" + text.ljust(110)[:110])
+        elif done * 10 // total != self._printed:
+            self._printed = done * 10 // total
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()
+
+
 # -- hints: each face's words for ``details["action"]`` ------------------------------------
 _CLI = {
     "pull": "jupyter llm pull {model}",
@@ -148,3 +180,24 @@ def error_text(err: JupyterLLMError, face: str) -> str:
     """An error's message followed by its hint in ``face``'s words."""
     rendered = render_hint(err.details, face)
     return f"{err.message} {rendered}" if rendered else err.message
+
+
+def warning_lines(warnings: Any, face: str) -> list[str]:
+    """A response's warnings (no chat template, oldest turns left out, ...) as lines, each
+    with its hint in ``face``'s words."""
+    lines = []
+    for warning in warnings or ():
+        rendered = render_hint(warning.get("details"), face)
+        message = str(warning.get("message") or warning.get("type") or "")
+        lines.append(f"{message} {rendered}" if rendered else message)
+    return lines
+
+
+def state_label(model: dict[str, Any]) -> str:
+    """A model's state for a picker: ``installed``, or ``available (needs OPENAI_API_KEY)``
+    for a model that cannot answer yet (``usable`` false, with its hint)."""
+    state = str(model.get("state") or "")
+    if model.get("usable", True) is not False:
+        return state
+    env = (model.get("hint") or {}).get("env")
+    return f"{state} (needs {env})" if env else f"{state} (not usable)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,8 +17,8 @@ from .options import Options, validate_options
 if TYPE_CHECKING:
     from .registry import ModelSpec
 
-__all__ = ["Model", "EmbeddingModel", "Backend", "Request", "Finish", "Usage", "Response",
-           "Conversation", "Message", "replace_hint"]
+__all__ = ["Model", "EmbeddingModel", "Backend", "Request", "Finish", "Queued", "Usage",
+           "Response", "Conversation", "Message", "replace_hint"]
 
 Message = dict[str, Any]
 
@@ -48,6 +48,28 @@ class Finish:
     reason: str = "stop"
     usage: Usage | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Queued:
+    """A request waits for its model: its place in line (1 = next) and the expected wait in
+    seconds; a stream sends one when the request starts waiting, again when either changes,
+    and ``Queued(0, 0.0)`` when its turn comes."""
+
+    position: int
+    expected_wait_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every API sends: ``{"position", "expected_wait_s"}``."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """A status line for people: ``Waiting: 3rd in line, about 12 s``."""
+        n = self.position
+        if n <= 0:
+            return "Your turn: starting"
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return f"Waiting: {n}{suffix} in line, about {max(1, round(self.expected_wait_s))} s"
 
 
 @dataclass
@@ -214,7 +236,7 @@ class Response:
     grounded answers.
     """
 
-    def __init__(self, stream: Iterator[str | Finish], *, model_id: str,
+    def __init__(self, stream: Iterator[str | Finish | Queued], *, model_id: str,
                  request: Request | None = None, request_id: str | None = None) -> None:
         self.model_id = model_id
         self.request = request
@@ -231,11 +253,26 @@ class Response:
         self.warnings: list[dict[str, Any]] = []
         """What every face shows besides the text (``{"type", "message", "details"}``)."""
         self.error: BaseException | None = None
+        self.queued: Queued | None = None
+        """While the request waits for its model: its latest place in line."""
+        self.on_queued: Callable[[Queued], None] | None = None
+        """Called with each ``Queued`` event (a face shows "Waiting: 2nd in line")."""
         self._cancelled = threading.Event()
         self._state_lock = threading.Lock()
         self._iterating = False
 
     def __iter__(self) -> Iterator[str]:
+        events = self.events()
+        try:
+            for event in events:
+                if isinstance(event, str):
+                    yield event
+        finally:
+            events.close()
+
+    def events(self) -> Iterator[str | Queued]:
+        """The text pieces, and a ``Queued`` event whenever the request's place in line
+        changes while it waits for its model (also passed to ``on_queued``)."""
         yield from list(self._chunks)
         with self._state_lock:
             if self._done or self._iterating:
@@ -250,6 +287,13 @@ class Response:
                     self.usage = event.usage
                     self.warnings.extend(w for w in event.warnings if w not in self.warnings)
                     continue
+                if isinstance(event, Queued):
+                    self.queued = event
+                    if self.on_queued is not None:
+                        self.on_queued(event)
+                    if not self._cancelled.is_set():
+                        yield event
+                    continue
                 if self._cancelled.is_set():
                     if stoppable:
                         continue  # the stream stops within a token; wait for its Finish
@@ -258,6 +302,7 @@ class Response:
                     continue
                 if self._first is None:
                     self._first = time.perf_counter()
+                    self.queued = None
                 self._chunks.append(event)
                 yield event
             else:

@@ -102,6 +102,7 @@ def test_the_cli_says_so_on_stderr(base_registry, capsys):
     assert code == 0 and out.strip()
     assert err.startswith("warning: tiny-base has no chat template")
     assert "probably a base model" in err and "--completion" in err
+    assert "Run: jupyter llm prompt --completion -m tiny-base TEXT" in err  # the hint, as a command
     code = main(["prompt", "--completion", "-m", "tiny-base", "-o", "max_tokens=4", "Hello"])
     assert code == 0 and capsys.readouterr().err == ""  # raw completion needs no template
 
@@ -124,3 +125,34 @@ async def test_the_remote_client_and_models_id_say_so(base_registry, llm_url, ll
     assert after["chat_template"]["loaded"] is True and after["chat_template"]["source"] == "none"
     chat = json.loads((await jp_fetch("llm", "api", "models", "tiny-chat")).body)
     assert chat["chat_template"]["source"] == "gguf" and chat["chat_template"]["warning"] is None
+
+
+def test_the_magics_and_the_model_panel_say_so(base_registry):
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+    from IPython.utils.capture import capture_output
+
+    from jupyter_llm.client.local import LocalClient
+    from jupyter_llm.magics import magics_of
+    from jupyter_llm.magics.session import Session
+    from jupyter_llm.widgets import ModelPanel
+
+    ip = start_ipython() or get_ipython()
+    ip.run_line_magic("load_ext", "jupyter_llm")
+    client = LocalClient()
+    magics_of(ip).session = Session(client_=client, live=True)
+    try:
+        with capture_output() as captured:
+            assert ip.run_cell("%%llm -m tiny-base --max-tokens 4\nHello").success
+        assert captured.stderr.startswith("warning: tiny-base has no chat template")
+        assert "Run `jupyter_llm.connect().generate(TEXT, 'tiny-base')`." in captured.stderr
+        with capture_output() as captured:
+            assert ip.run_cell("%%llm -m tiny-chat --max-tokens 4\nHello").success
+        assert captured.stderr == ""  # a model with its own template: nothing to say
+
+        panel = ModelPanel(client, default_model="tiny-base")
+        panel.max_tokens.value = 4
+        panel.ask("Hello")
+        panel.wait(120)
+        assert "no chat template" in panel.status.value and panel.error == ""
+    finally:
+        client.host.close()

@@ -33,6 +33,19 @@ def test_models_filter_by_tag_and_table_output(tiny_registry, capsys):
     assert out.splitlines()[0].split()[:3] == ["ID", "STATE", "BACKEND"]
 
 
+def test_models_marks_a_remote_model_without_its_key_as_needing_it(tiny_registry, capsys,
+                                                                  monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code, out, _ = run(capsys, "models")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert code == 0 and rows["gpt-4o-mini"].split()[1:3] == ["installed", "(needs"]
+    assert "(needs OPENAI_API_KEY)" in rows["gpt-4o-mini"]
+    assert "needs" not in rows["tiny-chat"]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    code, out, _ = run(capsys, "models")
+    assert "needs" not in out
+
+
 def test_prompt_streams_to_stdout(tiny_registry, capsys):
     code, out, _ = run(capsys, "prompt", "-m", "tiny", "-o", "max_tokens=8", "-o", "temperature=0",
                        "Hello")

@@ -128,7 +128,7 @@ def test_sixteen_concurrent_streams_match_sequential_outputs(make_host):
 
 
 def test_waiting_requests_run_in_arrival_order(make_host):
-    host = make_host()
+    host = make_host(parallel=1)  # one slot: the others wait in the queue
     first = host.generate("Once", "a", temperature=0, max_tokens=300)
     waiting = [host.generate(f"Then {i}", "a", temperature=0, max_tokens=200) for i in range(4)]
     assert host.ps()[0]["active"] == 1 and host.ps()[0]["queue_depth"] == 4
@@ -152,7 +152,7 @@ def test_waiting_requests_run_in_arrival_order(make_host):
 
 
 def test_full_queue_answers_busy_with_retry_after(make_host):
-    host = make_host(queue_size=1)
+    host = make_host(queue_size=1, parallel=1)
     running = host.generate("One", "a", **LONG)
     waiting = host.generate("Two", "a", temperature=0, max_tokens=3)
     with pytest.raises(Busy) as info:
@@ -191,7 +191,7 @@ def test_cancel_from_another_thread_stops_within_a_token_and_frees_the_slot(make
 
 
 def test_cancel_of_a_queued_request_leaves_the_queue(make_host):
-    host = make_host()
+    host = make_host(parallel=1)
     running = host.generate("One", "a", **LONG)
     queued = host.generate("Two", "a", temperature=0, max_tokens=3)
     assert host.ps()[0]["queue_depth"] == 1
@@ -378,7 +378,7 @@ def test_load_unload_and_auto_load_off(make_host):
 
 
 def test_ps_reports_worker_pid_memory_queue_and_context(make_host):
-    host = make_host(n_ctx=512)
+    host = make_host(n_ctx=512, parallel=1)
     running = host.generate("x", "a", **LONG)
     waiting = host.generate("y", "a", max_tokens=2)
     (entry,) = host.ps()

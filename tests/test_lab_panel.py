@@ -63,7 +63,7 @@ def test_panel_opens_with_three_sections_keyboard_tabs_labels_and_both_themes(la
     """One sidebar tab holds Models, Chat and Collections; arrow keys move between the tabs;
     every control has an accessible name; the theme variables follow light and dark."""
     tabs = page.locator(f"{PANEL} [role=tab]")
-    assert tabs.all_inner_texts() == ["Models", "Chat", "Collections"]
+    assert tabs.all_inner_texts() == ["Models", "Chat", "Collections", "Class"]
     row = page.locator(model_row("tiny-chat"))
     assert row.get_attribute("data-state") == "available"
     assert "CONVERSATIONAL" in row.inner_text()

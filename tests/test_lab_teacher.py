@@ -171,7 +171,7 @@ def _occupy(lab: LabServer, model: str, started: threading.Event, stop: threadin
 
 
 def test_stop_before_the_first_word_is_not_an_error_and_frees_the_queue(lab_page, lab):
-    """A question queued behind another answer shows "Queued", Stop takes it out of the
+    """A question queued behind another answer shows its place in line, Stop takes it out of the
     queue at once (no "Could not reach the Jupyter server"), and focus stays in the chat."""
     page = lab_page
     ensure_installed(lab, page, "tiny-chat")
@@ -184,7 +184,7 @@ def test_stop_before_the_first_word_is_not_an_error_and_frees_the_queue(lab_page
         assert started.wait(60), "the occupying answer did not start"
         chat(page, "Are you there?", model="tiny-chat")
         page.wait_for_selector(f"{ANSWER}[data-stage='queued']")
-        assert "Queued" in page.inner_text(f"{ANSWER} .jp-llm-stage")
+        assert "in line" in page.inner_text(f"{ANSWER} .jp-llm-stage")
         shot(page, "23-queued-light")
         page.click('button[aria-label="Stop answering"]')
         page.wait_for_selector(f"{ANSWER}[aria-busy='false']")
@@ -237,7 +237,7 @@ def test_llm_chat_from_the_palette_puts_the_keyboard_in_the_message_box(lab_page
 
 def test_ingest_shows_its_stage_at_once_and_names_the_files_it_could_not_add(lab_page, lab):
     """An ingest shows a ticking stage from the start and its summary names the skipped file;
-    a collection can then be deleted (after a confirmation)."""
+    the collection lists its documents (one opens), and can be deleted (after a confirmation)."""
     page = lab_page
     unit = lab.root / "unit2"
     unit.mkdir(exist_ok=True)
@@ -274,6 +274,18 @@ def test_ingest_shows_its_stage_at_once_and_names_the_files_it_could_not_add(lab
     set_theme(page, "light")
 
     row = '#jp-llm-section-collections li[data-collection="unit2"]'
+    # its documents are listed, and one opens in the editor
+    page.click(f'{row} button[aria-label="Documents of unit2"]')
+    docs = page.locator(f'{row} ul[aria-label="Documents of unit2"] button')
+    docs.first.wait_for()
+    assert docs.all_inner_texts() == ["unit2/loops.md"]
+    assert page.get_attribute(f'{row} button[aria-label="Documents of unit2"]', "aria-expanded") == "true"
+    shot(page, "25-collection-documents-light")
+    docs.first.click()
+    page.wait_for_function("() => (window.jupyterapp.shell.currentWidget?.title.label || '')"
+                           " === 'loops.md'")
+    close_all_documents(page)
+    show_section(page, "collections")
     page.click(f'{row} button[aria-label="Delete collection unit2"]')
     page.click(".jp-Dialog .jp-mod-reject")  # Cancel keeps it
     assert page.is_visible(row)

@@ -262,6 +262,53 @@ def test_json_and_text_formats(ip, llm):
     assert outputs[-1].data == {"text/plain": result.result.text()}
 
 
+def test_schema_returns_the_parsed_json_enforced_by_a_grammar(ip, llm):
+    """Random weights still answer valid JSON: the schema becomes a llama.cpp grammar."""
+    ip.user_ns["flag_schema"] = {"type": "object", "properties": {"ok": {"type": "boolean"}},
+                                 "required": ["ok"]}
+    result, outputs = run(ip, "%%llm --schema flag_schema --max-tokens 60\nIs it ok?")
+    assert result.success, result.error_in_exec
+    assert isinstance(result.result, dict) and isinstance(result.result["ok"], bool)
+    assert outputs[-1].data["application/json"] == result.result
+    assert llm.last_response.request.options.json_schema == ip.user_ns["flag_schema"]
+
+    from pydantic import BaseModel
+
+    class Flag(BaseModel):
+        ok: bool
+
+    ip.user_ns["Flag"] = Flag
+    result, _ = run(ip, "%%llm --schema Flag --max-tokens 60\nIs it ok?")
+    assert isinstance(result.result, Flag)
+    inline = '''%%llm --schema '{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}' --max-tokens 60\nA number?'''
+    result, _ = run(ip, inline)
+    assert isinstance(result.result["n"], int)
+
+
+def test_a_bad_schema_or_a_cut_answer_is_one_clear_error(ip, llm):
+    line = one_line_error(run(ip, "%%llm --schema no_such_name\nx")[0], InvalidRequest)
+    assert "notebook variable holding a JSON schema" in line
+    ip.user_ns["flag_schema"] = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    line = one_line_error(run(ip, "%%llm --schema flag_schema --max-tokens 1\nx")[0],
+                          InvalidRequest)
+    assert "not complete JSON" in line and "--max-tokens" in line
+    assert "drop --schema" in one_line_error(run(ip, "%%llm -g course --schema flag_schema\nx")[0],
+                                             InvalidRequest)
+
+
+def test_continue_leaves_out_the_oldest_turns_when_they_do_not_fit_and_says_so(ip, llm):
+    words = " ".join(f"w{i}" for i in range(20))  # about 60 tokens of the tiny vocabulary
+    assert run(ip, f"%%llm --new -o n_ctx=128 --max-tokens 2\nfirst {words}")[0].success
+    with capture_output() as captured:
+        result = ip.run_cell(f"%%llm -c -o n_ctx=128 --max-tokens 2\nsecond {words}")
+    assert result.success, result.error_in_exec
+    response = ip.user_ns["_"]
+    assert response.request.options.trim_history is True
+    (warning,) = response.warnings
+    assert warning["type"] == "context_trimmed" and warning["details"]["dropped_messages"] == 2
+    assert "warning: The conversation did not fit" in captured.stderr
+
+
 def test_no_log_keeps_the_request_out_of_the_history(ip, llm):
     history = llm.client.host.history
     before = len(history.entries(100))

@@ -44,8 +44,8 @@ def test_ingest_records_documents_chunks_and_metadata(course_collection):
     assert info["dimensions"] == 384 and info["chunk_size"] == 200
     assert course_collection.check_consistency() == []
     docs = {d["path"]: d for d in course_collection.documents()}
-    assert set(docs) == {f"course/{p}" for p in COURSE_SUBSET}  # relative to the file: portable
-    assert docs["course/git-novice/episodes/06-ignore.md"]["title"] == "Ignoring Things"
+    assert set(docs) == set(COURSE_SUBSET)  # relative to the ingested folder: portable
+    assert docs["git-novice/episodes/06-ignore.md"]["title"] == "Ignoring Things"
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
@@ -53,8 +53,8 @@ def test_each_mode_finds_the_episode_that_answers(course_collection, mode):
     hits = 0
     for question, source in IN_SCOPE:
         res = course_collection.search(question, k=5, mode=mode)
-        assert all(r.source.startswith("course/") for r in res)
-        hits += any(r.source == f"course/{source}" for r in res)
+        assert all(not r.source.startswith("/") for r in res)
+        hits += any(r.source == source for r in res)
     assert hits >= len(IN_SCOPE) - (1 if mode == "lexical" else 0)
 
 
@@ -71,27 +71,27 @@ def test_supported_separates_course_questions_from_others(course_collection):
 def test_results_carry_citations_with_lines_and_links(course_collection, tmp_path):
     res = course_collection.search(IN_SCOPE[0][0], k=3, mode="dense")
     top = res[0]
-    assert top.source == "course/git-novice/episodes/06-ignore.md"
-    lines = (course_collection.path.parent / top.source).read_text().splitlines()
+    assert top.source == "git-novice/episodes/06-ignore.md"
+    lines = (course_collection.base / top.source).read_text().splitlines()
     assert top.text.splitlines()[0] in lines[top.start_line - 1]
     cite = res.citations()[0]
     assert cite.n == 1 and cite.heading.startswith("Ignoring Things")
     href = cite.href(relative_to=course_collection.path.parent)
     assert href.startswith("course/git-novice/episodes/06-ignore.md")
     md = cite.to_markdown(relative_to=course_collection.path.parent)
-    assert md.startswith("[1] [course/git-novice/episodes/06-ignore.md") and f"({href})" in md
+    assert md.startswith("[1] [git-novice/episodes/06-ignore.md") and f"({href})" in md
     assert "lines" in cite.label()
-    assert "course/git-novice/episodes/06-ignore.md" in res._repr_markdown_()
+    assert "git-novice/episodes/06-ignore.md" in res._repr_markdown_()
 
 
 def test_source_filter_restricts_results(course_collection):
     for mode in ("dense", "lexical", "hybrid"):
         res = course_collection.search("loop over files", k=4, mode=mode,
-                                       source="course/python-novice-inflammation")
+                                       source="python-novice-inflammation")
         assert res.results and all(
-            r.source.startswith("course/python-novice-inflammation/") for r in res)
+            r.source.startswith("python-novice-inflammation/") for r in res)
     res = course_collection.search("license", k=3, source="*/11-licensing.md")
-    assert {r.source for r in res} == {"course/git-novice/episodes/11-licensing.md"}
+    assert {r.source for r in res} == {"git-novice/episodes/11-licensing.md"}
 
 
 def test_reingest_is_idempotent_and_follows_edits_and_deletions(course_copy, memo_minilm,
@@ -152,14 +152,14 @@ def test_corrupt_pdf_is_skipped_and_reported_while_good_files_ingest(tmp_path, m
     coll = Collection.create(tmp_path / "p.sqlite", embedder=memo_minilm)
     events = []
     report = coll.ingest([folder], progress=events.append)
-    assert [s["path"] for s in report.skipped] == ["docs/broken.pdf"]
+    assert [s["path"] for s in report.skipped] == ["broken.pdf"]  # relative to docs/
     assert "broken.pdf" in report.skipped[0]["error"]
-    assert sorted(report.added) == ["docs/good.pdf", "docs/loops.ipynb"]
-    assert [e.status for e in events if e.path == "docs/broken.pdf"] == ["skipped"]
+    assert sorted(report.added) == ["good.pdf", "loops.ipynb"]
+    assert [e.status for e in events if e.path == "broken.pdf"] == ["skipped"]
     res = coll.search("powerhouse of the cell", k=1)
-    assert res[0].source == "docs/good.pdf" and res[0].page == 1
+    assert res[0].source == "good.pdf" and res[0].page == 1
     assert res[0].citation().href(tmp_path).endswith("good.pdf#page=1")
-    res = coll.search("how do I count items in a list", k=1, source="docs/loops.ipynb")
+    res = coll.search("how do I count items in a list", k=1, source="loops.ipynb")
     assert res[0].cell_index is not None
     coll.close()
 
@@ -196,7 +196,7 @@ def test_collection_file_is_portable(course_collection, tmp_path, memo_minilm):
     shutil.copy(course_collection.path, moved / "course.sqlite")
     coll = Collection.open(moved / "course.sqlite")  # no embedder given: rebuilt from metadata
     assert coll.embedder.id == memo_minilm.id
-    assert coll.search(IN_SCOPE[1][0], k=1)[0].source == f"course/{IN_SCOPE[1][1]}"
+    assert coll.search(IN_SCOPE[1][0], k=1)[0].source == IN_SCOPE[1][1]
     coll.close()
 
 

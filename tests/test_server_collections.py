@@ -108,13 +108,19 @@ async def test_create_ingest_search_ask_delete(minilm, tiny_registry, jp_fetch, 
     assert status == 200 and again["documents"] == 3
     status, listed, _ = await call(jp_fetch, "llm", "api", "collections")
     assert [c["name"] for c in listed["collections"]] == ["course"]
+    status, docs, _ = await call(jp_fetch, "llm", "api", "collections", "course", "documents")
+    assert status == 200
+    assert [d["source"] for d in docs["documents"]] == ["course/git.md", "course/python.md",
+                                                       "course/shell.md"]
+    assert Path(docs["documents"][2]["path"]) == course_dir / "shell.md"
+    assert all(d["n_chunks"] >= 1 and d["ingested_at"] for d in docs["documents"])
 
     status, found, _ = await call(jp_fetch, "llm", "api", "collections", "course", "search",
                                   body={"query": IN_SCOPE, "k": 3})
     assert status == 200 and found["supported"] is True
     top = found["results"][0]
     assert top["source"] == "course/shell.md" and "ls" in top["text"]
-    assert Path(top["path"]) == course_dir / "shell.md" and top["start_line"] >= 1
+    assert top["path"] == "course/shell.md" and top["start_line"] >= 1  # no server path
     assert len(found["results"]) == 3
     status, off, _ = await call(jp_fetch, "llm", "api", "collections", "course", "search",
                                 body={"query": OFF_TOPIC, "mode": "dense"})
@@ -129,7 +135,7 @@ async def test_create_ingest_search_ask_delete(minilm, tiny_registry, jp_fetch, 
     assert final["model"] == "tiny-chat" and not final["retrieval_only"]
     assert final["usage"]["completion_tokens"] >= 1
     assert len(final["citations"]) == 2
-    assert final["citations"][0]["source"] == "course/shell.md"
+    assert final["citations"][0]["source"] == final["citations"][0]["path"] == "course/shell.md"
     assert all("delta" in line for line in lines[:-1])
 
     status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "ask", body={
@@ -166,6 +172,8 @@ async def test_unknown_collection_is_404_naming_the_known_ones(minilm, jp_fetch,
         assert_error(status, answer, 404, "not_found")
         assert answer["error"]["details"]["known"] == ["course"]
         assert "course" in answer["error"]["message"]
+    status, answer, _ = await call(jp_fetch, "llm", "api", "collections", "cuorse", "documents")
+    assert_error(status, answer, 404, "not_found")
 
 
 async def test_paths_outside_root_dir_are_403_and_bad_parameters_name_the_field(
@@ -216,7 +224,7 @@ async def test_a_gguf_embedder_runs_in_the_host_and_a_mismatch_is_409(minilm, ti
 
 
 async def test_remote_and_local_clients_search_alike(minilm, jp_fetch, course_dir, llm_url,
-                                                     llm_token):
+                                                     llm_token, jp_root_dir):
     remote = RemoteClient(llm_url, llm_token)
     try:
         info = await asyncio.to_thread(remote.create_collection, "course")
@@ -230,11 +238,16 @@ async def test_remote_and_local_clients_search_alike(minilm, jp_fetch, course_di
             here = local.search("course", IN_SCOPE, 4, mode)
             assert there.supported == here.supported is True
             assert [r.chunk_id for r in there] == [r.chunk_id for r in here]
-            assert [r.path for r in there] == [r.path for r in here]
+            assert not any(Path(r.path).is_absolute() for r in there)  # root-relative
+            assert [(jp_root_dir / r.path).resolve() for r in there] == \
+                [Path(r.path).resolve() for r in here]
             assert [r.score for r in there] == pytest.approx([r.score for r in here])
             assert [r.text for r in there] == [r.text for r in here]
         assert [c["name"] for c in local.collections()] == ["course"]
         assert (await asyncio.to_thread(remote.collections))[0]["documents"] == 3
+        there = await asyncio.to_thread(remote.collection_documents, "course")
+        assert [d["path"] for d in there] == [d["path"] for d in local.collection_documents("course")]
+        assert len(there) == 3
         answer = await asyncio.to_thread(remote.ask, "course", OFF_TOPIC)
         assert answer.supported is False and answer.citations
         assert await asyncio.to_thread(remote.delete_collection, "course")
@@ -244,7 +257,8 @@ async def test_remote_and_local_clients_search_alike(minilm, jp_fetch, course_di
 
 
 async def test_clients_stream_the_same_grounded_answer(minilm, tiny_registry, jp_fetch,
-                                                       course_dir, llm_url, llm_token):
+                                                       course_dir, llm_url, llm_token,
+                                                       jp_root_dir):
     await create_and_ingest(jp_fetch)
     remote = RemoteClient(llm_url, llm_token)
     local = LocalClient()
@@ -260,7 +274,10 @@ async def test_clients_stream_the_same_grounded_answer(minilm, tiny_registry, jp
         assert there_text == here_text == there.answer.text and there_text
         assert there.answer.supported and not there.answer.retrieval_only
         assert there.citations[0].source == "course/shell.md"
-        assert [c.path for c in there.citations] == [c.path for c in here.citations]
+        assert [c.path for c in there.citations] == [c.source for c in there.citations]
+        assert [(jp_root_dir / c.path).resolve() for c in there.citations] == \
+            [Path(c.path).resolve() for c in here.citations]
+        assert there.citations[0].href().startswith("/course/shell.md")  # from the root
         assert there.model_id == here.model_id == "tiny-chat"
         assert there.usage.completion_tokens == here.usage.completion_tokens >= 1
         once = await asyncio.to_thread(remote.ask, "course", IN_SCOPE, **kwargs)
@@ -317,7 +334,8 @@ async def test_a_symlink_inside_a_folder_to_a_file_outside_root_is_never_ingeste
     status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "search",
                                  body={"query": "zebra password hunter2", "k": 10})
     assert status == 200
-    assert "hunter2" not in json.dumps(body)
+    found = {k: v for k, v in body.items() if k != "query"}  # the query is echoed back
+    assert "hunter2" not in json.dumps(found)
     for path in ("course/x.md", "course/shell.md\x00.txt"):
         status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "ingest",
                                      body={"paths": [path]})

@@ -82,12 +82,15 @@ class LlamaCppModel(Model):
 
     def __init__(self, model_id: str, spec: ModelSpec | None = None, *, path: str | Path,
                  n_ctx: int | None = None, n_threads: int | None = None,
-                 embedding: bool | None = None) -> None:
+                 embedding: bool | None = None, parallel: int | None = None) -> None:
         super().__init__(model_id, spec)
         self.path = Path(path)
         self.n_ctx = n_ctx or _env_int("JUPYTER_LLM_N_CTX")
         self.n_threads = n_threads or _env_int("JUPYTER_LLM_N_THREADS")
         self.embedding = bool(spec and spec.is_embedding) if embedding is None else embedding
+        # sequences decoded together (``llama_batch``); 1: the single-sequence Llama path
+        self.parallel = 1 if self.embedding else max(1, parallel or 1)
+        self._engine: Any = None  # a BatchEngine when parallel > 1
         self._llama: Any = None
         self._embedder: Any = None  # a chat model asked for embeddings: a second, pooled context
         self._loaded_n_ctx: int | None = None
@@ -130,11 +133,29 @@ class LlamaCppModel(Model):
             self._meta, self._trained_ctx = meta, trained_context_length(meta)
             want_ctx = effective_n_ctx(n_ctx or self.n_ctx or self._default_n_ctx(),
                                        self._trained_ctx)
-            self._llama = self._new_llama(want_ctx, self.embedding)
+            if self.parallel > 1:  # the Llama only tokenizes; the engine's context decodes
+                self._llama = self._new_llama(_TOKENIZER_N_CTX, False)
+                self._engine = self._new_engine(want_ctx or DEFAULT_N_CTX)
+                self._loaded_n_ctx = self._engine.n_ctx
+            else:
+                self._llama = self._new_llama(want_ctx, self.embedding)
+                self._loaded_n_ctx = _ctx_limit(self._llama)
             self._asked_ctx = want_ctx
-            self._loaded_n_ctx = _ctx_limit(self._llama)
             self._formatter = self._template = None
             return self._llama
+
+    def _new_engine(self, n_ctx: int) -> Any:
+        from .llama_batch import BatchEngine
+
+        llama = self._llama
+        try:
+            return BatchEngine(llama._model, n_ctx=n_ctx, parallel=self.parallel,
+                               n_threads=llama.context_params.n_threads)
+        except (ValueError, RuntimeError) as e:
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {self.parallel} x {n_ctx} tokens for "
+                f"model {self.model_id!r}: {e}. Lower parallel or n_ctx.",
+                details={"model": self.model_id}) from e
 
     def _new_llama(self, n_ctx: int | None, embedding: bool) -> Any:
         llama_cpp = _import_llama_cpp()
@@ -176,6 +197,9 @@ class LlamaCppModel(Model):
     def close(self) -> None:
         """Free the weights and the context."""
         with self._lock:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
             for llama in (self._llama, self._embedder):
                 if llama is not None:
                     try:
@@ -258,7 +282,7 @@ class LlamaCppModel(Model):
         llama = self.load()
         messages = list(request.messages or [])
         opts = request.options
-        n_ctx = _ctx_limit(llama)
+        n_ctx = self._ctx_tokens()
         reserve = min(opts.max_tokens or DEFAULT_MAX_TOKENS, max(1, n_ctx // 4))
         dropped = 0
         while True:
@@ -283,24 +307,40 @@ class LlamaCppModel(Model):
                             "model": self.model_id}})
         return tokens, stops, warnings
 
-    def _check_fits(self, n_tokens: int, llama: Any) -> None:
-        if n_tokens >= _ctx_limit(llama):
-            raise ContextLengthExceeded.from_counts(self.model_id, n_tokens, _ctx_limit(llama),
-                                        trained=self._trained_ctx)
+    def _ctx_tokens(self, llama: Any = None) -> int:
+        """Tokens one sequence may hold: a batch slot's context, or the Llama's."""
+        if llama is None and self._engine is not None:
+            return self._engine.n_ctx
+        return _ctx_limit(llama or self._llama)
+
+    def _check_fits(self, n_tokens: int, llama: Any = None) -> None:
+        limit = self._ctx_tokens(llama)
+        if n_tokens >= limit:
+            raise ContextLengthExceeded.from_counts(self.model_id, n_tokens, limit,
+                                                    trained=self._trained_ctx)
+
+    def _prompt_tokens(self, request: Request) -> tuple[list[int], list[str], list[dict[str, Any]]]:
+        """The prompt's tokens, the template's stop strings and warnings (checked to fit)."""
+        llama = self._llama
+        warnings: list[dict[str, Any]] = []
+        if request.is_chat:
+            tokens, stops, warnings = self.prepare_chat(request)
+        else:
+            stops = []
+            tokens = llama.tokenize((request.prompt or "").encode("utf-8"), add_bos=True,
+                                    special=True)
+        self._check_fits(len(tokens))
+        return tokens, stops, warnings
 
     def execute(self, request: Request) -> Iterator[str | Finish]:
         """Stream tokens from llama.cpp; one text piece per generated token."""
         opts = request.options
         with self._lock:
             llama = self.load(opts.n_ctx, getattr(opts, "n_threads", None))
-            warnings: list[dict[str, Any]] = []
-            if request.is_chat:
-                tokens, stops, warnings = self.prepare_chat(request)
-            else:
-                stops = []
-                tokens = llama.tokenize((request.prompt or "").encode("utf-8"), add_bos=True,
-                                        special=True)
-            self._check_fits(len(tokens), llama)
+            if self._engine is not None:
+                yield from self._execute_batched(request)
+                return
+            tokens, stops, warnings = self._prompt_tokens(request)
             kwargs = self._completion_kwargs(opts, stops, llama)
             kwargs["max_tokens"] = min(kwargs["max_tokens"], _ctx_limit(llama) - len(tokens))
             if opts.temperature == 0 or opts.seed is not None:
@@ -319,6 +359,88 @@ class LlamaCppModel(Model):
                     reason = choice["finish_reason"]
             yield Finish(reason, Usage(prompt_tokens=len(tokens), completion_tokens=count),
                          warnings=warnings)
+
+    # -- batched generation (parallel > 1) ----------------------------------------------
+    def needs_reload(self, request: Request) -> bool:
+        """True when ``request`` asks for another context size or thread count than loaded."""
+        opts = request.options
+        n_threads = getattr(opts, "n_threads", None)
+        return self._llama is None or bool(n_threads and n_threads != self.n_threads) or bool(
+            opts.n_ctx and effective_n_ctx(opts.n_ctx, self._trained_ctx) != self._asked_ctx)
+
+    def submit(self, rid: Any, request: Request) -> bool:
+        """Start ``request`` in the batch (see ``BatchEngine``); False when it needs a reload
+        (another ``n_ctx``/``n_threads``) while other sequences run: submit it again later."""
+        opts = request.options
+        with self._lock:
+            if self.needs_reload(request):
+                if self._engine is not None and self._engine.active:
+                    return False
+                self.load(opts.n_ctx, getattr(opts, "n_threads", None))
+            tokens, stops, warnings = self._prompt_tokens(request)
+            kwargs = self._completion_kwargs(opts, stops, self._llama)
+            self._engine.submit(
+                rid, tokens, max_tokens=max(1, min(kwargs.pop("max_tokens"),
+                                                   self._engine.n_ctx - len(tokens))),
+                stops=kwargs.pop("stop") or [], params=_sampling_params(kwargs),
+                warnings=warnings)
+            return True
+
+    def step(self) -> list[tuple[Any, str | Finish]]:
+        """One decode of the batch: the text pieces and finishes, per request id."""
+        with self._lock:
+            return self._engine.step()
+
+    def cancel(self, rid: Any) -> None:
+        """Stop a batched request at the next step."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.cancel(rid)
+
+    def reset_batch(self) -> list[Any]:
+        """Drop every running sequence (after a failed decode); their ids."""
+        with self._lock:
+            if self._engine is None:
+                return []
+            ids = self._engine.running_ids()
+            self._engine.close()
+            self._engine = self._new_engine(self._loaded_n_ctx or DEFAULT_N_CTX)
+            return ids
+
+    @property
+    def batching(self) -> bool:
+        """True when requests run batched (``submit``/``step``) rather than ``execute``."""
+        return self.parallel > 1 and not self.embedding
+
+    @property
+    def free_slots(self) -> int:
+        """Slots a new request can take now."""
+        return self._engine.free_slots if self._engine is not None else (0 if self._llama else 1)
+
+    @property
+    def active(self) -> bool:
+        """True while batched sequences run."""
+        return self._engine is not None and self._engine.active
+
+    def batch_stats(self) -> dict[str, Any] | None:
+        """Slots and prefix-cache counters (None on the single-sequence path)."""
+        return self._engine.stats() if self._engine is not None else None
+
+    def _execute_batched(self, request: Request) -> Iterator[str | Finish]:
+        """``execute`` through the engine, in this process (the lock is held)."""
+        rid = object()
+        self.submit(rid, request)
+        done = False
+        try:
+            while not done:
+                for owner, event in self._engine.step():
+                    if owner is rid:
+                        done = done or isinstance(event, Finish)
+                        yield event
+        finally:
+            if not done:
+                self._engine.cancel(rid)
+                self._engine.step()
 
     def _completion_kwargs(self, opts: Options, stops: list[str], llama: Any) -> dict[str, Any]:
         values = opts.set_options()
@@ -370,6 +492,16 @@ class LlamaCppModel(Model):
         """How many tokens ``text`` takes for this model."""
         with self._lock:
             return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+_TOKENIZER_N_CTX = 256  # the Llama of a batched model only tokenizes
+
+
+def _sampling_params(kwargs: dict[str, Any]) -> Any:
+    """``create_completion`` keyword arguments as the engine's ``SamplingParams``."""
+    from .llama_batch import SamplingParams
+
+    return SamplingParams(**{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _ctx_limit(llama: Any) -> int:
@@ -445,10 +577,14 @@ class LlamaCppBackend(Backend):
     in_worker = True
     Options = LlamaCppOptions
 
+    batching = True  # create() takes ``parallel``
+
     def create(self, spec: ModelSpec, *, path: str | Path,  # type: ignore[override]
-               n_ctx: int | None = None, n_threads: int | None = None) -> LlamaCppModel:
+               n_ctx: int | None = None, n_threads: int | None = None,
+               parallel: int | None = None) -> LlamaCppModel:
         """A model reading the GGUF file at ``path`` (the host passes the one in its store)."""
-        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads)
+        return LlamaCppModel(spec.id, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
+                             parallel=parallel)
 
 
 @hookimpl

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..display import ProgressBar, human_bytes
+from ..display import ProgressBar, human_bytes, state_label
 
 __all__ = ["register"]
 
@@ -61,7 +61,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = [("ID", "STATE", "BACKEND", "SIZE", "TAGS")]
     for m in models:
         size = human_bytes(m.get("size_bytes")) if m.get("size_bytes") else "-"
-        rows.append((m["id"], m["state"], m["backend"], size, ",".join(m.get("tags", []))))
+        rows.append((m["id"], state_label(m), m["backend"], size, ",".join(m.get("tags", []))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])

@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
 def cmd_prompt(args: argparse.Namespace) -> int:
     """Stream one prompt's answer to stdout."""
     from ..client import connect
+    from ..display import warning_lines
 
     text = args.text
     if text is None or text == "-":
@@ -41,10 +42,14 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     else:
         response = client.prompt(text, args.model, system=args.system, log=not args.no_log,
                                  **options)
-    for chunk in response:
+    for chunk in response.events():
+        if not isinstance(chunk, str):  # waiting for a busy model: say where, on stderr
+            if chunk.position:
+                sys.stderr.write(chunk.describe() + "…\n")
+            continue
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
-    for warning in response.warnings:  # e.g. no chat template: probably a base model
-        sys.stderr.write(f"warning: {warning['message']}\n")
+    for line in warning_lines(response.warnings, "cli"):  # e.g. no chat template
+        sys.stderr.write(f"warning: {line}\n")
     return 0

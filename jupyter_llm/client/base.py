@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..models import Message, Response
 
 if TYPE_CHECKING:
     from ..retrieval.answer import Answer
+    from ..retrieval.evaluate import EvalItem, EvalProgress, EvalReport
+    from ..retrieval.questions import Question
     from ..retrieval.search import SearchResults
 
 __all__ = ["Client", "ProgressCallback"]
@@ -117,6 +120,10 @@ class Client(ABC):
         sizes are in tokens (defaults 200 and 32), recorded in the collection."""
 
     @abstractmethod
+    def collection_documents(self, name: str) -> list[dict[str, Any]]:
+        """The documents of a collection: path, title, kind, size, chunks, when ingested."""
+
+    @abstractmethod
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file (the source files are untouched)."""
 
@@ -149,6 +156,37 @@ class Client(ABC):
         a retrieval-only answer when there is none or ``retrieval_only``): an ``Answer``, or
         with ``stream=True`` a ``Response`` whose ``answer`` and ``citations`` are set when the
         stream ends."""
+
+    @abstractmethod
+    def evaluate_items(self, name: str, questions: Sequence[Question],
+                       models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                       threshold: float | None = None,
+                       options: dict[str, Any] | None = None) -> Iterator[EvalItem]:
+        """Measure each question with each model (None: retrieval only), yielding one
+        ``EvalItem`` at a time; closing the iterator stops the run. See :meth:`evaluate`."""
+
+    def evaluate(self, name: str, questions: Sequence[Question] | str | os.PathLike[str],
+                 models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                 threshold: float | None = None,
+                 answers: str | os.PathLike[str] | TextIO | None = None,
+                 progress: Callable[[EvalProgress], None] | None = None,
+                 **options: Any) -> EvalReport:
+        """Evaluate a collection on a question file (or ``Question`` list): retrieval hit@k and
+        contains@k, abstention, and per chat model (none: retrieval only) answer contains,
+        valid citations and p50/p95 latency, side by side. Every answer goes to ``answers``
+        (a JSONL path or stream) as it is measured; Ctrl-C ends the run early and returns
+        what was measured (``report.interrupted``)."""
+        from ..retrieval.evaluate import RETRIEVAL_ONLY_NAME, EvalReport, ModelReport, collect
+        from ..retrieval.questions import load_questions
+
+        qs = (load_questions(questions) if isinstance(questions, str | os.PathLike)
+              else list(questions))
+        names = [m or RETRIEVAL_ONLY_NAME for m in models] or [RETRIEVAL_ONLY_NAME]
+        report = EvalReport(name, k, mode, len(qs) * len(names),
+                            [ModelReport(n) for n in names])
+        items = self.evaluate_items(name, qs, list(models), k=k, mode=mode,
+                                    threshold=threshold, options=options)
+        return collect(report, items, answers=answers, progress=progress)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what this client holds (connections, an in-process host's workers)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..host import ModelHost
@@ -12,6 +12,8 @@ from .base import Client, ProgressCallback
 if TYPE_CHECKING:
     from ..host.collections import HostCollections
     from ..retrieval.answer import Answer
+    from ..retrieval.evaluate import EvalItem
+    from ..retrieval.questions import Question
     from ..retrieval.search import SearchResults
 
 __all__ = ["LocalClient"]
@@ -170,6 +172,10 @@ class LocalClient(Client):
             chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         return info
 
+    def collection_documents(self, name: str) -> list[dict[str, Any]]:
+        """The documents of a collection."""
+        return self.collections_service.documents(name)
+
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file."""
         return self.collections_service.delete(name)
@@ -205,3 +211,12 @@ class LocalClient(Client):
             name, question, model=model, k=k, mode=mode, source=source, threshold=threshold,
             retrieval_only=retrieval_only, options=options, log=log, face="python")
         return stream_answer(run) if stream else run.run()
+
+    def evaluate_items(self, name: str, questions: Sequence[Question],
+                       models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                       threshold: float | None = None,
+                       options: dict[str, Any] | None = None) -> Iterator[EvalItem]:
+        """Measure questions × models in this process (answers are not logged)."""
+        return self.collections_service.evaluate_items(
+            name, questions, models, k=k, mode=mode, threshold=threshold, options=options,
+            log=False, face="python")

@@ -17,11 +17,13 @@ from urllib.parse import quote
 import httpx
 
 from .. import errors
-from ..models import Finish, Message, Request, Response, Usage
+from ..models import Finish, Message, Queued, Request, Response, Usage
 from .base import Client, ProgressCallback
 
 if TYPE_CHECKING:
     from ..retrieval.answer import Answer
+    from ..retrieval.evaluate import EvalItem
+    from ..retrieval.questions import Question
     from ..retrieval.search import SearchResults
 
 __all__ = ["RemoteClient", "error_from_body"]
@@ -173,11 +175,13 @@ class RemoteClient(Client):
         lines = self._lines(path, {**payload, "stream": True})
         response: Response
 
-        def events() -> Iterator[str | Finish]:
+        def events() -> Iterator[str | Finish | Queued]:
             try:
                 for event in lines:
                     if "delta" in event:
                         yield event["delta"]
+                    elif "queued" in event:
+                        yield _queued(event)
                     elif event.get("done"):
                         response.model_id = event.get("model") or response.model_id
                         response.request_id = event.get("request_id")
@@ -271,6 +275,10 @@ class RemoteClient(Client):
             "name": name, "vector_backend": vector_backend, "embedding_model": embedding_model,
             "chunk_size": chunk_size, "chunk_overlap": chunk_overlap})
 
+    def collection_documents(self, name: str) -> list[dict[str, Any]]:
+        """The documents of a collection on the server."""
+        return list(self._call("GET", _coll(name, "documents"))["documents"])
+
     def delete_collection(self, name: str) -> bool:
         """Delete a collection on the server."""
         return bool(self._call("DELETE", _coll(name))["removed"])
@@ -323,12 +331,14 @@ class RemoteClient(Client):
         pieces: list[str] = []
         response: Response
 
-        def events() -> Iterator[str | Finish]:
+        def events() -> Iterator[str | Finish | Queued]:
             try:
                 for event in lines:
                     if "delta" in event:
                         pieces.append(event["delta"])
                         yield event["delta"]
+                    elif "queued" in event:
+                        yield _queued(event)
                     elif event.get("done"):
                         answer = _answer(question, event, "".join(pieces))
                         response.answer = answer
@@ -343,6 +353,37 @@ class RemoteClient(Client):
 
         response = Response(events(), model_id=model or "", request=Request(prompt=question))
         return response
+
+
+    def evaluate_items(self, name: str, questions: Sequence[Question],
+                       models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                       threshold: float | None = None,
+                       options: dict[str, Any] | None = None) -> Iterator[EvalItem]:
+        """Measure on the server, one NDJSON item at a time (closing stops the server's run)."""
+        from ..retrieval.evaluate import EvalItem
+
+        qs = list(questions)
+        lines = self._lines(_coll(name, "evaluate"), {
+            "questions": [q.to_dict() for q in qs], "models": list(models), "k": k,
+            "mode": mode, "threshold": threshold, "options": dict(options or {})})
+
+        def items() -> Iterator[EvalItem]:
+            n = 0
+            try:
+                for event in lines:
+                    if "item" in event:
+                        item = EvalItem.from_dict(event["item"])
+                        item.line = qs[n % len(qs)].line  # the line in the caller's file
+                        n += 1
+                        yield item
+                    elif event.get("done") is True:
+                        return
+                    elif "error" in event:
+                        raise error_from_body(event)
+            finally:
+                lines.close()  # closes the HTTP stream: the server stops measuring
+
+        return items()
 
 
 def _filters(**filters: Any) -> dict[str, str]:
@@ -376,6 +417,11 @@ def _answer(question: str, body: dict[str, Any], text: str) -> Answer:
     citations = [Citation(**c) for c in body.get("citations", [])]
     return Answer(question, text, citations, bool(body.get("supported")),
                   bool(body.get("retrieval_only")), body.get("model"), body.get("note"))
+
+
+def _queued(event: dict[str, Any]) -> Queued:
+    place = event["queued"]
+    return Queued(int(place["position"]), float(place["expected_wait_s"]))
 
 
 def _finish(body: dict[str, Any]) -> Finish:

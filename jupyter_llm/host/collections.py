@@ -30,7 +30,11 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..retrieval.collection import Collection
+    from ..retrieval.evaluate import EvalItem
+    from ..retrieval.questions import Question
     from ..retrieval.search import SearchResults
     from .grounded import AskRun
 
@@ -255,6 +259,13 @@ class HostCollections:
             self._open[path] = coll
         return self.info(self.attach(coll)), True
 
+    def documents(self, name: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """The documents of a collection: ``source`` (as users see it, relative to ``root``),
+        ``path`` (on this machine), title, kind, size, chunks, when ingested."""
+        coll = self.open(name)
+        return [{**doc, "source": self.display(coll, doc["path"]),
+                 "path": str(coll.resolve_source(doc["path"]))} for doc in coll.documents()]
+
     def delete(self, name: str | os.PathLike[str]) -> bool:
         """Delete a collection file and its WAL files (404 when it does not exist)."""
         path = self.path(name)
@@ -306,15 +317,23 @@ class HostCollections:
                 "chunks": report.chunks, "documents": info["documents"],
                 "total_chunks": info["chunks"]}
 
-    def source_filter(self, source: str | None) -> str | None:
-        """A root-relative ``source`` filter as the recorded (absolute) form."""
-        if not source or self.root is None or os.path.isabs(source):
+    def source_filter(self, coll: Collection, source: str | None) -> str | None:
+        """A ``source`` filter as recorded: a file or folder (relative to ``root`` on a server,
+        else to the working directory) becomes its key relative to the collection's base; a
+        glob under ``root`` likewise; anything else is matched against the keys as given."""
+        if not source:
             return source
+        anchor = self.root if self.root is not None else Path.cwd()
         if any(ch in source for ch in "*?["):
-            return f"{self.root.as_posix()}/{source}"
-        target = (self.root / source).resolve()
-        return target.as_posix() if target.exists() and target.is_relative_to(self.root) \
-            else source
+            full = (anchor / source).as_posix()
+            base = coll.base.as_posix().rstrip("/") + "/"
+            return full[len(base):] if full.startswith(base) else source
+        target = (anchor / Path(source).expanduser()).resolve()
+        outside = self.root is not None and not target.is_relative_to(self.root)
+        if outside or not target.exists():
+            return source
+        key = coll.source_key(target)
+        return None if key == "." else key
 
     def search(self, name: str | os.PathLike[str], query: str, *, k: int = 5,
                mode: str = "hybrid", source: str | None = None,
@@ -334,12 +353,14 @@ class HostCollections:
                                  details={"fields": [{"field": "queries",
                                                       "message": "is not a list of strings"}]})
         coll = self.open(name)
-        where = self.source_filter(source)
+        where = self.source_filter(coll, source)
         out = []
         for query in queries:
             results = coll.search(query, k=k, mode=mode, source=where, threshold=threshold)
             for r in results.results:
                 r.source = self.display(coll, r.source)
+                if self.root is not None:  # a server shows no absolute paths of its own
+                    r.path = r.source
             out.append(results)
         return out
 
@@ -370,8 +391,47 @@ class HostCollections:
                 note = f"No chat model is available ({e.message})"
             else:
                 chat = HostChat(host, spec.id, **chat_kwargs)
-        return AskRun(self.display, coll, question, chat, note, k, mode, self.source_filter(source),
-                      dict(options or {}), threshold)
+        return AskRun(self.display, coll, question, chat, note, k, mode,
+                      self.source_filter(coll, source), dict(options or {}), threshold)
+
+    def evaluate_items(self, name: str | os.PathLike[str], questions: Sequence[Question],
+                       models: Sequence[str | None] = (), *, k: int = 5, mode: str = "hybrid",
+                       threshold: float | None = None, options: dict[str, Any] | None = None,
+                       **chat_kwargs: Any) -> Iterator[EvalItem]:
+        """Measure every question with every model (None or ``retrieval-only``: search only),
+        model by model, yielding each :class:`EvalItem` (sources shown as in ``search``).
+
+        Everything that can fail before the first question (the collection, the parameters,
+        each named model) fails here, before any item is yielded.
+        """
+        from ..retrieval.evaluate import RETRIEVAL_ONLY_NAME, measure_items
+        from .grounded import HostChat
+
+        check_search_params(k, mode, threshold)
+        if not questions:
+            raise InvalidRequest("There are no questions to evaluate.",
+                                 details={"fields": [{"field": "questions",
+                                                      "message": "is empty"}]})
+        coll = self.open(name)
+        named: list[tuple[str, Any]] = []
+        for model in models or [None]:
+            if model is None or model == RETRIEVAL_ONLY_NAME:
+                named.append((RETRIEVAL_ONLY_NAME, None))
+            else:
+                spec = self._host().resolve(model)
+                named.append((model, HostChat(self._host(), spec.id, **chat_kwargs)))
+        items = measure_items(coll, list(questions), named, k=k, mode=mode,
+                              threshold=threshold, **dict(options or {}))
+        return self._displayed(coll, items)
+
+    def _displayed(self, coll: Collection, items: Iterator[EvalItem]) -> Iterator[EvalItem]:
+        try:
+            for item in items:
+                for r in item.retrieved:
+                    r["source"] = self.display(coll, r["source"])
+                yield item
+        finally:
+            items.close()  # type: ignore[attr-defined]
 
 
 def _chunking(chunk_size: int | None, chunk_overlap: int | None) -> Any:

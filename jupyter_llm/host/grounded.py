@@ -38,6 +38,7 @@ class HostChat:
         self.model_id = model_id
         self.chat_kwargs = chat_kwargs
         self.response: Any = None
+        self.on_queued: Callable[[Any], None] | None = None  # gets the chat's Queued events
         self._cancelled = threading.Event()
 
     def prompt(self, *, messages: list[dict[str, Any]], stream: bool = True,
@@ -46,6 +47,7 @@ class HostChat:
         if self._cancelled.is_set():
             return iter(())
         self.response = self.host.chat(messages, self.model_id, **self.chat_kwargs, **options)
+        self.response.on_queued = self.on_queued
         if self._cancelled.is_set():
             self.response.cancel()
         return self.response
@@ -78,8 +80,12 @@ class AskRun:
         self.threshold = threshold
         self.answer: Answer | None = None
 
-    def run(self, on_text: Callable[[str], None] | None = None) -> Answer:
-        """Search, then answer with the chat model (or retrieval only); blocking."""
+    def run(self, on_text: Callable[[str], None] | None = None,
+            on_queued: Callable[[Any], None] | None = None) -> Answer:
+        """Search, then answer with the chat model (or retrieval only); blocking.
+        ``on_queued`` gets the chat's ``Queued`` events while it waits for its model."""
+        if self.chat is not None:
+            self.chat.on_queued = on_queued
         answer = self.coll.ask(self.question, model=self.chat, k=self.k, mode=self.mode,
                                source=self.source, threshold=self.threshold, on_text=on_text,
                                **self.options)
@@ -127,7 +133,7 @@ def stream_answer(run: AskRun) -> Any:
 
     def work() -> None:
         try:
-            run.run(on_text=on_text)
+            run.run(on_text=on_text, on_queued=events.put)
         except BaseException as e:  # re-raised in the reading thread
             events.put(e)
         finally:

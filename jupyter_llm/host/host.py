@@ -8,8 +8,10 @@ repeats this logic. All public methods are thread-safe.
   (``WorkerModel``); remote models (the ``openai`` backend) and plugins' ready models run
   in this process.
 - Loads are shared: concurrent first requests for a model wait for one load.
-- Each model has a bounded FIFO queue (``ModelQueue``); a worker runs one request at a
-  time, and a full queue answers ``Busy``.
+- Each model has a bounded queue (``ModelQueue``), fair across users by default
+  (``scheduling``); a worker runs ``parallel`` requests at once (its batch slots; 1 for
+  models that do not batch), and a full queue answers ``Busy``.
+  A waiting request's stream tells its place in line (``Queued`` events).
 - Local models share a memory budget; idle ones are unloaded least-recently-used first
   to make room, and after ``keep_alive`` idle seconds (the ``Reaper``).
 - A worker that dies fails its in-flight request with ``WorkerCrashed``; the model is
@@ -56,7 +58,9 @@ from .memory import (
     Resident,
     choose_victims,
     default_budget_bytes,
+    default_parallel,
     estimate_model_bytes,
+    kv_cache_bytes,
 )
 from .model_facts import embed_counted, template_warnings, trained_length, usability
 from .policy import Identity
@@ -71,7 +75,7 @@ __all__ = ["ModelHost"]
 log = logging.getLogger(__name__)
 
 REMOTE_CONCURRENCY = 4
-"""Requests a remote (or plugin) model runs at once; local workers run one."""
+"""Requests a remote (or plugin) model runs at once; local workers run ``parallel``."""
 
 _LOAD_OPTIONS = ("n_ctx", "n_threads")
 
@@ -81,6 +85,7 @@ class _LoadOptions(BaseModel):
 
     n_ctx: int | None = Field(None, ge=16, le=1 << 20)
     n_threads: int | None = Field(None, ge=1, le=1024)
+    parallel: int | None = Field(None, ge=1, le=64)
 
 
 class ModelHost:
@@ -311,16 +316,23 @@ class ModelHost:
         try:
             path = self._path_of(spec)
             n_ctx = options.get("n_ctx") or self.settings.n_ctx
-            need = estimate_model_bytes(path, ram_bytes=spec.ram_bytes, n_ctx=n_ctx)
+            parallel = self._parallel(spec, path, n_ctx, options)
+            need = estimate_model_bytes(path, ram_bytes=spec.ram_bytes, n_ctx=n_ctx,
+                                        parallel=parallel)
             victims = self._make_room(spec, need)
             for victim in victims:
                 log.info("Unloading %s to make room for %s", victim.spec.id, spec.id)
                 victim.model.close()
-            model = self._new_local_model(spec, path, n_ctx, options)
+            model = self._new_local_model(spec, path, n_ctx, {**options, "parallel": parallel})
             model.load(n_ctx=n_ctx, n_threads=options.get("n_threads"))
+            loaded_parallel = getattr(model, "parallel", 1)
+            if loaded_parallel != parallel:  # the model does not batch: one context
+                need = estimate_model_bytes(path, ram_bytes=spec.ram_bytes, n_ctx=n_ctx)
             entry = Resident(spec=spec, model=model, bytes=need,
                             n_ctx=model.context_size or n_ctx,
-                            keep_alive=self._keep_alive(options.get("keep_alive")))
+                            keep_alive=self._keep_alive(options.get("keep_alive")),
+                            kv_bytes=loaded_parallel * kv_cache_bytes(
+                                path, n_ctx=model.context_size or n_ctx))
             with self._lock:
                 self._loaded[spec.id] = entry
             future.set_result(entry)
@@ -331,6 +343,15 @@ class ModelHost:
                 self._loading.pop(spec.id, None)
                 self._reserved.pop(spec.id, None)
         self._poke_reaper()
+
+    def _parallel(self, spec: ModelSpec, path: Path, n_ctx: int | None,
+                  options: dict[str, Any]) -> int:
+        """Batch slots for a load: the load option, else the setting, else what the memory
+        budget allows for this context size (1 for embedding models)."""
+        if spec.is_embedding:
+            return 1
+        return options.get("parallel") or self.settings.parallel or default_parallel(
+            path, n_ctx=n_ctx, budget=self.memory_budget_bytes, ram_bytes=spec.ram_bytes)
 
     def _make_room(self, spec: ModelSpec, need: int) -> list[Resident]:
         """Reserve ``need`` bytes for a load; take the LRU idle models that must go."""
@@ -368,9 +389,10 @@ class ModelHost:
         """A model of an ``in_worker`` backend: in a worker process, or here when
         ``use_workers`` is off (tests, debugging)."""
         n_threads = options.get("n_threads") or self.settings.n_threads
-        if self.use_workers:
-            return WorkerModel(get_backend(spec.backend, spec), spec, path=path, n_ctx=n_ctx,
-                               n_threads=n_threads, on_exit=self._worker_exited)
+        backend = get_backend(spec.backend, spec)
+        if self.use_workers:  # in this process a model runs one request at a time
+            return WorkerModel(backend, spec, path=path, n_ctx=n_ctx, n_threads=n_threads,
+                               parallel=options.get("parallel"), on_exit=self._worker_exited)
         return create_model(spec, path=path, n_ctx=n_ctx, n_threads=n_threads)
 
     def _worker_exited(self, worker: WorkerModel, error: JupyterLLMError | None) -> None:
@@ -387,17 +409,18 @@ class ModelHost:
 
     def load(self, model_id: str, **options: Any) -> dict[str, Any]:
         """Load a model now (options: n_ctx, n_threads, keep_alive) and return its ``ps`` entry."""
-        unknown = set(options) - {*_LOAD_OPTIONS, "keep_alive"}
+        unknown = set(options) - {*_LOAD_OPTIONS, "parallel", "keep_alive"}
         if unknown:
             raise InvalidRequest(f"Unknown load option(s) {', '.join(sorted(unknown))}; known: "
-                                 "n_ctx, n_threads, keep_alive.", details={"fields": sorted(unknown)})
+                                 "n_ctx, n_threads, parallel, keep_alive.",
+                                 details={"fields": sorted(unknown)})
         keep = {"keep_alive": options["keep_alive"]} if "keep_alive" in options else {}
         if keep and not isinstance(keep["keep_alive"], (int, float)) \
                 or isinstance(keep.get("keep_alive"), bool):
             raise InvalidRequest("keep_alive must be a number of seconds.",
                                  details={"fields": ["keep_alive"]})
         options = {**validate_options(  # type: ignore[arg-type]
-            _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
+            _LoadOptions, {k: options[k] for k in (*_LOAD_OPTIONS, "parallel") if k in options}
         ).model_dump(exclude_none=True), **keep}
         spec = self.resolve(model_id)
         if not self._is_local(spec):
@@ -405,8 +428,10 @@ class ModelHost:
             return {"id": spec.id, "backend": spec.backend, "remote": True}
         with self._lock:
             entry = self._loaded.get(spec.id)
-        if entry is not None and options.get("n_ctx") and entry.n_ctx != options["n_ctx"]:
-            self.unload(spec.id)  # reload with the new context size
+        if entry is not None and (
+                options.get("n_ctx") and entry.n_ctx != options["n_ctx"] or options.get(
+                    "parallel") and getattr(entry.model, "parallel", 1) != options["parallel"]):
+            self.unload(spec.id)  # reload with the new context size or slots
         entry = self._acquire(spec, auto_load=True, load_options=options)
         if "keep_alive" in options:
             entry.keep_alive = self._keep_alive(options["keep_alive"])
@@ -474,18 +499,24 @@ class ModelHost:
     def _queue(self, spec: ModelSpec) -> ModelQueue:
         with self._lock:
             queue = self._queues.get(spec.id)
+            entry = self._loaded.get(spec.id)
+            concurrency = getattr(entry.model, "parallel", 1) if entry is not None else \
+                1 if self._is_local(spec) else REMOTE_CONCURRENCY
             if queue is None:
-                local = self._is_local(spec)
                 queue = ModelQueue(spec.id, size=self.settings.queue_size,
-                                   concurrency=1 if local else REMOTE_CONCURRENCY)
+                                   concurrency=concurrency,
+                                   scheduling=self.settings.scheduling,
+                                   per_user=self.settings.queue_per_user)
                 self._queues[spec.id] = queue
+            queue.concurrency = concurrency  # the model's batch slots (a reload may change them)
             return queue
 
     def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
              make: Any, log_fields: dict[str, Any] | None, *, admission: Admission | None = None,
-             guard: CodeGuard | None = None) -> Response:
+             guard: CodeGuard | None = None, user: str | None = None) -> Response:
         try:
-            return self._start_run(spec, options, keep_alive, make, log_fields, admission, guard)
+            return self._start_run(spec, options, keep_alive, make, log_fields, admission, guard,
+                                   user)
         except BaseException:
             if admission is not None:
                 admission.finish()
@@ -493,7 +524,7 @@ class ModelHost:
 
     def _start_run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
                    make: Any, log_fields: dict[str, Any] | None, admission: Admission | None,
-                   guard: CodeGuard | None) -> Response:
+                   guard: CodeGuard | None, user: str | None) -> Response:
         local = self._is_local(spec)
         load_options = {k: v for k, v in validate_options(  # type: ignore[arg-type]
             _LoadOptions, {k: options[k] for k in _LOAD_OPTIONS if k in options}
@@ -511,7 +542,7 @@ class ModelHost:
             trained = trained_length(entry)
             entry.n_ctx = min(request.options.n_ctx, trained or request.options.n_ctx)
         warnings = template_warnings(model, spec) if request.is_chat else []
-        ticket = self._queue(spec).enter()
+        ticket = self._queue(spec).enter(user)
 
         def start() -> Any:
             current = self._acquire(spec, auto_load=True, load_options=load_options).model \
@@ -555,7 +586,7 @@ class ModelHost:
         fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(messages=messages, options=opts), fields,
-                         admission=admission, guard=guard)
+                         admission=admission, guard=guard, user=identity.name)
 
     def generate(self, prompt: str, model: str | None = None, *, log: bool = True,
                  face: str = "python", user: str | None = None, keep_alive: float | None = None,
@@ -570,7 +601,7 @@ class ModelHost:
         fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
                          lambda opts: Request(prompt=prompt, options=opts), fields,
-                         admission=admission)
+                         admission=admission, user=identity.name)
 
     def embed(self, texts: list[str], model: str | None = None, *,
               keep_alive: float | None = None,
@@ -586,15 +617,15 @@ class ModelHost:
             raise InvalidRequest("input must be a string or a list of strings.")
         check_texts(texts, self.settings, what="input", embedding=True)
         spec = self.resolve(model, embedding=True)
+        identity = self.classroom.identify(user)
         if user is not None:  # a request from outside (the API): the policy applies
-            identity = self.classroom.identify(user)
             self.classroom.admit(identity, spec.id, "api").finish()
         if not self._is_local(spec):
             return embed_counted(self._in_process_model(spec, embedding=True), texts)
         entry = self._acquire(spec)
         if keep_alive is not None:
             entry.keep_alive = self._keep_alive(keep_alive)
-        ticket = self._queue(spec).enter()
+        ticket = self._queue(spec).enter(identity.name)
         try:
             ticket.wait()
             return embed_counted(self._acquire(spec, auto_load=True).model, texts)

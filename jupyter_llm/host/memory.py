@@ -2,7 +2,8 @@
 
 A model's need is the registry's ``ram_bytes`` when given, else the file size (weights
 are mapped into memory) plus its KV cache, computed from the GGUF header when it can be
-read: ``2 (K and V) * n_layer * n_ctx * n_embd * n_head_kv / n_head * 2 bytes (f16)``.
+read: ``2 (K and V) * n_layer * n_ctx * n_embd * n_head_kv / n_head * 2 bytes (f16)``,
+once per batch slot (``parallel``: each slot holds a context of its own).
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ if TYPE_CHECKING:
     from .scheduler import ModelQueue
 
 __all__ = ["Resident", "default_budget_bytes", "estimate_model_bytes", "read_gguf_dims", "process_rss",
-           "Candidate", "choose_victims", "Reaper"]
+           "Candidate", "choose_victims", "Reaper", "kv_cache_bytes", "default_parallel"]
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 BUDGET_FRACTION = 0.7
 OVERHEAD_BYTES = 64 * MB  # a worker's Python, llama.cpp buffers and compute graph
+MAX_DEFAULT_PARALLEL = 8  # batch slots a model gets unless configured
+KV_SHARE = 0.25  # the slots' KV cache may take this share of the budget by default
 
 
 def available_memory_bytes() -> int:
@@ -79,24 +82,49 @@ def read_gguf_dims(path: str | Path) -> dict[str, int]:
             if prefix and key.startswith(prefix) and isinstance(value, int)}
 
 
-def estimate_model_bytes(path: str | Path | None, *, ram_bytes: int | None = None,
-                         n_ctx: int | None = None) -> int:
-    """Bytes a loaded model needs: ``ram_bytes``, else file + KV cache + overhead."""
-    if ram_bytes:
-        return ram_bytes
-    try:
-        size = os.path.getsize(path) if path else 0
-    except OSError:
-        size = 0
+def kv_cache_bytes(path: str | Path | None, *, n_ctx: int | None = None,
+                   size: int | None = None) -> int:
+    """Bytes of one sequence's KV cache (f16) from the GGUF header; a share of the file
+    size (``size``) when the header cannot tell."""
     dims = read_gguf_dims(path) if path else {}
     ctx = n_ctx or min(dims.get("context_length") or 4096, 4096)
     if "block_count" in dims and "embedding_length" in dims:
         heads = dims.get("attention.head_count") or 1
         kv_heads = dims.get("attention.head_count_kv") or heads
-        kv = 2 * dims["block_count"] * ctx * dims["embedding_length"] * kv_heads // heads * 2
-    else:
-        kv = size // 8  # no header: a rough share of the weights
-    return size + kv + OVERHEAD_BYTES
+        return 2 * dims["block_count"] * ctx * dims["embedding_length"] * kv_heads // heads * 2
+    if size is None:
+        try:
+            size = os.path.getsize(path) if path else 0
+        except OSError:
+            size = 0
+    return size // 8  # no header: a rough share of the weights
+
+
+def estimate_model_bytes(path: str | Path | None, *, ram_bytes: int | None = None,
+                         n_ctx: int | None = None, parallel: int = 1) -> int:
+    """Bytes a loaded model needs: ``ram_bytes`` (one context), else file + KV cache +
+    overhead; each further batch slot adds a KV cache."""
+    kv = kv_cache_bytes(path, n_ctx=n_ctx)
+    if ram_bytes:
+        return ram_bytes + (parallel - 1) * kv
+    try:
+        size = os.path.getsize(path) if path else 0
+    except OSError:
+        size = 0
+    return size + parallel * kv + OVERHEAD_BYTES
+
+
+def default_parallel(path: str | Path | None, *, n_ctx: int | None, budget: int,
+                     ram_bytes: int | None = None) -> int:
+    """Batch slots for a model when none are configured: up to ``MAX_DEFAULT_PARALLEL``,
+    as many as keep the slots' KV cache within ``KV_SHARE`` of the budget and the whole
+    model within the budget; at least 1."""
+    kv = max(1, kv_cache_bytes(path, n_ctx=n_ctx))
+    parallel = max(1, min(MAX_DEFAULT_PARALLEL, int(budget * KV_SHARE // kv)))
+    while parallel > 1 and estimate_model_bytes(path, ram_bytes=ram_bytes, n_ctx=n_ctx,
+                                                parallel=parallel) > budget:
+        parallel -= 1
+    return parallel
 
 
 @dataclass
@@ -108,6 +136,7 @@ class Resident:
     bytes: int
     n_ctx: int | None
     keep_alive: float | None  # idle seconds before unloading; None: never
+    kv_bytes: int = 0  # the KV cache of all batch slots (estimated)
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
 
@@ -126,8 +155,15 @@ class Resident:
             "queue_depth": queue.depth if queue else 0, "active": queue.active if queue else 0,
             "last_used": self.last_used, "loaded_at": self.loaded_at,
             "expires_at": self.expires_at(queue), "keep_alive": self.keep_alive,
-            "n_ctx": self.n_ctx,
+            "n_ctx": self.n_ctx, **self._batch_entry(),
         }
+
+    def _batch_entry(self) -> dict[str, Any]:
+        """Batch slots, their KV cache and the prefix cache's counters."""
+        stats = getattr(self.model, "batch_stats", None)
+        stats = stats() if callable(stats) else None
+        return {"parallel": getattr(self.model, "parallel", 1), "kv_cache_bytes": self.kv_bytes,
+                "prefix_cache": (stats or {}).get("prefix_cache")}
 
 
 # -- eviction ----------------------------------------------------------------------------

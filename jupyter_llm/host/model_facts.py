@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .memory import Resident
 
 __all__ = ["usability", "template_warnings", "trained_length", "embed_counted",
-           "chat_template_of"]
+           "chat_template_of", "model_entry"]
 
 
 def trained_length(entry: Resident) -> int | None:
@@ -80,3 +80,11 @@ def chat_template_of(host: Any, spec: ModelSpec) -> dict[str, Any] | None:
         chat_tuned=says_chat_tuned(meta.get("general.finetune"), meta.get("general.name"),
                                    path.name), is_single_token=None)
     return {**template.to_dict(), "loaded": False}
+
+
+def model_entry(host: Any, model_id: str, user: Any = None) -> dict[str, Any]:
+    """One model as ``host.models(user=user)`` lists it (``allowed`` for that user), found by
+    id or alias, with its ``chat_template``; ``UnknownModel`` for an unknown id."""
+    spec = host.registry.get(model_id)
+    found = next(m for m in host.models(user=user) if m["id"] == spec.id)
+    return {**found, "chat_template": chat_template_of(host, spec)}

@@ -6,7 +6,7 @@ our own code, started by us, so pickle is safe here (no untrusted peer).
     parent → child   ("load", rid, kwargs)   ("exec", rid, Request)   ("embed", rid, texts)
                      ("cancel", rid)         ("quit",)
     child → parent   ("ok", rid, value)      ("tok", rid, text)       ("err", rid, error)
-                     ("fin", rid, reason, usage[, warnings])
+                     ("fin", rid, reason, usage[, warnings[, batch stats]])
 """
 
 from __future__ import annotations

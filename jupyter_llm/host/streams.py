@@ -1,8 +1,9 @@
 """Streams of the host: ``HostStream`` and ``CallbackStream``.
 
 ``HostStream`` is one request's way through the host, as the iterator a ``Response`` wraps.
-It waits for the request's turn in the model's queue when first read, starts the model's
-execution, passes the pieces on, and when the execution ends (finished, failed or
+It waits for the request's turn in the model's queue when first read (yielding a ``Queued``
+event with its place in line, again whenever that changes, and ``Queued(0, 0)`` when its
+turn comes), starts the model's execution, passes the pieces on, and when the execution ends (finished, failed or
 cancelled) frees the slot and reports to the host once (last use, history).
 
 ``CallbackStream`` is the one bridge from work that reports through a callback (download
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ..errors import Cancelled
-from ..models import Finish
+from ..models import Finish, Queued
 from .scheduler import Ticket
 
 __all__ = ["HostStream", "CallbackStream", "END"]
@@ -28,12 +29,15 @@ __all__ = ["HostStream", "CallbackStream", "END"]
 T = TypeVar("T")
 END = object()
 """The last item a ``CallbackStream`` delivers."""
+QUEUED_CHECK_S = 5.0
+"""How often a waiting stream looks again at its place in line without being woken."""
 
 log = logging.getLogger(__name__)
 
 
 class HostStream:
-    """Iterator of text pieces and a ``Finish``; ``cancel()`` is safe from any thread."""
+    """Iterator of ``Queued`` events while waiting, then text pieces and a ``Finish``;
+    ``cancel()`` is safe from any thread."""
 
     def __init__(self, ticket: Ticket, start: Callable[[], Iterator[str | Finish]],
                  on_end: Callable[[HostStream], None]) -> None:
@@ -51,14 +55,18 @@ class HostStream:
         self.created = time.perf_counter()
         self.first_piece: float | None = None
         self.ended_at: float | None = None
+        self._place: tuple[int, float] | None = None  # the last place in line sent
 
     def __iter__(self) -> Iterator[str | Finish]:
         return self
 
-    def __next__(self) -> str | Finish:
+    def __next__(self) -> str | Finish | Queued:
         if self._ended:
             raise StopIteration
         if self._inner is None:
+            queued = self._next_place()
+            if queued is not None:
+                return queued
             self._begin()
         inner = self._inner
         if inner is None or self._ended:
@@ -82,6 +90,25 @@ class HostStream:
                 self.first_piece = time.perf_counter()
             self.pieces.append(event)
         return event
+
+    def _next_place(self) -> Queued | None:
+        """While waiting in line: the next change of this request's place; None once its
+        turn came (after one ``Queued(0, 0)`` if it had to wait) or it left the line."""
+        with self._lock:
+            self._reading = True
+        while not self._cancelled:
+            last = self._place
+            place = self._ticket.place() if last is None else \
+                self._ticket.wait_change(last, QUEUED_CHECK_S)
+            if place is None:
+                if last is not None and last[0] and self._ticket.active:
+                    self._place = (0, 0.0)
+                    return Queued(0, 0.0)
+                return None
+            if place != last:
+                self._place = place
+                return Queued(*place)
+        return None
 
     def _begin(self) -> None:
         with self._lock:

@@ -69,6 +69,8 @@ class WorkerStream:
             return message[2]
         self._ended = True
         if kind == "fin":
+            if len(message) > 5 and message[5] is not None:
+                self._worker.info["batch"] = message[5]
             usage = message[3]
             return Finish(message[2], Usage(*usage) if usage else Usage(completion_tokens=self._pieces),
                           list(message[4]) if len(message) > 4 and message[4] else [])
@@ -120,6 +122,7 @@ class WorkerModel(Model):
 
     def __init__(self, backend: Backend, spec: ModelSpec, *, path: str | Path,
                  n_ctx: int | None = None, n_threads: int | None = None,
+                 parallel: int | None = None,
                  on_exit: Callable[[WorkerModel, JupyterLLMError | None], None] | None = None,
                  ) -> None:
         super().__init__(spec.id, spec)
@@ -128,6 +131,7 @@ class WorkerModel(Model):
         self.path = Path(path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.requested_parallel = parallel
         self.on_exit = on_exit
         self.info: dict[str, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -150,6 +154,15 @@ class WorkerModel(Model):
     def context_size(self) -> int | None:
         """The context size the worker's model loaded with."""
         return self.info.get("n_ctx")
+
+    @property
+    def parallel(self) -> int:
+        """Requests the worker runs at once (its batch slots; 1 without batching)."""
+        return int(self.info.get("parallel") or 1)
+
+    def batch_stats(self) -> dict[str, Any] | None:
+        """The batch's slots and prefix-cache counters, as of the last finished request."""
+        return self.info.get("batch")
 
     @property
     def alive(self) -> bool:
@@ -177,7 +190,8 @@ class WorkerModel(Model):
         try:
             self.info = self._call("load", {
                 "backend": self.backend, "spec": self.spec, "path": str(self.path),
-                "n_ctx": n_ctx or self.n_ctx, "n_threads": n_threads or self.n_threads})
+                "n_ctx": n_ctx or self.n_ctx, "n_threads": n_threads or self.n_threads,
+                "parallel": self.requested_parallel})
         except WorkerCrashed as e:
             self.close()
             raise ModelLoadError(

@@ -25,6 +25,9 @@ FORMATS = ("markdown", "text", "code", "json", "html")
 @argument("-k", "--top-k", type=int, default=5, help="How many passages to retrieve with -g.")
 @argument("-f", "--format", default="markdown", choices=FORMATS,
           help="How to show the answer; `code` also puts the code into a new cell.")
+@argument("--schema", metavar="SCHEMA",
+          help="Answer JSON matching a schema (a notebook variable holding a JSON schema or a "
+               "pydantic class, or the schema as JSON); the cell returns the parsed value.")
 @argument("--temperature", type=float, help="Sampling temperature (0: greedy).")
 @argument("--max-tokens", type=int, help="Most tokens to generate.")
 @argument("--seed", type=int, help="Random seed, for reproducible sampling.")

@@ -29,9 +29,57 @@ def _options(args: Any, base: dict[str, Any]) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             options[name] = value
-    if args.format == "json":
+    if args.format == "json" and "json_schema" not in options:
         options.setdefault("json_mode", True)
+    if args.cont:
+        options.setdefault("trim_history", True)  # leave out the oldest turns, and say so
     return options
+
+
+def _schema(shell: Any, text: str) -> tuple[dict[str, Any], Any]:
+    """``--schema``: a notebook variable (a JSON schema dict or a pydantic class) or inline
+    JSON. Returns the schema and the pydantic class to build the result with (or None)."""
+    import json
+
+    value: Any = shell.user_ns.get(text, text)
+    if isinstance(value, type) and hasattr(value, "model_json_schema"):
+        return value.model_json_schema(), value
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f"--schema {text}: give the name of a notebook variable holding a JSON schema (a "
+            "dict) or a pydantic class, or the schema itself as JSON, e.g. "
+            '--schema \'{"type": "object", "properties": {"x": {"type": "number"}}}\'.')
+    return value, None
+
+
+def _parsed(response: Response, model_class: Any) -> Any:
+    """The answer of a ``--schema`` cell as Python data (a ``model_class`` instance if given)."""
+    import json
+
+    text = response.text()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        why = (" It stopped at the token limit: raise --max-tokens."
+               if response.finish_reason == "length" else "")
+        raise InvalidRequest(f"The answer is not complete JSON.{why}",
+                             details={"finish_reason": response.finish_reason}) from None
+    return model_class.model_validate(data) if model_class is not None else data
+
+
+def _warn(response: Response) -> None:
+    """Show the response's warnings (no chat template, oldest turns left out) below it."""
+    import sys
+
+    from ..display import warning_lines
+
+    for line in warning_lines(response.warnings, "notebook"):
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _template_model(session: Session, template: Any) -> str | None:
@@ -64,8 +112,9 @@ def hide_markdown_once(response: Response) -> Response:
     return response
 
 
-def run_cell(shell: Any, session: Session, line: str, cell: str) -> Response | None:
-    """Run ``%%llm`` and return the ``Response`` (or None when there was nothing to send)."""
+def run_cell(shell: Any, session: Session, line: str, cell: str) -> Any:
+    """Run ``%%llm`` and return the ``Response`` (or None when there was nothing to send; the
+    parsed value with ``--schema``)."""
     args = parse_line(line)
     if args.cont and args.new:
         raise InvalidRequest("Use either -c/--continue or --new, not both.")
@@ -94,6 +143,13 @@ def run_cell(shell: Any, session: Session, line: str, cell: str) -> Response | N
     if model is None:
         model = session.resolve(session.default_model)
     options = _options(args, base_options)
+    model_class = None
+    if args.schema:
+        if args.ground:
+            raise InvalidRequest("-g answers with cited sources, not JSON; drop --schema.")
+        options["json_schema"], model_class = _schema(shell, args.schema)
+        options.pop("json_mode", None)
+        args.format = "json"
     stream, log = not args.no_stream, not args.no_log
     if args.ground:
         if args.cont:
@@ -113,6 +169,7 @@ def run_cell(shell: Any, session: Session, line: str, cell: str) -> Response | N
         display.run(response)
     else:
         display.show(response)
+    _warn(response)
     if response.error is None:
         session.messages = [*messages, {"role": "assistant", "content": response.text()}]
         grounded_only = response.model_id.startswith("retrieval")
@@ -120,4 +177,6 @@ def run_cell(shell: Any, session: Session, line: str, cell: str) -> Response | N
     session.last_response = response
     if args.format == "code":
         shell.set_next_input(extract_code(response.text()), replace=False)
+    if args.schema and response.error is None:
+        return _parsed(response, model_class)
     return hide_markdown_once(response)

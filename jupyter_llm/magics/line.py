@@ -6,10 +6,17 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+from ..display import state_label
 from ..errors import InvalidRequest
 from ..models import Response
 from .interpolate import error_text
-from .render import StreamDisplay, ingest_progress, markdown_table, progress_callback
+from .render import (
+    StreamDisplay,
+    eval_progress,
+    ingest_progress,
+    markdown_table,
+    progress_callback,
+)
 from .session import Session
 
 __all__ = ["COMMANDS", "HELP", "run_line"]
@@ -32,6 +39,7 @@ HELP = """\
 | `%llm fix` | explain the last exception with the default model |
 | `%llm ingest COLLECTION PATH... [--include GLOB] [--exclude GLOB]` | build or update a retrieval collection (`--vector-backend vss`, `--embedder MODEL` for a new one) |
 | `%llm search COLLECTION QUERY [-k N] [--mode MODE]` | the passages that match, with citations (mode: hybrid, dense or lexical) |
+| `%llm eval COLLECTION QUESTIONS.jsonl [-m MODEL ...] [-k N] [--out FILE]` | measure retrieval, abstention and (with `-m`) answers on a question file, one column per model |
 | `%llm feedback up` or `down [--score N] [COMMENT]` | rate the last answer (`--id ID` for another history entry) |
 | `%llm new` | forget the conversation (`%%llm -c` continues it) |
 | `%llm help` | this help |
@@ -77,7 +85,8 @@ def cmd_models(shell: Any, s: Session, args: list[str]) -> list[dict[str, Any]]:
     for r in rows:
         r["default"] = "✓" if default in (r.get("id"), *(r.get("aliases") or [])) else ""
     if rows:
-        _show_markdown(markdown_table(rows, ["id", "state", "tags", "size_bytes", "default",
+        shown = [{**r, "state": state_label(r)} for r in rows]
+        _show_markdown(markdown_table(shown, ["id", "state", "tags", "size_bytes", "default",
                                              "description"]))
     else:
         _show_markdown("No model matches. Run `%llm models` to list every model.")
@@ -282,6 +291,36 @@ def cmd_search(shell: Any, s: Session, args: list[str]) -> Any:
     return s.client.search(a.collection, " ".join(a.query), k=a.k, mode=a.mode)
 
 
+def cmd_eval(shell: Any, s: Session, args: list[str]) -> Any:
+    """Evaluate a collection (and chat models) on a question file; show the table."""
+    from ..options import parse_option_pairs
+    from ..retrieval.evaluate import default_answers_path
+    from ..retrieval.questions import load_questions
+
+    p = _parser("eval")
+    p.add_argument("collection")
+    p.add_argument("questions")
+    p.add_argument("-m", "--model", action="extend", nargs="+", default=[])
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("-o", "--option", action="append", default=[])
+    p.add_argument("--out", default=None)
+    a = p.parse_args(args)
+    questions = load_questions(a.questions)
+    options = {"temperature": 0, **parse_option_pairs(a.option)} if a.model else {}
+    callback, close = eval_progress(a.collection)
+    try:
+        report = s.client.evaluate(a.collection, questions, a.model, k=a.k, mode=a.mode,
+                                   threshold=a.threshold,
+                                   answers=a.out or default_answers_path(a.questions),
+                                   progress=callback, **options)
+    finally:
+        close()
+    _show_markdown(report._repr_markdown_() + f"\n\nEvery answer: `{report.answers_path}`.")
+    return report
+
+
 def cmd_feedback(shell: Any, s: Session, args: list[str]) -> dict[str, Any]:
     """Rate the last answer (or a history entry): thumbs up or down, a score, a comment."""
     p = _parser("feedback")
@@ -323,11 +362,11 @@ COMMANDS: dict[str, Callable[[Any, Session, list[str]], Any]] = {
     "unload": cmd_unload, "ps": cmd_ps, "use": cmd_use, "alias": cmd_alias,
     "templates": cmd_templates, "history": cmd_history, "panel": cmd_panel, "fix": cmd_fix,
     "new": cmd_new, "help": cmd_help, "ingest": cmd_ingest, "search": cmd_search,
-    "feedback": cmd_feedback,
+    "feedback": cmd_feedback, "eval": cmd_eval,
 }
 
 _QUIET = {"rm", "remove", "unload", "use", "alias", "new", "help", "models", "ps", "templates",
-          "history", "pull", "load", "ingest", "feedback"}
+          "history", "pull", "load", "ingest", "feedback", "eval"}
 """Commands that show their result themselves; the magic returns None for them."""
 
 

@@ -9,12 +9,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..display import ProgressBar, error_text, human_bytes
+from ..display import EvalBar, ProgressBar, error_text, human_bytes
 from ..errors import JupyterLLMError
 from .arguments import FORMATS
 
 if TYPE_CHECKING:
-    from ..models import Response
+    from ..models import Queued, Response
 
 __all__ = ["StreamDisplay", "FORMATS", "cell_error", "extract_code", "footer",
            "ingest_progress", "markdown_table", "progress_callback"]
@@ -88,6 +88,21 @@ class StreamDisplay:
             return {"text/markdown": text or "…", "text/plain": text}
         return {"text/plain": text}
 
+    def _show_queued(self, queued: Queued, text: str) -> None:
+        """A status line while the request waits: ``Waiting: 3rd in line, about 12 s``."""
+        if not queued.position:
+            if self.live:
+                self.handle.update(self._streaming_bundle(text), raw=True)
+            return
+        line = queued.describe()
+        if self.live:
+            self.handle.update({"text/markdown": f"*{line}…*", "text/plain": line + "…"},
+                               raw=True)
+        else:
+            sys.stderr.write(line + "…\n")
+            sys.stderr.flush()
+        self.updates += 1
+
     def final_bundle(self, response: Response) -> dict[str, Any]:
         """What the output shows once the stream has ended."""
         text = response.text()
@@ -119,7 +134,10 @@ class StreamDisplay:
             self.handle = display(self._streaming_bundle(""), raw=True, display_id=True)
         text, last = "", time.monotonic()
         try:
-            for chunk in response:
+            for chunk in response.events():
+                if not isinstance(chunk, str):  # waiting for the model: its place in line
+                    self._show_queued(chunk, text)
+                    continue
                 text += chunk
                 if not self.live:
                     sys.stdout.write(chunk)
@@ -210,3 +228,31 @@ def ingest_progress(label: str) -> tuple[Any, Any]:
 
     return update, close
 
+
+
+def eval_progress(total_label: str) -> tuple[Any, Any]:
+    """A progress bar over an evaluation's steps (ipywidgets, else a text line per tenth).
+    Returns ``(callback, close)``; the callback takes ``EvalProgress`` steps."""
+    from IPython.display import display
+
+    try:
+        import ipywidgets as w
+    except ImportError:  # pragma: no cover - ipywidgets is in the notebook extra
+        w = None
+    if w is None:
+        text_bar = EvalBar(stream=sys.stdout)
+        return text_bar, text_bar.close
+    bar = w.IntProgress(value=0, min=0, max=1, description=total_label[:20],
+                        layout=w.Layout(width="60%"))
+    info = w.Label("")
+    display(w.HBox([bar, info]))
+
+    def update(step: Any) -> None:
+        bar.max = max(1, step.total)
+        bar.value = min(bar.max, step.done)
+        info.value = f"{step.done}/{step.total} {step.model}"
+
+    def close() -> None:
+        bar.bar_style = "success" if bar.value >= bar.max else "warning"
+
+    return update, close

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_llm.errors import BackendError, JupyterLLMError, MissingDependency, ModelNotReady
 from jupyter_llm.retrieval.citations import Citation
-from jupyter_llm.retrieval.search import SearchResults
+from jupyter_llm.retrieval.search import SearchResults, search
 
 if TYPE_CHECKING:
-    from jupyter_llm.retrieval.collection import Collection
+    from jupyter_llm.retrieval.storage import CollectionFile
 
 __all__ = ["Answer", "ask", "build_messages", "NOT_COVERED", "RETRIEVAL_ONLY", "SYSTEM_PROMPT"]
 
@@ -105,12 +105,12 @@ def _model_id(model: Any) -> str | None:
         type(model).__name__ if model is not None else None)
 
 
-def ask(coll: Collection, question: str, *, model: Any = None, k: int = 5,
+def ask(coll: CollectionFile, question: str, *, model: Any = None, k: int = 5,
         mode: str = "hybrid", source: str | None = None, threshold: float | None = None,
         on_text: Callable[[str], None] | None = None, **options: Any) -> Answer:
     """Answer ``question`` from ``coll`` with a chat ``model`` (anything with
     ``prompt(*, messages, stream, **options)``), citing sources as [n]."""
-    results = coll.search(question, k=k, mode=mode, source=source, threshold=threshold)
+    results = search(coll, question, k=k, mode=mode, source=source, threshold=threshold)
     citations = results.citations()
     if not results.supported:
         text = NOT_COVERED

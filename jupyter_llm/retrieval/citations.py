@@ -55,15 +55,20 @@ class Citation:
 
     def href(self, relative_to: str | os.PathLike[str] | None = None) -> str:
         """A link that opens the file: a relative path from ``relative_to`` (default: the
-        working directory, which is the notebook's folder in a kernel), with a heading anchor
-        for markdown and notebooks, or ``#page=N`` for PDF."""
+        working directory, which is the notebook's folder in a kernel), or for a path relative
+        to a server's root (as a server sends it) a link from that root (``/course/a.md``, as
+        JupyterLab resolves it); with a heading anchor for markdown and notebooks, or
+        ``#page=N`` for PDF."""
         base = Path(relative_to) if relative_to is not None else Path.cwd()
         target = Path(self.path)
-        try:
-            rel = os.path.relpath(target, base)
-        except ValueError:  # another drive on Windows
-            rel = str(target)
-        href = quote(Path(rel).as_posix())
+        if not target.is_absolute():  # from a server: relative to its root, a root link
+            href = "/" + quote(target.as_posix())
+        else:
+            try:
+                rel = os.path.relpath(target, base)
+            except ValueError:  # another drive on Windows
+                rel = str(target)
+            href = quote(Path(rel).as_posix())
         suffix = target.suffix.lower()
         last = self.heading.split(" > ")[-1] if self.heading else ""
         if suffix in (".md", ".ipynb", ".markdown", ".qmd") and last:

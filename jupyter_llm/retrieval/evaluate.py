@@ -13,17 +13,20 @@ For each model (``None`` = retrieval only) every question is asked through
 * ``p50_s`` / ``p95_s``: seconds per question (search + answer).
 
 Every answer is appended to a JSONL file as soon as it is measured, and a
-``KeyboardInterrupt`` ends the run early with a partial, marked report.
+``KeyboardInterrupt`` ends the run early with a partial, marked report. :func:`measure_items`
+yields the items and :func:`collect` gathers any stream of them (local, or NDJSON lines from
+a server) into a report: the one loop every face uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
     from jupyter_llm.retrieval.collection import Collection
 
 __all__ = ["EvalItem", "EvalProgress", "ModelReport", "EvalReport", "evaluate", "METRICS",
-           "RETRIEVAL_ONLY_NAME"]
+           "RETRIEVAL_ONLY_NAME", "measure_items", "collect", "answers_writer", "model_columns",
+           "default_answers_path"]
 
 RETRIEVAL_ONLY_NAME = "retrieval-only"
 # (key, label) in display order; every value is a fraction in [0, 1] or seconds, None = n/a
@@ -84,6 +88,12 @@ class EvalItem:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalItem:
+        """An item from :meth:`to_dict`'s fields (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
 
 
 @dataclass
@@ -162,6 +172,14 @@ class EvalReport:
     def done(self) -> int:
         """How many (question, model) pairs were measured."""
         return sum(len(m.items) for m in self.models)
+
+    def add(self, item: EvalItem) -> None:
+        """File one measured item under its model's column (a new column if unknown)."""
+        for m in self.models:
+            if m.model == item.model:
+                m.items.append(item)
+                return
+        self.models.append(ModelReport(item.model, [item]))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: settings, per-model metrics, the answers file, and ``interrupted``."""
@@ -271,6 +289,82 @@ def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode:
     return item
 
 
+def measure_items(coll: Any, questions: Sequence[Question],
+                  models: Sequence[tuple[str, Any]], *, k: int = 5, mode: str = "hybrid",
+                  threshold: float | None = None, **options: Any) -> Iterator[EvalItem]:
+    """Ask every question with every ``(name, model)`` pair, model by model; yield each item.
+
+    ``coll`` is a :class:`Collection` or anything with its ``ask`` method.
+    """
+    for name, model in models:
+        for q in questions:
+            yield _measure(coll, q, model, name, k, mode, threshold, options)
+
+
+def default_answers_path(questions: str | os.PathLike[str]) -> str:
+    """Where a face writes the answers unless told: ``STEM.answers.jsonl`` in the working
+    directory, for the question file ``STEM.jsonl``."""
+    return f"{Path(questions).stem}.answers.jsonl"
+
+
+@contextlib.contextmanager
+def answers_writer(answers: str | os.PathLike[str] | TextIO | None
+                   ) -> Iterator[Callable[[EvalItem], None]]:
+    """A function appending one JSON line per item to ``answers`` (a path or text stream;
+    None: nowhere), flushed at once so an interrupted run keeps every measured answer."""
+    if answers is None:
+        yield lambda item: None
+        return
+    own = isinstance(answers, str | os.PathLike)
+    if own:
+        path = Path(answers).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stream: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    else:
+        stream = answers  # type: ignore[assignment]
+
+    def write(item: EvalItem) -> None:
+        stream.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+        stream.flush()
+
+    try:
+        yield write
+    finally:
+        if own:
+            stream.close()
+
+
+def collect(report: EvalReport, items: Iterable[EvalItem], *,
+            answers: str | os.PathLike[str] | TextIO | None = None,
+            progress: Callable[[EvalProgress], None] | None = None) -> EvalReport:
+    """Gather ``items`` into ``report`` as they come, writing each to ``answers`` and calling
+    ``progress``; a ``KeyboardInterrupt`` (Ctrl-C) ends the run with ``interrupted=True``."""
+    if answers is not None and isinstance(answers, str | os.PathLike):
+        report.answers_path = str(answers)
+    with answers_writer(answers) as write:
+        try:
+            for item in items:
+                report.add(item)
+                write(item)
+                if progress is not None:
+                    progress(EvalProgress(report.done, report.total, item.model, item))
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator or stream stops its work (and its connection) now
+    return report
+
+
+def model_columns(models: Sequence[Any] | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(name, model)`` pairs: a mapping's items, or each model named by its id (None:
+    ``retrieval-only``); no models at all means one retrieval-only column."""
+    named = (list(models.items()) if isinstance(models, Mapping)
+             else [(_model_name(m), m) for m in models])
+    return named or [(RETRIEVAL_ONLY_NAME, None)]
+
+
 def evaluate(coll: Collection, questions: Sequence[Question] | str | os.PathLike[str], *,
              models: Sequence[Any] | Mapping[str, Any] = (None,), k: int = 5,
              mode: str = "hybrid", threshold: float | None = None,
@@ -287,33 +381,8 @@ def evaluate(coll: Collection, questions: Sequence[Question] | str | os.PathLike
     ``interrupted=True``.
     """
     qs = load_questions(questions) if isinstance(questions, str | os.PathLike) else list(questions)
-    named = (list(models.items()) if isinstance(models, Mapping)
-             else [(_model_name(m), m) for m in models]) or [(RETRIEVAL_ONLY_NAME, None)]
+    named = model_columns(models)
     report = EvalReport(coll.name, int(k), mode, len(qs) * len(named),
                         [ModelReport(name) for name, _ in named])
-    stream: TextIO | None = None
-    own = False
-    if answers is not None:
-        if isinstance(answers, str | os.PathLike):
-            Path(answers).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            stream = open(Path(answers).expanduser(), "w", encoding="utf-8")  # noqa: SIM115
-            own = True
-            report.answers_path = str(answers)
-        else:
-            stream = answers
-    try:
-        for (name, model), mreport in zip(named, report.models, strict=True):
-            for q in qs:
-                item = _measure(coll, q, model, name, k, mode, threshold, options)
-                mreport.items.append(item)
-                if stream is not None:
-                    stream.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
-                    stream.flush()
-                if progress is not None:
-                    progress(EvalProgress(report.done, report.total, name, item))
-    except KeyboardInterrupt:
-        report.interrupted = True
-    finally:
-        if own and stream is not None:
-            stream.close()
-    return report
+    items = measure_items(coll, qs, named, k=k, mode=mode, threshold=threshold, **options)
+    return collect(report, items, answers=answers, progress=progress)

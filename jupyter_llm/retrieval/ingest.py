@@ -27,7 +27,7 @@ from jupyter_llm.retrieval.chunking import Chunk, chunk_sections
 from jupyter_llm.retrieval.loaders import LoaderError, load_file, walk
 
 if TYPE_CHECKING:
-    from jupyter_llm.retrieval.collection import Collection
+    from jupyter_llm.retrieval.storage import CollectionFile
 
 __all__ = ["IngestProgress", "IngestReport", "ingest", "EMBED_BATCH_CHUNKS", "DEFAULT_SKIP",
            "is_boilerplate"]
@@ -143,7 +143,7 @@ def _named(path: Path, include: list[str]) -> bool:
     return False
 
 
-def ingest(collection: Collection, paths: Iterable[str | os.PathLike[str]], *,
+def ingest(collection: CollectionFile, paths: Iterable[str | os.PathLike[str]], *,
            include: Iterable[str] = (), exclude: Iterable[str] = (),
            progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
     """Add new files, replace changed ones, drop deleted ones; return what happened.
@@ -151,7 +151,9 @@ def ingest(collection: Collection, paths: Iterable[str | os.PathLike[str]], *,
     ``progress`` is called after each file is settled; an exception it raises stops the
     ingest, leaving every finished document committed and the collection consistent.
     """
+    paths = list(paths)
     files, roots, outside, boilerplate = _files(paths, list(include), list(exclude))
+    collection.settle_base([Path(check_path_text(p)).expanduser() for p in paths])
     report = IngestReport()
     report.excluded = [collection.source_key(b) for b in boilerplate]
     for link in outside:

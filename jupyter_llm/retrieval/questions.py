@@ -57,9 +57,12 @@ class Question:
         return out
 
     def source_matches(self, source: str) -> bool:
-        """Whether a retrieved ``source`` is one of the expected files."""
-        s = source.replace("\\", "/")
-        return any(s == e or s.endswith("/" + e.lstrip("/")) for e in self.sources)
+        """Whether a retrieved ``source`` is one of the expected files: equal, or one ends
+        with ``/`` + the other (sources are relative to the collection's base, expectations
+        may name a folder above it, and a server shows them relative to its root)."""
+        s = source.replace("\\", "/").lstrip("/")
+        return any(s == e or s.endswith("/" + e) or e.endswith("/" + s)
+                   for e in (x.replace("\\", "/").lstrip("/") for x in self.sources))
 
     def text_matches(self, text: str) -> bool:
         """Whether ``text`` contains every expected string (True when none are expected)."""

@@ -10,7 +10,9 @@ from jupyter_llm.retrieval.db import Database
 
 __all__ = ["SCHEMA_VERSION", "CollectionMeta", "create_tables", "read_meta", "write_meta"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: sources are recorded relative to the collection's ``base`` folder (1: relative to the
+collection file's folder when inside it, else absolute; migrated when opened)."""
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,6 +63,10 @@ class CollectionMeta(BaseModel):
     support_threshold: float | None = None
     term_centrality: float | None = None
     confident_similarity: float | None = None
+    base: str | None = None
+    """The folder sources are relative to (absolute, where it was at the last ingest)."""
+    base_from_file: str | None = None
+    """The same folder relative to the collection file's folder, tried first on open."""
 
 
 def create_tables(db: Database) -> None:
@@ -85,6 +91,7 @@ def write_meta(db: Database, meta: CollectionMeta, *, touch: bool = True) -> Non
         meta.updated_at = time.time()
     rows = [(k, str(v)) for k, v in meta.model_dump().items() if v is not None]
     db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", rows)
-    for key in ("support_threshold", "term_centrality", "confident_similarity"):
+    for key in ("support_threshold", "term_centrality", "confident_similarity", "base",
+                "base_from_file"):
         if getattr(meta, key) is None:
             db.execute("DELETE FROM meta WHERE key = ?", (key,))

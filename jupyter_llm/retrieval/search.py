@@ -18,7 +18,7 @@ from jupyter_llm.retrieval.support import STOPWORDS as _STOPWORDS
 from jupyter_llm.retrieval.support import assess
 
 if TYPE_CHECKING:
-    from jupyter_llm.retrieval.collection import Collection
+    from jupyter_llm.retrieval.storage import CollectionFile
 
 __all__ = ["MODES", "SearchResult", "SearchResults", "search", "fts_query", "RRF_K"]
 
@@ -111,7 +111,7 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{t}"' for t in unique)
 
 
-def _source_chunk_ids(coll: Collection, source: str) -> list[int]:
+def _source_chunk_ids(coll: CollectionFile, source: str) -> list[int]:
     """Chunk ids whose document matches ``source``: a glob, a file, or a folder prefix."""
     if any(ch in source for ch in "*?["):
         where, params = "d.path GLOB ?", [source]
@@ -127,7 +127,7 @@ def _source_chunk_ids(coll: Collection, source: str) -> list[int]:
         params)]
 
 
-def _lexical(coll: Collection, query: str, n: int, within: list[int] | None) -> list[tuple[int, float]]:
+def _lexical(coll: CollectionFile, query: str, n: int, within: list[int] | None) -> list[tuple[int, float]]:
     match = fts_query(query)
     if not match or (within is not None and not within):
         return []
@@ -141,7 +141,7 @@ def _lexical(coll: Collection, query: str, n: int, within: list[int] | None) -> 
     return [(int(r), -float(s)) for r, s in coll.db.execute(sql, params)]
 
 
-def _fetch(coll: Collection, scored: list[tuple[int, float]],
+def _fetch(coll: CollectionFile, scored: list[tuple[int, float]],
            sims: dict[int, float]) -> list[SearchResult]:
     if not scored:
         return []
@@ -161,7 +161,7 @@ def _fetch(coll: Collection, scored: list[tuple[int, float]],
     return out
 
 
-def search(coll: Collection, query: str, *, k: int = 5, mode: str = "hybrid",
+def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid",
            source: str | None = None, threshold: float | None = None) -> SearchResults:
     """Return the ``k`` best chunks for ``query`` with citations and a ``supported`` verdict."""
     if mode not in MODES:

@@ -15,19 +15,17 @@ Two checks, in order:
 
 The settings are recorded in the collection file (``Collection.support_settings``,
 ``Collection.set_support_settings``) and shown by ``info()``; see docs/retrieval.md.
+``coll`` below is a ``CollectionFile`` (typed ``Any``: the storage imports this module).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from jupyter_llm.retrieval.collection import Collection
 
 __all__ = ["STOPWORDS", "SupportSettings", "Support", "assess", "question_terms", "DEFAULT_TERM_CENTRALITY",
            "DEFAULT_CONFIDENT_SIMILARITY"]
@@ -90,13 +88,13 @@ def question_terms(question: str) -> list[str]:
     return compounds + words
 
 
-def _count(coll: Collection, tokens: list[str]) -> int:
+def _count(coll: Any, tokens: list[str]) -> int:
     phrase = " ".join(t.lower() for t in tokens)
     return int(coll.db.scalar("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
                               (f'"{phrase}"',)) or 0)
 
 
-def _occurs(coll: Collection, term: str) -> bool:
+def _occurs(coll: Any, term: str) -> bool:
     """Whether the term (a word, or a compound as a phrase) occurs in the collection."""
     tokens = _WORD.findall(term)
     if not tokens:
@@ -109,12 +107,12 @@ def _occurs(coll: Collection, term: str) -> bool:
     return False
 
 
-def _centrality(coll: Collection, question: str, qv: np.ndarray, word: str) -> float:
+def _centrality(coll: Any, question: str, qv: np.ndarray, word: str) -> float:
     rest = re.sub(rf"\b{re.escape(word)}\b", " ", question, flags=re.IGNORECASE)
     return 1.0 - float(np.dot(qv, coll.embedder.embed_query(rest)))
 
 
-def assess(coll: Collection, question: str, qv: np.ndarray, top: float | None,
+def assess(coll: Any, question: str, qv: np.ndarray, top: float | None,
            settings: SupportSettings) -> Support:
     """Decide whether ``coll`` covers ``question`` (``qv`` its vector, ``top`` the best cosine)."""
     if top is None:

@@ -28,8 +28,9 @@ HANDLER_MODULES = ("native", "classroom", "collections", "openai_compat", "pantr
 # (trait name, Settings field) for every setting the extension exposes as config.
 SETTING_TRAITS = ("default_model", "default_embedding_model", "allow_downloads",
                   "allow_url_downloads", "auto_load", "memory_budget_mb", "max_loaded_models",
-                  "keep_alive_s", "queue_size", "n_threads", "n_ctx", "history", "policy_file",
-                  "policy", "max_body_mb", "max_prompt_chars", "max_embed_inputs",
+                  "keep_alive_s", "queue_size", "queue_per_user", "scheduling", "n_threads",
+                  "n_ctx", "parallel", "history", "policy_file", "policy", "max_body_mb",
+                  "max_prompt_chars", "max_embed_inputs",
                   "allow_model_paths")
 
 
@@ -65,8 +66,16 @@ class JupyterLLM(ExtensionApp):
                          help="Unload a local model after this many idle seconds (0: never).")
     queue_size = Integer(None, allow_none=True, config=True,
                          help="Requests waiting per model before answering 503 busy (default 16).")
+    queue_per_user = Integer(None, allow_none=True, config=True,
+                             help="Requests one user may have waiting per model before "
+                                  "answering 429 (default: no cap).")
+    scheduling = Unicode(None, allow_none=True, config=True,
+                         help='Who goes next in a model\'s queue: "fair" (round-robin by user, '
+                              'the default) or "fifo" (first come, first served).')
     n_threads = Integer(None, allow_none=True, config=True, help="CPU threads per local model.")
     n_ctx = Integer(None, allow_none=True, config=True, help="Context window of local models.")
+    parallel = Integer(None, allow_none=True, config=True,
+                       help="Requests a local model decodes together (default: from the budget).")
     history = Bool(None, allow_none=True, config=True,
                    help="Log requests to history.sqlite (default True).")
     max_body_mb = Float(None, allow_none=True, config=True,

@@ -1,5 +1,6 @@
 """The collections API ``llm/api/collections…``: list, create, delete, ingest (NDJSON
-progress), search (one query or a batch) and ask (grounded answers, streamed like chat).
+progress), search (one query or a batch), ask (grounded answers, streamed like chat) and
+evaluate (a question set measured item by item, NDJSON).
 Handlers only parse, call the host's collections service (``host.collections``) off the
 loop, and answer."""
 
@@ -17,7 +18,8 @@ from ..host.streams import CallbackStream
 from .base import LLMHandler
 from .native import ndjson
 
-__all__ = ["default_handlers", "CreateCollectionBody", "IngestBody", "SearchBody", "AskBody"]
+__all__ = ["default_handlers", "CreateCollectionBody", "IngestBody", "SearchBody", "AskBody",
+           "EvaluateBody"]
 
 
 class _Body(BaseModel):
@@ -85,6 +87,29 @@ class AskBody(_Body):
     log: bool = Field(True, description="Record the chat in the history.")
 
 
+class EvaluateBody(_Body):
+    """``POST llm/api/collections/{name}/evaluate``."""
+
+    questions: list[dict[str, Any]] = Field(
+        description="The question file's lines as objects: question, sources, contains, "
+                    "unanswerable, id (see docs/retrieval.md).")
+    models: list[str | None] = Field(default_factory=list, description="Chat models to compare "
+                                     "(null or retrieval-only: search only); empty: search only.")
+    k: int = Field(5, description="Passages retrieved per question, 1–1000.")
+    mode: str = Field("hybrid", description='"dense", "lexical" or "hybrid".')
+    threshold: float | None = Field(None, description="Best cosine similarity that counts as "
+                                                      "covered (null: the collection's own).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Generation options.")
+
+
+def _root_paths(body: dict[str, Any]) -> dict[str, Any]:
+    """Over HTTP a citation's ``path`` is its ``source``: relative to the server's root (or
+    to the collection's base), never an absolute path on the server."""
+    for c in body.get("citations") or []:
+        c["path"] = c["source"]
+    return body
+
+
 class CollectionsHandlerBase(LLMHandler):
     """Shared helpers: the host's collections service and callback-driven streams."""
 
@@ -143,6 +168,17 @@ class CollectionHandler(CollectionsHandlerBase):
         """Delete the collection file (the ingested source files are untouched)."""
         colls = await self.collections()
         self.write_json({"removed": await self.run_blocking(colls.delete, name)})
+
+
+class DocumentsHandler(CollectionsHandlerBase):
+    """``GET llm/api/collections/{name}/documents``."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        """The documents of a collection, by path."""
+        colls = await self.collections()
+        self.write_json({"documents": await self.run_blocking(colls.documents, name)})
 
 
 class IngestHandler(CollectionsHandlerBase):
@@ -216,21 +252,56 @@ class AskHandler(CollectionsHandlerBase):
             options=body.options, log=body.log, face="api", user=self.identity())
         if not body.stream:
             answer = await self.run_blocking(run.run)
-            self.write_json({**answer_dict(answer, run.summary()),
+            self.write_json({**_root_paths(answer_dict(answer, run.summary())),
                              "message": {"role": "assistant", "content": answer.text}})
             return
 
         def work(emit: Callable[[Any], None]) -> dict[str, Any]:
-            answer = run.run(on_text=emit)
-            return {"done": True, **answer_dict(answer, run.summary())}
+            answer = run.run(on_text=emit, on_queued=emit)
+            return {"done": True, **_root_paths(answer_dict(answer, run.summary()))}
 
         await self.stream_calls(work, on_cancel=run.cancel)
+
+
+class EvaluateHandler(CollectionsHandlerBase):
+    """``POST llm/api/collections/{name}/evaluate``: one NDJSON ``{"item"}`` line per question
+    and model, then ``{"done": true, "measured": N}``; a disconnect stops the run."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        """Measure the questions with each model, streaming every item as it is measured."""
+        import json
+
+        from ..retrieval.questions import parse_questions
+
+        body = self.parse(EvaluateBody)
+        questions = parse_questions([json.dumps(q) for q in body.questions], "questions")
+        colls = await self.collections()
+        items = await self.run_blocking(
+            colls.evaluate_items, name, questions, body.models, k=body.k, mode=body.mode,
+            threshold=body.threshold, options=body.options, log=False, face="api",
+            user=self.identity())
+
+        def work(emit: Callable[[Any], None]) -> dict[str, Any]:
+            measured = 0
+            try:
+                for item in items:
+                    emit({"item": item.to_dict()})
+                    measured += 1
+            finally:
+                items.close()
+            return {"done": True, "measured": measured}
+
+        await self.stream_calls(work)
 
 
 default_handlers = [
     (r"/llm/api/collections", CollectionsHandler),
     (r"/llm/api/collections/([^/]+)", CollectionHandler),
+    (r"/llm/api/collections/([^/]+)/documents", DocumentsHandler),
     (r"/llm/api/collections/([^/]+)/ingest", IngestHandler),
     (r"/llm/api/collections/([^/]+)/search", SearchHandler),
     (r"/llm/api/collections/([^/]+)/ask", AskHandler),
+    (r"/llm/api/collections/([^/]+)/evaluate", EvaluateHandler),
 ]

@@ -1,5 +1,6 @@
 """One generation as the handlers see it: start it on the host (which logs it to the history),
-stream its chunks until done or cancelled, and summarise it (usage, timings, finish)."""
+stream its chunks (and ``Queued`` events while it waits for its model) until done or
+cancelled, and summarise it (usage, timings, finish)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..models import Response
+from ..models import Queued, Response
 
 __all__ = ["Generation", "start_generation"]
 
@@ -21,8 +22,8 @@ class Generation:
 
     def __init__(self, response: Response) -> None:
         self.response = response
-        self._pieces: Iterator[str] | None = None
-        self._first: list[str] = []
+        self._pieces: Iterator[str | Queued] | None = None
+        self._first: list[str | Queued] = []
 
     @property
     def model_id(self) -> str:
@@ -42,18 +43,19 @@ class Generation:
             pass
 
     def prime(self) -> None:
-        """Wait for the first piece (or the end): an error before any text (the input does not
-        fit, a bad option) raises here, while the handler can still answer a status code."""
-        self._pieces = iter(self.response)
+        """Wait for the first piece, the first ``Queued`` event (the request waits in line) or
+        the end: an error before any text (the input does not fit, a bad option) raises here,
+        while the handler can still answer a status code."""
+        self._pieces = self.response.events()
         for piece in self._pieces:
             self._first.append(piece)
             break
 
-    def chunks(self, cancel: threading.Event | None = None) -> Iterator[str]:
-        """The text pieces; once ``cancel`` is set, cancels the response and drains it (a
+    def chunks(self, cancel: threading.Event | None = None) -> Iterator[str | Queued]:
+        """The text pieces and ``Queued`` events; once ``cancel`` is set, cancels the response and drains it (a
         worker's stream ends within about a token), so the model is freed and the request
         logged now rather than whenever the abandoned stream is garbage-collected."""
-        iterator = self._pieces if self._pieces is not None else iter(self.response)
+        iterator = self._pieces if self._pieces is not None else self.response.events()
         first, self._first = self._first, []
         for chunk in itertools.chain(first, iterator):
             if cancel is not None and cancel.is_set():
@@ -65,7 +67,7 @@ class Generation:
 
     def text(self) -> str:
         """Run to the end and return the whole text."""
-        return "".join(self.chunks())
+        return "".join(c for c in self.chunks() if isinstance(c, str))
 
     def summary(self) -> dict[str, Any]:
         """The response's ``summary()`` (model, finish reason, usage, timings, warnings)."""

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
 from ..errors import InvalidRequest
-from ..host.model_facts import chat_template_of
+from ..host.model_facts import model_entry
 from ..host.streams import CallbackStream
+from ..models import Queued
 from .base import LLMHandler, error_body
 from .generation import Generation, start_generation
 
@@ -94,9 +95,12 @@ class LoadBody(_Body):
 
 
 def ndjson(item: Any) -> bytes:
-    """Encode one stream item as an NDJSON line (text deltas, dicts, or an error)."""
+    """Encode one stream item as an NDJSON line (text deltas, ``{"queued": …}`` while waiting
+    in line, dicts, or an error)."""
     if isinstance(item, str):
         item = {"delta": item}
+    elif isinstance(item, Queued):
+        item = {"queued": item.to_dict()}
     elif isinstance(item, BaseException):
         item = error_body(item)[1]
     return json.dumps(item, default=str).encode() + b"\n"
@@ -123,13 +127,7 @@ class ModelHandler(LLMHandler):
     async def get(self, model_id: str) -> None:
         """One model with its state."""
         host = await self.host()
-
-        def find() -> dict[str, Any]:
-            spec = host.registry.get(model_id)
-            found = next(m for m in host.models() if m["id"] == spec.id)
-            return {**found, "chat_template": chat_template_of(host, spec)}
-
-        self.write_json(await self.run_blocking(find))
+        self.write_json(await self.run_blocking(model_entry, host, model_id, self.identity()))
 
     @web.authenticated
     @authorized

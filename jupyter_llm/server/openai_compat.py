@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
 from ..errors import InvalidOptions, InvalidRequest, UnknownModel
+from ..host.model_facts import model_entry
+from ..models import Queued
 from .base import LLMHandler, openai_error_body
 from .generation import Generation, start_generation
 
@@ -154,7 +156,11 @@ class EmbeddingsBody(BaseModel):
 
 
 def sse(item: Any) -> bytes:
-    """Encode one item as a server-sent event (errors in OpenAI's error shape)."""
+    """Encode one item as a server-sent event (errors in OpenAI's error shape); a ``Queued``
+    event is a comment line (``: queued {"position": 2, "expected_wait_s": 6.0}``), which
+    OpenAI clients skip."""
+    if isinstance(item, Queued):
+        return b": queued " + json.dumps(item.to_dict()).encode() + b"\n\n"
     if isinstance(item, BaseException):
         item = openai_error_body(item)[1]
     if item == "[DONE]":
@@ -200,15 +206,10 @@ class V1ModelHandler(_V1Handler):
     async def get(self, model_id: str) -> None:
         """OpenAI's model object."""
         host = await self.host()
-
-        def find() -> dict[str, Any]:
-            spec = host.registry.get(model_id)
-            found = next(m for m in host.models(user=self.identity()) if m["id"] == spec.id)
-            if not found["allowed"]:  # as in the list: a model the policy hides is unknown
-                raise UnknownModel.from_id(model_id)
-            return found
-
-        self.write_json(_model_object(await self.run_blocking(find)))
+        found = await self.run_blocking(model_entry, host, model_id, self.identity())
+        if not found["allowed"]:  # as in the list: a model the policy hides is unknown
+            raise UnknownModel.from_id(model_id)
+        self.write_json(_model_object(found))
 
 
 class _CompletionHandler(_V1Handler):
@@ -260,6 +261,9 @@ class _CompletionHandler(_V1Handler):
                     head["delta"]["role"] = "assistant"
                     yield {**base, "object": chunk_object, "choices": [head]}
                 for piece in gen.chunks(cancel):
+                    if isinstance(piece, Queued):
+                        yield piece
+                        continue
                     yield {**base, "object": chunk_object,
                            "choices": [self.choice(piece, None, delta=True, index=index)]}
                 if cancel.is_set():

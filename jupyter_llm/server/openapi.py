@@ -97,7 +97,9 @@ ROUTES: dict[str, dict[str, Op]] = {
                                    _ok(_obj("unloaded", unloaded=_BOOL)), errors=(404,))},
     "/llm/api/ps": {"get": Op("Loaded models", ok=_ok(_obj("models", models=_ARRAY)))},
     "/llm/api/chat": {"post": Op('Chat with a model: NDJSON {"delta"} lines then {"done": '
-                                 'true, ...}; one object with "message" when stream is false',
+                                 'true, ...}, with {"queued": {"position", "expected_wait_s"}} '
+                                 'lines while waiting for the model; one object with "message" '
+                                 'when stream is false',
                                  "ChatBody", _ok(_GEN, NDJSON, JSON), errors=_MODEL)},
     "/llm/api/generate": {"post": Op('Raw completion: as chat, with "text" instead of '
                                      '"message"', "GenerateBody", _ok(_GEN, NDJSON, JSON),
@@ -139,6 +141,10 @@ ROUTES: dict[str, dict[str, Op]] = {
     "/llm/api/collections/{name}": {
         "get": Op("One collection", ok=_ok(_obj("name")), errors=(404,)),
         "delete": Op("Delete a collection file", ok=_ok(_obj("removed")), errors=(404,))},
+    "/llm/api/collections/{name}/documents": {
+        "get": Op('The documents of a collection: {"documents": [{"source", "path", "title", "kind", '
+                  '"size", "n_chunks", "ingested_at"}]}',
+                  ok=_ok(_obj("documents", documents=_ARRAY)), errors=(404,))},
     "/llm/api/collections/{name}/ingest": {
         "post": Op('Ingest files and folders under root_dir: NDJSON {"done", "total", "path", '
                    '"status"} lines ending with {"done": true, "status": "done", ...}',
@@ -155,13 +161,19 @@ ROUTES: dict[str, dict[str, Op]] = {
         "post": Op('Answer from a collection with citations: as chat, plus "citations", '
                    '"supported"', "AskBody", _ok(_obj("citations"), NDJSON, JSON),
                    errors=(404, 409, 499, 501, 502, 503))},
+    "/llm/api/collections/{name}/evaluate": {
+        "post": Op('Evaluate a collection (and chat models) on questions: NDJSON {"item"} '
+                   'lines, one per question and model, ending with {"done": true, "measured"}',
+                   "EvaluateBody", _ok(_obj("done"), NDJSON),
+                   errors=(404, 409, 499, 501, 502, 503))},
     "/llm/api/openapi.json": {"get": Op("This document", ok=_ok(_obj("openapi", "paths")))},
     "/llm/v1/models": {"get": Op("OpenAI: list models", ok=_ok(_obj(
         "object", "data", object={"const": "list"}, data=_ARRAY)), error_schema="OpenAIError")},
     "/llm/v1/models/{id}": {"get": Op("OpenAI: one model", ok=_ok(_obj("id", "object")),
                                       errors=(404,), error_schema="OpenAIError")},
     "/llm/v1/chat/completions": {"post": Op(
-        "OpenAI: chat completion (server-sent events when stream is true)",
+        "OpenAI: chat completion (server-sent events when stream is true; while waiting for "
+        "the model, comment lines ': queued {\"position\", \"expected_wait_s\"}')",
         "ChatCompletionBody", _ok(_obj("id", "object", "choices", choices=_ARRAY), JSON, SSE),
         errors=(401, *_MODEL), error_schema="OpenAIError")},
     "/llm/v1/completions": {"post": Op(

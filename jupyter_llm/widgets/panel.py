@@ -18,6 +18,7 @@ import ipywidgets as w
 from traitlets import Unicode
 
 from ..client.base import Client
+from ..display import state_label, warning_lines
 from ..errors import JupyterLLMError
 
 __all__ = ["ModelPanel", "ACTIONS"]
@@ -63,6 +64,7 @@ class ModelPanel(w.VBox):
         self.models: list[dict[str, Any]] = []
         self.messages: list[dict[str, str]] = []
         self.last_response: Any = None
+        self.warnings: list[str] = []  # the last answer's warnings, shown in the status line
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -162,7 +164,7 @@ class ModelPanel(w.VBox):
             "<td>{desc}</td></tr>".format(
                 mark="★ " if default and default in (m.get("id"), *(m.get("aliases") or [])) else "",
                 id=html.escape(str(m.get("id"))), icon=_STATE_ICON.get(m.get("state", ""), ""),
-                state=html.escape(str(m.get("state", ""))),
+                state=html.escape(state_label(m)),
                 tags=html.escape(", ".join(m.get("tags") or [])), size=_size(m.get("size_bytes")),
                 desc=html.escape(str(m.get("description", ""))[:80]))
             for m in rows)
@@ -232,7 +234,9 @@ class ModelPanel(w.VBox):
             except Exception as e:  # noqa: BLE001 - shown in the panel
                 self._fail(e)
             else:
-                self._say(html.escape(label) + ": done.")
+                notes = "".join(f"<br>⚠ {html.escape(w)}" for w in self.warnings)
+                self._say(html.escape(label) + ": done." + notes)
+                self.warnings = []
             self.refresh()
 
         thread = threading.Thread(target=run, daemon=True, name="jupyter-llm-panel")
@@ -278,15 +282,20 @@ class ModelPanel(w.VBox):
     def _stream(self, messages: list[dict[str, str]]) -> None:
         try:
             response = self.client.chat(messages, self.default_model or None,
-                                        max_tokens=self.max_tokens.value)
+                                        max_tokens=self.max_tokens.value, trim_history=True)
             self.last_response = response
             text, last = "", 0.0
-            for chunk in response:
+            for chunk in response.events():
+                if not isinstance(chunk, str):  # waiting for the model: show the place in line
+                    self._say(html.escape(chunk.describe() if chunk.position else "Answering")
+                              + "…")
+                    continue
                 text += chunk
                 if time.monotonic() - last >= self.interval:
                     self.answer.value = self._bubble("assistant", text)
                     last = time.monotonic()
             self.answer.value = ""
+            self.warnings = warning_lines(response.warnings, "notebook")
             self.messages.append({"role": "assistant", "content": response.text()})
             self._render_log()
             rateable = response.request_id is not None

@@ -2,7 +2,7 @@
  * Typed calls of the native REST API (see docs/rest.md); all go through `requestAPI` and
  * `streamAPI`.
  */
-import { requestAPI, streamAPI } from './request';
+import { requestAPI, requestText, streamAPI } from './request';
 
 /** A model's state on this server. */
 export type ModelState = 'available' | 'downloading' | 'installed' | 'loaded';
@@ -28,6 +28,8 @@ export interface IModel {
   /** What would make it usable (`{"action": "set_key", "env", "model"}`). */
   hint?: { action: string; env?: string; [key: string]: unknown } | null;
   api_key_env?: string | null;
+  /** False when the classroom policy does not let this user use the model. */
+  allowed?: boolean;
   [key: string]: unknown;
 }
 
@@ -72,9 +74,19 @@ export interface ICitation {
   page?: number | null;
 }
 
-/** One line of a chat or ask stream: a text delta, the final summary, or citations. */
+/** Where a request waits for its model: 1 is next; 0 once its turn came. */
+export interface IQueued {
+  position: number;
+  expected_wait_s: number;
+}
+
+/**
+ * One line of a chat or ask stream: a text delta, the request's place in line while it waits
+ * for the model, the final summary, or citations.
+ */
 export interface IChatLine {
   delta?: string;
+  queued?: IQueued;
   done?: boolean;
   model?: string;
   finish_reason?: string;
@@ -87,6 +99,10 @@ export interface IChatLine {
   /** True when no model answered and the passages themselves are the answer. */
   retrieval_only?: boolean;
   note?: string | null;
+  /** The history entry of this answer (for feedback); absent when it was not logged. */
+  request_id?: string | null;
+  /** What the user should know about this answer (no chat template, oldest turns left out). */
+  warnings?: { type: string; message: string; details?: Record<string, unknown> }[];
 }
 
 /** A collection (`GET llm/api/collections`). */
@@ -230,6 +246,25 @@ export async function createCollection(name: string): Promise<ICollection> {
   return requestAPI<ICollection>('collections', { method: 'POST', body: { name } });
 }
 
+/** A document of a collection (`GET llm/api/collections/{name}/documents`). */
+export interface IDocument {
+  /** Relative to the server's root_dir (as users see it). */
+  source: string;
+  /** The file on the server. */
+  path: string;
+  title?: string | null;
+  kind?: string | null;
+  size?: number | null;
+  n_chunks?: number | null;
+  ingested_at?: number | null;
+}
+
+/** The documents of a collection, by path. */
+export async function listDocuments(collection: string): Promise<IDocument[]> {
+  return (await requestAPI<{ documents: IDocument[] }>(`collections/${enc(collection)}/documents`))
+    .documents;
+}
+
 /** Delete a collection (its index; the source files stay). */
 export async function deleteCollection(name: string): Promise<boolean> {
   return (await requestAPI<{ removed: boolean }>(`collections/${enc(name)}`, {
@@ -264,4 +299,118 @@ export async function search(
 /** The server's version and settings. */
 export async function serverConfig(): Promise<IServerConfig> {
   return requestAPI<IServerConfig>('config');
+}
+
+/** A limit of the classroom policy (null: none). */
+export interface ILimits {
+  requests?: number | null;
+  tokens?: number | null;
+  /** The window in seconds. */
+  window?: number;
+  concurrent?: number | null;
+}
+
+/** Who the user is and what the policy lets them do (`GET llm/api/me`). */
+export interface IMe {
+  name: string;
+  role: string;
+  /** Which history the role sees: `own`, `all` or `none`. */
+  history: string;
+  export: boolean;
+  manage_tokens?: boolean;
+  tutoring_guard?: boolean;
+  /** The model patterns the role may use. */
+  models?: string[];
+  usage: { requests: number; tokens: number; running: number; limits: ILimits };
+  policy_error?: string | null;
+}
+
+/** One request of the history (`GET llm/api/history`). */
+export interface IHistoryEntry {
+  id: number;
+  /** Epoch seconds. */
+  created_at: number;
+  user?: string | null;
+  model?: string | null;
+  face?: string | null;
+  collection?: string | null;
+  prompt_tokens?: number | null;
+  completion_tokens?: number | null;
+  error?: string | null;
+  rating?: number | null;
+  score?: number | null;
+  comment?: string | null;
+  request_id?: string | null;
+  [key: string]: unknown;
+}
+
+/** The history filters of the instructor's view. */
+export interface IHistoryFilters {
+  user?: string;
+  collection?: string;
+  model?: string;
+  /** Epoch seconds. */
+  since?: number;
+  until?: number;
+}
+
+/** Statistics of one user (or model) in `GET llm/api/history/stats`. */
+export interface IStatsRow {
+  requests: number;
+  errors: number;
+  refusals: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  thumbs_up: number;
+  thumbs_down: number;
+  mean_score?: number | null;
+  [key: string]: unknown;
+}
+
+/** Feedback on an answer. */
+export interface IFeedback {
+  rating?: number | null;
+  score?: number | null;
+  comment?: string | null;
+}
+
+function query(filters: IHistoryFilters & Record<string, unknown>): string {
+  const parts = Object.entries(filters)
+    .filter(([, v]) => v !== undefined && v !== null && v !== '')
+    .map(([k, v]) => `${enc(k)}=${enc(String(v))}`);
+  return parts.length ? `?${parts.join('&')}` : '';
+}
+
+/** Who the user is, their role, and their usage of the policy's limits. */
+export async function me(): Promise<IMe> {
+  return requestAPI<IMe>('me');
+}
+
+/** The history the user may see, newest first. */
+export async function history(filters: IHistoryFilters = {}, limit = 50): Promise<IHistoryEntry[]> {
+  return (await requestAPI<{ entries: IHistoryEntry[] }>(`history${query({ ...filters, limit })}`))
+    .entries;
+}
+
+/** Requests, tokens, refusals and feedback per user. */
+export async function historyStats(
+  filters: IHistoryFilters = {}
+): Promise<{ requests: number; refusals: number; users: Record<string, IStatsRow> }> {
+  return requestAPI(`history/stats${query({ ...filters, by: 'user' })}`);
+}
+
+/** The filtered history as CSV or JSONL: its text and the file name the server suggests. */
+export async function exportHistory(
+  format: 'csv' | 'jsonl',
+  filters: IHistoryFilters = {}
+): Promise<{ text: string; filename: string }> {
+  return requestText(`history/export${query({ ...filters, format })}`, `history.${format}`);
+}
+
+/** Rate an answer (its history entry, or the `request_id` its response carried). */
+export async function feedback(entry: string | number, body: IFeedback): Promise<IHistoryEntry> {
+  return requestAPI<IHistoryEntry>(`history/${enc(String(entry))}/feedback`, {
+    method: 'POST',
+    body
+  });
 }

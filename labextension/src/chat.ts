@@ -44,6 +44,10 @@ interface ISavedTurn {
   note: string;
   model: string;
   citations: api.ICitation[];
+  /** The history entry of the answer (for feedback). */
+  requestId?: string | null;
+  /** The feedback given: 1 up, -1 down. */
+  rating?: number | null;
 }
 
 /**
@@ -55,6 +59,15 @@ export function shownCitations(line: api.IChatLine): api.ICitation[] {
   const cited = new Set(line.cited ?? []);
   const used = all.filter(c => cited.has(c.n));
   return used.length && line.supported !== false && !line.retrieval_only ? used : all;
+}
+
+/** `Waiting for <model>: 3rd in line, about 12 s…` (as the magics and widget say it). */
+export function waitingText(name: string, place: api.IQueued): string {
+  const n = place.position;
+  const teen = n % 100 >= 10 && n % 100 <= 20;
+  const suffix = teen ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th';
+  const wait = Math.max(1, Math.round(place.expected_wait_s));
+  return `Waiting for ${name}: ${n}${suffix} in line, about ${wait} s…`;
 }
 
 /** One answer being shown: its text, markdown renderer and footer. */
@@ -74,6 +87,13 @@ class AssistantMessage {
   model = '';
   /** The question this answers (for provenance). */
   question = '';
+  /** The history entry of this answer (feedback goes to it); null when not logged. */
+  requestId: string | null = null;
+  /** The rating given here (1 up, -1 down). */
+  rating: number | null = null;
+  /** Called when feedback was stored (the chat saves it with the conversation). */
+  onRated: (() => void) | null = null;
+  private readonly feedbackBar: HTMLElement;
   private rendering: Promise<void> = Promise.resolve();
   private pending = false;
   private timer: number | null = null;
@@ -89,6 +109,7 @@ class AssistantMessage {
     this.stats = h('span', { class: 'jp-llm-stats' });
     this.stage = h('div', { class: 'jp-llm-stage', role: 'status', hidden: true });
     this.copyButton = button('Copy', () => this.copy(), { ariaLabel: 'Copy answer', cls: 'jp-llm-small' });
+    this.feedbackBar = h('div', { class: 'jp-llm-feedback', hidden: true });
     this.footer = h(
       'div',
       { class: 'jp-llm-message-footer', hidden: true },
@@ -106,7 +127,8 @@ class AssistantMessage {
       this.stage,
       this.body,
       this.citationList,
-      this.footer
+      this.footer,
+      this.feedbackBar
     );
   }
 
@@ -210,7 +232,83 @@ class AssistantMessage {
     for (const b of this.footer.querySelectorAll('button')) {
       (b as HTMLButtonElement).hidden = !this.text;
     }
+    this.renderFeedback();
     this.node.setAttribute('aria-busy', 'false');
+  }
+
+  /**
+   * Thumbs up or down and an optional comment, stored with the answer's history entry
+   * (`POST llm/api/history/{request_id}/feedback`); only for answers that were logged.
+   */
+  private renderFeedback(): void {
+    const bar = this.feedbackBar;
+    bar.hidden = !this.text || !this.requestId;
+    if (this.requestId) {
+      this.node.dataset.requestId = this.requestId;
+    }
+    if (bar.hidden) {
+      return;
+    }
+    const status = h('span', { class: 'jp-llm-feedback-status', role: 'status' });
+    const send = async (body: api.IFeedback, done: string): Promise<boolean> => {
+      try {
+        await api.feedback(this.requestId as string, body);
+        status.textContent = done;
+        return true;
+      } catch (error) {
+        this.errors.show(error);
+        return false;
+      }
+    };
+    const thumb = (rating: number, label: string, glyph: string): HTMLButtonElement => {
+      const b = button(glyph, () => {
+        const next = this.rating === rating ? 0 : rating;
+        void send({ rating: next }, next ? 'Thanks, your feedback is saved.' : 'Rating removed.')
+          .then(ok => {
+            if (ok) {
+              this.rating = next || null;
+              up.setAttribute('aria-pressed', String(this.rating === 1));
+              down.setAttribute('aria-pressed', String(this.rating === -1));
+              this.onRated?.();
+            }
+          });
+      }, { ariaLabel: label, cls: 'jp-llm-small jp-llm-thumb' });
+      b.dataset.rating = String(rating);
+      b.setAttribute('aria-pressed', String(this.rating === rating));
+      return b;
+    };
+    const up = thumb(1, 'Good answer', '👍');
+    const down = thumb(-1, 'Bad answer', '👎');
+    const comment = h('textarea', {
+      class: 'jp-llm-input jp-llm-feedback-comment',
+      rows: 2,
+      placeholder: 'What was good or wrong? (optional)',
+      'aria-label': 'Comment on this answer'
+    });
+    const form = h('div', { class: 'jp-llm-feedback-form', hidden: true }, comment);
+    const sendComment = button('Send comment', () => {
+      const text = comment.value.trim();
+      if (!text) {
+        comment.focus();
+        return;
+      }
+      void send({ comment: text }, 'Thanks, your comment is saved.').then(ok => {
+        if (ok) {
+          form.hidden = true;
+          comment.value = '';
+          toggle.focus();
+        }
+      });
+    }, { ariaLabel: 'Send the comment', cls: 'jp-llm-small', primary: true });
+    form.append(sendComment);
+    const toggle = button('Comment…', () => {
+      form.hidden = !form.hidden;
+      if (!form.hidden) {
+        comment.focus();
+      }
+    }, { ariaLabel: 'Comment on this answer…', cls: 'jp-llm-small' });
+    bar.replaceChildren(h('span', { class: 'jp-llm-label' }, 'Was this helpful?'), up, down,
+      toggle, status, form);
   }
 
   /** Copy, insert-below and replace-cell buttons on each code block of the answer. */
@@ -443,50 +541,45 @@ export class ChatSection extends Widget {
   }
 
   /**
-   * Stages before the first word: retrieving (grounded) or starting, queued (how many wait for
-   * the model, from `ps`), then the model reading the question. Polls `ps` once a second.
+   * Stages before the first word: retrieving (grounded) or starting, waiting in line (the
+   * stream's `queued` lines: place and expected wait), then the model reading the question.
    */
   private stages(answer: AssistantMessage, model: string | null, collection: string): {
     opened(): void;
-    done(): void;
+    queued(place: api.IQueued): void;
   } {
     const name = model || 'the default model';
-    let waiting = 0;
+    let place: api.IQueued | null = null;
     let opened = false;
     const first = collection ? `Finding passages in ${collection}…` : `Starting ${name}…`;
     const show = (): void => {
-      const stage = waiting > 0 ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
-      if (answer.node.dataset.stage === stage) {
+      if (answer.text) {
         return;
       }
+      const waiting = place !== null && place.position > 0;
+      const stage = waiting ? 'queued' : opened ? 'generating' : collection ? 'retrieving' : 'starting';
+      const text = waiting ? waitingText(name, place!) : null;
+      if (answer.node.dataset.stage === stage && answer.node.dataset.place === (text ?? '')) {
+        return;
+      }
+      answer.node.dataset.place = text ?? '';
       answer.setStage(() => {
-        if (waiting > 0) {
-          return `Queued for ${name}: ${waiting} waiting, yours included…`;
+        if (text) {
+          return text;
         }
         return opened ? `${name} is reading the ${collection ? 'passages and the ' : ''}question…` : first;
       }, stage);
     };
-    const check = async (): Promise<void> => {
-      try {
-        const ps = await api.listLoaded();
-        const entry = ps.find(p => p.id === model) ?? (!model && ps.length === 1 ? ps[0] : undefined);
-        waiting = entry?.queue_depth ?? 0;
-        if (!answer.text && answer.node.getAttribute('aria-busy') === 'true') {
-          show();
-        }
-      } catch {
-        // a stage is a courtesy: the answer itself reports real errors
-      }
-    };
     show();
-    const poll = window.setInterval(() => void check(), 1000);
-    void check();
     return {
       opened: () => {
         opened = true;
         show();
       },
-      done: () => window.clearInterval(poll)
+      queued: (p: api.IQueued) => {
+        place = p;
+        show();
+      }
     };
   }
 
@@ -511,6 +604,9 @@ export class ChatSection extends Widget {
     let summary: api.IChatLine = {};
     let opened = false;
     const onLine = (line: api.IChatLine): void => {
+      if (line.queued) {
+        stages.queued(line.queued);
+      }
       if (line.delta) {
         answer.append(line.delta);
         this.transcript.scrollTop = this.transcript.scrollHeight;
@@ -537,6 +633,7 @@ export class ChatSection extends Widget {
       }
       this.history.push({ role: 'user', content: question }, { role: 'assistant', content: answer.text });
       answer.model = summary.model ?? answer.model;
+      answer.requestId = summary.request_id ?? null;
       note = this.describe(summary);
       ErrorBox.succeeded();
     } catch (error) {
@@ -548,19 +645,24 @@ export class ChatSection extends Widget {
         note = 'No answer.';
       }
     } finally {
-      stages.done();
       this.abort = null;
       this.setStreaming(false);
     }
-    await answer.finish(note);
-    this.turns.push({
+    const turn: ISavedTurn = {
       question,
       label,
       answer: answer.text,
       note,
       model: answer.model,
-      citations: answer.citations
-    });
+      citations: answer.citations,
+      requestId: answer.requestId
+    };
+    answer.onRated = () => {
+      turn.rating = answer.rating;
+      this.save();
+    };
+    await answer.finish(note);
+    this.turns.push(turn);
     this.save();
     this.transcript.scrollTop = this.transcript.scrollHeight;
     if (stopped) {
@@ -591,6 +693,9 @@ export class ChatSection extends Widget {
     if (s.finish_reason && s.finish_reason !== 'stop') {
       parts.push(`finished: ${s.finish_reason}`);
     }
+    for (const w of s.warnings ?? []) {
+      parts.push(`⚠ ${w.message}`);
+    }
     return parts.join(' · ');
   }
 
@@ -620,6 +725,12 @@ export class ChatSection extends Widget {
       answer.model = t.model;
       answer.text = t.answer;
       answer.setCitations(t.citations ?? []);
+      answer.requestId = t.requestId ?? null;
+      answer.rating = t.rating ?? null;
+      answer.onRated = () => {
+        t.rating = answer.rating;
+        this.save();
+      };
       void answer.finish(t.note);
       this.history.push({ role: 'user', content: t.question }, { role: 'assistant', content: t.answer });
       this.turns.push(t);

@@ -6,7 +6,7 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import * as api from './api';
-import { button, elapsed, ErrorBox, h, ProgressBar } from './dom';
+import { button, elapsed, ErrorBox, formatBytes, h, ProgressBar } from './dom';
 import { LLMState } from './state';
 
 /** What the section needs from the application. */
@@ -305,8 +305,47 @@ export class CollectionsSection extends Widget {
     this.list.replaceChildren(...this.state.collections.map(c => this.row(c)));
   }
 
+  /** Show or hide the list of a collection's documents under its row. */
+  private async toggleDocuments(name: string, list: HTMLElement, toggle: HTMLButtonElement): Promise<void> {
+    if (!list.hidden) {
+      list.hidden = true;
+      toggle.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    try {
+      const docs = await api.listDocuments(name);
+      list.replaceChildren(
+        ...docs.map(d => h(
+          'li',
+          {},
+          h('button', {
+            type: 'button',
+            class: 'jp-llm-citation jp-llm-document',
+            'aria-label': `Open ${d.source}`,
+            title: d.title || d.source,
+            onclick: () => {
+              this.host.openSource({ source: d.source, path: d.path }).catch(
+                error => this.errors.show(error));
+            }
+          }, d.source),
+          h('span', { class: 'jp-llm-item-meta' },
+            ` · ${d.n_chunks ?? 0} chunks${d.size ? ` · ${formatBytes(d.size)}` : ''}`)
+        )),
+        ...(docs.length ? [] : [h('li', { class: 'jp-llm-hint' }, 'No documents yet: Add folder… adds some.')])
+      );
+      list.hidden = false;
+      toggle.setAttribute('aria-expanded', 'true');
+    } catch (error) {
+      this.errors.show(error);
+    }
+  }
+
   private row(c: api.ICollection): HTMLElement {
     const isDefault = this.state.defaultCollection === c.name;
+    const docList = h('ul', { class: 'jp-llm-documents', 'aria-label': `Documents of ${c.name}`, hidden: true });
+    const docsButton = button('Documents', () => void this.toggleDocuments(c.name, docList, docsButton),
+      { ariaLabel: `Documents of ${c.name}` });
+    docsButton.setAttribute('aria-expanded', 'false');
     const meta = c.error
       ? c.error
       : [
@@ -329,6 +368,7 @@ export class CollectionsSection extends Widget {
         'div',
         { class: 'jp-llm-actions' },
         button('Chat', () => this.host.useInChat(c.name), { ariaLabel: `Chat with ${c.name}` }),
+        !c.error && docsButton,
         button('Add folder…', () => {
           this.host.pickFolder(c.name).then(
             path => (path === null ? undefined : this.ingest(c.name, [path])),
@@ -340,7 +380,8 @@ export class CollectionsSection extends Widget {
             this.state.setDefaultCollection(c.name).catch(error => this.errors.show(error));
           }, { ariaLabel: `Set ${c.name} as default collection` }),
         button('Delete', () => void this.remove(c.name), { ariaLabel: `Delete collection ${c.name}` })
-      )
+      ),
+      docList
     );
   }
 }

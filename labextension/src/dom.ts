@@ -154,6 +154,10 @@ export class ErrorBox {
       action = { label: 'Retry', run: retry };
     }
     this.text.replaceChildren();
+    if (error instanceof APIError && error.type === 'rate_limited') {
+      // A limit of the class policy: say so first; the message says which and when it resets.
+      this.text.append(h('strong', { class: 'jp-llm-error-title' }, 'Usage limit reached. '));
+    }
     appendRich(this.text, fromHint ? withoutCommandLine(message) : message);
     this.actions.replaceChildren();
     if (action) {

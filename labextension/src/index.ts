@@ -15,6 +15,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { ChatSection, IProvenance } from './chat';
+import { ClassSection } from './classroom';
 import { openSource, toIngestPath } from './citations';
 import { CollectionsSection } from './collections';
 import { ModelsSection } from './models';
@@ -32,6 +33,7 @@ export namespace CommandIDs {
   export const openModels = 'jupyter-llm:open-models';
   export const openChat = 'jupyter-llm:open-chat';
   export const openCollections = 'jupyter-llm:open-collections';
+  export const openClass = 'jupyter-llm:open-class';
   export const refresh = 'jupyter-llm:refresh';
   export const newChat = 'jupyter-llm:new-chat';
   export const addToCollection = 'jupyter-llm:add-to-collection';
@@ -181,7 +183,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
       ingestPath: p => toIngestPath(p)
     });
-    const panel = new LLMPanel(models, chat, collections);
+    const classroom = new ClassSection(state);
+    const panel = new LLMPanel(models, chat, collections, classroom);
 
     // An error's hint becomes a button in the words of the panel.
     ErrorBox.resolveAction = (hint: IHint, error: APIError): IErrorAction | null => {
@@ -317,6 +320,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Create, fill and search collections of documents',
       execute: () => open('collections')
     });
+    commands.addCommand(CommandIDs.openClass, {
+      label: 'LLM: Class',
+      caption: 'Your usage and limits; for instructors, the class history, statistics and export',
+      execute: () => open('class')
+    });
     commands.addCommand(CommandIDs.refresh, {
       label: 'LLM: Refresh Models and Collections',
       execute: refresh
@@ -363,6 +371,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.openModels,
         CommandIDs.openChat,
         CommandIDs.openCollections,
+        CommandIDs.openClass,
         CommandIDs.refresh,
         CommandIDs.newChat,
         CommandIDs.askAboutCell

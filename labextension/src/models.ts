@@ -6,9 +6,9 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import * as api from './api';
-import { appendRich, button, ErrorBox, formatBytes, formatSeconds, h, ProgressBar } from './dom';
+import { appendRich, button, ErrorBox, errorMessage, formatBytes, formatSeconds, h, ProgressBar } from './dom';
 import { APIError } from './request';
-import { canChat, isEmbedding, keyMissing, LLMState } from './state';
+import { canChat, isAllowed, isEmbedding, keyMissing, LLMState } from './state';
 
 /** A download this panel follows (started here, or found running on the server). */
 interface IPull {
@@ -49,11 +49,13 @@ export function isLocal(m: api.IModel): boolean {
 
 /**
  * Loaded, then installed local models, then the user's own registry models, then the rest
- * (remote models without their key last), each in registry order.
+ * (remote models without their key, then models the class policy does not allow, last), each
+ * in registry order.
  */
 export function sortModels(models: api.IModel[]): api.IModel[] {
   const rank = (m: api.IModel): number =>
-    m.state === 'loaded' ? 0
+    !isAllowed(m) ? 5
+      : m.state === 'loaded' ? 0
       : isLocal(m) && m.state === 'installed' ? 1
         : m.own ? 2
           : keyMissing(m) ? 4 : 3;
@@ -164,7 +166,7 @@ export class ModelsSection extends Widget {
         );
       } else {
         pull.status = 'failed';
-        pull.bar.set(pull.bar.fraction, 'Failed (see the message above).');
+        pull.bar.set(pull.bar.fraction, `Failed: ${errorMessage(error).replace(/`/g, '')}`);
         this.errors.show(error);
       }
     }
@@ -350,14 +352,15 @@ export class ModelsSection extends Widget {
       actions.push(b);
     };
     const local = isLocal(m);
-    if (local && m.state === 'available') {
+    const allowed = isAllowed(m);
+    if (local && allowed && m.state === 'available') {
       act('Download', 'download', () => void this.download(id), true);
     }
     if (local && m.state === 'downloading') {
       act('Cancel', 'cancel', () => void this.cancel(id));
     }
     const quiet = (p: Promise<void>): void => void p.catch(() => undefined); // shown already
-    if (local && m.state === 'installed') {
+    if (local && allowed && m.state === 'installed') {
       act('Load', 'load', () => quiet(this.load(id)), true);
     }
     if (m.state === 'loaded') {
@@ -379,7 +382,8 @@ export class ModelsSection extends Widget {
     ].filter(Boolean);
     return h(
       'li',
-      { class: 'jp-llm-item jp-llm-model', 'data-model-id': id, 'data-state': m.state },
+      { class: 'jp-llm-item jp-llm-model', 'data-model-id': id, 'data-state': m.state,
+        'data-allowed': String(allowed) },
       h(
         'div',
         { class: 'jp-llm-item-head' },
@@ -393,8 +397,14 @@ export class ModelsSection extends Widget {
                 'remote'),
         m.own && h('span', { class: 'jp-llm-badge jp-llm-own', title: `from ${m.source ?? 'your registry'}` },
           'yours'),
-        isDefault && h('span', { class: 'jp-llm-badge jp-llm-default' }, 'default')
+        isDefault && h('span', { class: 'jp-llm-badge jp-llm-default' }, 'default'),
+        !allowed && h('span', {
+          class: 'jp-llm-badge jp-llm-not-allowed',
+          title: 'Your class policy does not let you use this model'
+        }, 'not allowed')
       ),
+      !allowed && h('div', { class: 'jp-llm-item-meta' },
+        'Not available to you: your class policy does not allow this model.'),
       m.description && h('div', { class: 'jp-llm-description' }, m.description),
       h('div', { class: 'jp-llm-item-meta' }, [id, ...meta, m.license ? `licence: ${m.license}` : '']
         .filter(Boolean).join(' · ')),

@@ -1,11 +1,12 @@
 /**
- * The side panel: one tab in the left sidebar holding three sections (Models, Chat,
- * Collections) behind an ARIA tablist (arrow keys, Home and End move between tabs).
+ * The side panel: one tab in the left sidebar holding four sections (Models, Chat,
+ * Collections, Class) behind an ARIA tablist (arrow keys, Home and End move between tabs).
  */
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { ChatSection } from './chat';
+import { ClassSection } from './classroom';
 import { CollectionsSection } from './collections';
 import { h } from './dom';
 import { ModelsSection } from './models';
@@ -14,7 +15,7 @@ import { ModelsSection } from './models';
 export const PANEL_ID = 'jupyter-llm-panel';
 
 /** The section names, in tab order. */
-export type SectionName = 'models' | 'chat' | 'collections';
+export type SectionName = 'models' | 'chat' | 'collections' | 'class';
 
 const SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
   <path class="jp-icon3" fill="#616161" d="M4 3h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 5.5a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zm5 0a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zm5 0a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3z"/>
@@ -32,18 +33,20 @@ export class LLMPanel extends Panel {
   constructor(
     readonly models: ModelsSection,
     readonly chat: ChatSection,
-    readonly collections: CollectionsSection
+    readonly collections: CollectionsSection,
+    readonly classroom: ClassSection
   ) {
     super();
     this.id = PANEL_ID;
     this.addClass('jp-llm-Panel');
     this.title.icon = llmIcon;
     this.title.caption = 'LLM: models, chat and collections';
-    this.sections = { models, chat, collections };
+    this.sections = { models, chat, collections, class: classroom };
     const labels: Record<SectionName, string> = {
       models: 'Models',
       chat: 'Chat',
-      collections: 'Collections'
+      collections: 'Collections',
+      class: 'Class'
     };
     const names = Object.keys(labels) as SectionName[];
     this.tabs = {} as Record<SectionName, HTMLButtonElement>;

@@ -165,6 +165,24 @@ export async function requestAPI<T>(
 }
 
 /**
+ * GET a route that answers a file (an export): its text, and the file name of its
+ * `Content-Disposition` (else `fallback`).
+ */
+export async function requestText(
+  endPoint: string,
+  fallback: string,
+  settings?: ServerConnection.ISettings
+): Promise<{ text: string; filename: string }> {
+  const response = await send(endPoint, {}, settingsOrDefault(settings));
+  if (!response.ok) {
+    throw await failure(response);
+  }
+  const disposition = response.headers.get('Content-Disposition') ?? '';
+  const match = /filename="?([^";]+)"?/.exec(disposition);
+  return { text: await response.text(), filename: match ? match[1] : fallback };
+}
+
+/**
  * POST to a streaming route and call `onLine` with each NDJSON line as it arrives.
  *
  * A line of the error envelope (`{"error": {...}}`, or a pull progress line with status

@@ -93,8 +93,16 @@ export function keyMissing(m: api.IModel): boolean {
   return m.backend !== 'llama_cpp' && m.usable === false;
 }
 
-/** Whether a model can answer a chat now or after a load. */
+/** Whether the classroom policy lets this user use the model. */
+export function isAllowed(m: api.IModel): boolean {
+  return m.allowed !== false;
+}
+
+/** Whether a model can answer a chat now or after a load (and the user may use it). */
 export function canChat(m: api.IModel): boolean {
+  if (!isAllowed(m)) {
+    return false;
+  }
   const ready = m.backend === 'llama_cpp'
     ? m.state === 'installed' || m.state === 'loaded'
     : !keyMissing(m);

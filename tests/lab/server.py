@@ -105,6 +105,11 @@ class LabServer:
         except ValueError:  # NDJSON: the lines
             return [json.loads(line) for line in text.splitlines() if line.strip()]
 
+    @property
+    def policy_file(self) -> Path:
+        """The classroom policy file the server re-reads when it changes (``{}``: no policy)."""
+        return self.home / "policy.json"
+
     def log_tail(self, n: int = 4000) -> str:
         """The end of the server's log, for failure messages."""
         try:
@@ -130,6 +135,11 @@ def start_lab(base: Path, registry_models: list[dict[str, Any]], *,
     for folder in (root, home, registry, cfg / "settings", cfg / "workspaces", cfg / "runtime"):
         folder.mkdir(parents=True, exist_ok=True)
     (registry / "tiny.json").write_text(json.dumps({"models": registry_models}))
+    # A classroom policy file the tests may rewrite (it is re-read within a second); empty,
+    # everyone is admin, as without a policy.
+    policy = home / "policy.json"
+    if not policy.exists():
+        policy.write_text("{}")
     # Serve this checkout's build of the extension: the environment's installed copy may be
     # another checkout's (an editable install elsewhere). JUPYTER_PATH comes first in
     # JupyterLab's search for labextensions, so this one wins.
@@ -156,6 +166,7 @@ def start_lab(base: Path, registry_models: list[dict[str, Any]], *,
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "JUPYTER_LLM_N_THREADS": "1",
+        "JUPYTER_LLM_POLICY_FILE": str(policy),
     })
     if build is not None:
         env["JUPYTER_PATH"] = os.pathsep.join(
