@@ -33,17 +33,20 @@ __all__ = ["IngestProgress", "IngestReport", "ingest", "EMBED_BATCH_CHUNKS", "DE
            "is_boilerplate"]
 
 EMBED_BATCH_CHUNKS = 256
-# File names (case-insensitive globs) left out of folders by default: not course content.
-DEFAULT_SKIP = ("license*", "licence*", "copying*", "code_of_conduct*", "code-of-conduct*",
-                "conduct.*", "contributing*", "contributors*", "authors*", "citation*",
-                "security.*", "source.md", "sources.md", "changelog*", "changes.md",
-                "news.md")
+# File names (case-insensitive, any extension) left out of folders by default: not course content.
+DEFAULT_SKIP = ("license", "licence", "copying", "code_of_conduct", "code-of-conduct", "conduct",
+                "contributing", "contributors", "authors", "citation", "security", "changelog",
+                "source", "sources")
+_PROSE_ONLY = {"source", "sources"}  # source.py is code, SOURCE.md an attribution note
 
 
 def is_boilerplate(path: str | os.PathLike[str]) -> bool:
-    """Whether a file name matches :data:`DEFAULT_SKIP` (licence, conduct, authors, ...)."""
+    """Whether a file is a licence, code of conduct, authors list, ... (:data:`DEFAULT_SKIP`)."""
     name = Path(path).name.lower()
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in DEFAULT_SKIP)
+    stem, _, suffix = name.partition(".")
+    if stem in _PROSE_ONLY:
+        return suffix in ("md", "txt", "rst", "")
+    return stem in DEFAULT_SKIP
 
 
 @dataclass
