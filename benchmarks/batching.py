@@ -4,6 +4,9 @@ For each model (the real SmolLM2-135M-Instruct and a generated Q8_0 model of abo
 it starts ``jupyter llm serve`` (``parallel`` = the most streams measured) and prints,
 for several rounds (median and spread):
 
+Requests are chat completions at temperature 0 asking for long answers (the raw prompt of
+an instruct model often ends at once). The raw loop ignores EOS.
+
 - ``raw xN``: aggregate tokens/s of N sequences decoded together with llama-cpp-python's
   low-level API (one ``llama_batch``, one ``seq_id`` per sequence, greedy), ÷ one sequence:
   the ceiling of any batching worker on this machine;
@@ -91,14 +94,14 @@ def raw_batched(gguf: Path, n_seq: int, tokens: int, threads: int, n_ctx: int) -
 
 
 def direct_single(gguf: Path, tokens: int, threads: int, n_ctx: int) -> float:
-    """Tokens/s (after the first) of one stream with ``llama_cpp.Llama.create_completion``."""
+    """Tokens/s (after the first) of one chat stream with ``llama_cpp.Llama``."""
     import llama_cpp
 
     llama = llama_cpp.Llama(str(gguf), n_ctx=n_ctx, n_threads=threads, verbose=False)
     first, n = None, 0
-    for chunk in llama.create_completion(PROMPTS[0], max_tokens=tokens, temperature=0.0,
-                                         stream=True):
-        if chunk["choices"][0]["text"]:
+    for chunk in llama.create_chat_completion([{"role": "user", "content": PROMPTS[0]}],
+                                              max_tokens=tokens, temperature=0.0, stream=True):
+        if chunk["choices"][0]["delta"].get("content"):
             n += 1
             first = first or time.perf_counter()
     end = time.perf_counter()
@@ -108,11 +111,12 @@ def direct_single(gguf: Path, tokens: int, threads: int, n_ctx: int) -> float:
 
 # -- through the server ---------------------------------------------------------------------
 def stream(client, model: str, prompt: str, tokens: int, marks: list) -> None:
-    """Stream one raw completion; append (first token time, last token time, pieces)."""
+    """Stream one chat completion; append (first token time, last token time, pieces)."""
     first, n = None, 0
-    for chunk in client.completions.create(model=model, prompt=prompt, max_tokens=tokens,
-                                           temperature=0.0, stream=True):
-        if chunk.choices and chunk.choices[0].text:
+    for chunk in client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": prompt}], max_tokens=tokens,
+            temperature=0.0, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
             n += 1
             first = first or time.perf_counter()
     marks.append((first, time.perf_counter(), n))
@@ -140,8 +144,8 @@ def served_aggregate(client, model: str, n: int, tokens: int) -> tuple[float, fl
 def grounded_messages(nonce: int, question: str) -> list[dict]:
     """A grounded question: long instructions and passages (shared), then the question."""
     passages = ""
-    for path in sorted(PASSAGES.rglob("*.md"))[:3]:
-        passages += path.read_text(errors="replace")[:1200] + "\n\n"
+    for path in sorted(PASSAGES.rglob("*.md"))[:2]:
+        passages += path.read_text(errors="replace")[:1000] + "\n\n"
     if not passages:
         passages = "The shell is a program that runs other programs. " * 60
     system = (f"[session {nonce}] You are a teaching assistant. Answer only from the passages "
@@ -151,13 +155,15 @@ def grounded_messages(nonce: int, question: str) -> list[dict]:
 
 
 def ttft(client, model: str, messages: list[dict]) -> float:
-    """Seconds to the first streamed token of a chat completion."""
+    """Seconds to the first streamed token of a chat completion (read to its end, so its
+    slot is free and cached for the next request)."""
     start = time.perf_counter()
+    first = None
     for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=8,
                                                 temperature=0.0, stream=True):
-        if chunk.choices and chunk.choices[0].delta.content:
-            return time.perf_counter() - start
-    return time.perf_counter() - start
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - start
+    return first if first is not None else time.perf_counter() - start
 
 
 def spread(values: list[float]) -> str:

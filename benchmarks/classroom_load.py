@@ -118,7 +118,7 @@ def run_round(url: str, plan: list[tuple[str, str, float]],
     results: list[dict[str, Any]] = [{"user": u} for u, _, _ in plan]
     gates = {d: threading.Event() for _, _, d in plan}
     threads = [threading.Thread(target=ask, args=(url, args.tokens[u], q, args, results[i],
-                                                  gates[d]))
+                                                  gates[d]), daemon=True)
                for i, (u, q, d) in enumerate(plan)]
     for t in threads:
         t.start()

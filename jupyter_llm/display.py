@@ -10,8 +10,8 @@ from typing import Any, TextIO
 
 from .errors import JupyterLLMError, hint_of
 
-__all__ = ["ProgressBar", "IngestBar", "EvalBar", "human_bytes", "render_hint", "error_text",
-           "warning_lines", "state_label", "FACES"]
+__all__ = ["ProgressBar", "IngestBar", "EvalBar", "human_bytes", "human_when", "ps_rows",
+           "render_hint", "error_text", "warning_lines", "state_label", "FACES"]
 
 
 def human_bytes(n: float | None) -> str:
@@ -23,6 +23,53 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def human_when(at: float | None, now: float | None = None) -> str:
+    """An epoch time relative to now, as a person says it: ``in 4 min``, ``12 s ago``,
+    ``just now``; ``never`` for None."""
+    if at is None:
+        return "never"
+    delta = float(at) - (time.time() if now is None else now)
+    seconds = abs(delta)
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        amount = f"{seconds:.0f} s"
+    elif seconds < 3600:
+        amount = f"{seconds / 60:.0f} min"
+    elif seconds < 86400:
+        amount = f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+    else:
+        amount = f"{seconds / 86400:.1f} days".replace(".0 days", " days")
+    return f"in {amount}" if delta > 0 else f"{amount} ago"
+
+
+_PS_BYTES = ("memory_bytes", "estimated_bytes", "kv_cache_bytes")
+_PS_TIMES = ("last_used", "loaded_at", "expires_at")
+
+
+def ps_rows(rows: list[dict[str, Any]], now: float | None = None) -> list[dict[str, str]]:
+    """``ps`` entries as people read them: sizes in MB/GB, times relative to now (``expires``
+    ``never`` when a model stays loaded), keep-alive in seconds, nested dicts as ``k=v``."""
+    shown = []
+    for row in rows:
+        out: dict[str, str] = {}
+        for key, value in row.items():
+            if key in _PS_BYTES:
+                out[key.removesuffix("_bytes")] = "-" if value is None else human_bytes(value)
+            elif key == "expires_at" and value is None:
+                out["expires"] = "never" if row.get("keep_alive") is None else "not while busy"
+            elif key in _PS_TIMES:
+                out[key.removesuffix("_at")] = "-" if value is None else human_when(value, now)
+            elif key == "keep_alive":
+                out[key] = "forever" if value is None else f"{value:g} s"
+            elif isinstance(value, dict):
+                out[key] = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+            elif value is not None:
+                out[key] = str(value)
+        shown.append(out)
+    return shown
 
 
 class ProgressBar:

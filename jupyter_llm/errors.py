@@ -177,13 +177,14 @@ class ContextLengthExceeded(InvalidRequest):
 
     @classmethod
     def from_counts(cls, model_id: str, prompt_tokens: int, n_ctx: int, *,
-                    trained: int | None = None) -> ContextLengthExceeded:
-        """The error naming both numbers and how to fix it."""
+                    trained: int | None = None, at_least: bool = False) -> ContextLengthExceeded:
+        """The error naming both numbers and how to fix it (``at_least``: counting stopped
+        once the input surely did not fit)."""
         bigger = (f" (up to the model's trained length of {trained})" if trained and trained > n_ctx
                   else "")
         return cls(
-            f"The input of {prompt_tokens} tokens does not fit the context window of model "
-            f"{model_id!r}, which is {n_ctx} tokens. Send a shorter input (or fewer earlier "
+            f"The input of {'at least ' if at_least else ''}{prompt_tokens} tokens does not "
+            f"fit the context window of model {model_id!r}, which is {n_ctx} tokens. Send a shorter input (or fewer earlier "
             f"messages), or load the model with a larger n_ctx{bigger}.",
             details={"model": model_id, "prompt_tokens": prompt_tokens, "n_ctx": n_ctx,
                      "trained_context_length": trained})

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 __all__ = ["data_dir", "models_dir", "downloads_dir", "collections_dir", "registries_dir",
-           "history_path", "builtin_registry_dir"]
+           "history_path", "conversations_path", "builtin_registry_dir"]
 
 
 def data_dir() -> Path:
@@ -42,6 +42,11 @@ def registries_dir() -> Path:
 def history_path() -> Path:
     """Return the SQLite file of the request history."""
     return data_dir() / "history.sqlite"
+
+
+def conversations_path() -> Path:
+    """Return the SQLite file of the saved chat conversations (per user)."""
+    return data_dir() / "conversations.sqlite"
 
 
 def builtin_registry_dir() -> Path:

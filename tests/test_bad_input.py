@@ -123,3 +123,103 @@ def test_the_limit_checks_name_their_setting():
     with pytest.raises(InvalidRequest, match="nested"):
         check_json_depth(value)
     check_json_depth(value[0])
+
+
+def _counting_tokenizer(model):
+    """Record the bytes each ``tokenize`` call of ``model``'s llama.cpp context is given."""
+    llama = model.load()
+    seen: list[int] = []
+    real = llama.tokenize
+
+    def tokenize(data, *args, **kwargs):
+        seen.append(len(data))
+        return real(data, *args, **kwargs)
+
+    llama.tokenize = tokenize
+    return seen
+
+
+def test_a_huge_prompt_is_refused_after_counting_about_n_ctx_tokens_not_all_of_it(tiny_gguf):
+    pytest.importorskip("llama_cpp")
+    from jupyter_llm.backends.llama_cpp import LlamaCppModel
+    from jupyter_llm.errors import ContextLengthExceeded
+    from jupyter_llm.models import Request
+    from jupyter_llm.options import Options
+
+    model = LlamaCppModel("tiny", path=tiny_gguf, n_ctx=256)
+    try:
+        seen = _counting_tokenizer(model)
+        huge = "word " * 199_000  # 995,000 characters: under max_prompt_chars
+        for request in (Request(prompt=huge, options=Options(max_tokens=2)),
+                        Request(messages=[{"role": "user", "content": huge}],
+                                options=Options(max_tokens=2)),
+                        Request(messages=[{"role": "user", "content": huge}],
+                                options=Options(max_tokens=2, trim_history=True))):
+            seen.clear()
+            with pytest.raises(ContextLengthExceeded, match=r"at least \d+ tokens") as info:
+                list(model.execute(request))
+            assert info.value.details["prompt_tokens"] >= 256
+            assert sum(seen) < 5_000, f"tokenised {sum(seen):,} of 995,000 bytes"
+        seen.clear()
+        fits = "word " * 60  # longer than n_ctx in bytes, shorter in tokens: tokenised whole
+        out = list(model.execute(Request(prompt=fits, options=Options(max_tokens=2,
+                                                                      temperature=0))))
+        assert out[-1].usage.prompt_tokens == len(model.load().tokenize(fits.encode(),
+                                                                        add_bos=True))
+        assert len(fits) in seen
+    finally:
+        model.close()
+
+
+def test_a_cancel_reaches_the_tokeniser_and_the_embedder(tiny_gguf):
+    pytest.importorskip("llama_cpp")
+    from jupyter_llm.backends.llama_cpp import LlamaCppModel
+    from jupyter_llm.errors import Cancelled
+    from jupyter_llm.models import Request
+    from jupyter_llm.options import Options
+
+    model = LlamaCppModel("tiny", path=tiny_gguf, n_ctx=2048)
+    try:
+        seen = _counting_tokenizer(model)
+        model.should_stop = lambda: True  # the worker's check: the request was cancelled
+        with pytest.raises(Cancelled):
+            list(model.execute(Request(prompt="word " * 1000, options=Options(max_tokens=2))))
+        with pytest.raises(Cancelled):
+            model.embed(["word"] * 200)
+        assert seen == [], "nothing was tokenised after the cancel"
+        model.should_stop = lambda: False
+        assert len(model.embed(["word"] * 70)) == 70  # embedded in batches, all of them
+    finally:
+        model.close()
+
+
+async def test_a_client_that_hangs_up_stops_its_embedding_in_the_worker(
+        tiny_registry, jp_fetch, llm_url, llm_token, caplog):
+    import asyncio
+
+    import httpx
+
+    caplog.set_level("DEBUG", logger="jupyter_llm")
+    code, _ = await _fetch(jp_fetch, "llm", "api", "embed",
+                           body={"model": "tiny-embed", "input": ["warm up"]})
+    assert code == 200
+    many = {"model": "tiny-embed", "input": ["word " * 90] * 192}  # a minute or more of work
+
+    def send_and_hang_up() -> str:
+        try:
+            httpx.post(llm_url + "llm/api/embed", json=many, timeout=1.0,
+                       headers={"Authorization": f"token {llm_token}"})
+        except httpx.TimeoutException:
+            return "hung up"
+        return "answered"
+
+    assert await asyncio.to_thread(send_and_hang_up) == "hung up"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            "499" in r.getMessage() and "/embed" in r.getMessage() for r in caplog.records):
+        await asyncio.sleep(0.1)
+    assert any("499" in r.getMessage() and "cancelled" in r.getMessage()
+               for r in caplog.records), "the worker stopped with Cancelled"
+    code, body = await _fetch(jp_fetch, "llm", "api", "embed",
+                              body={"model": "tiny-embed", "input": ["next"]})
+    assert code == 200 and len(body["embeddings"]) == 1  # and the next request is served

@@ -194,3 +194,20 @@ def test_the_cli_and_client_manage_tokens_rate_answers_and_export(classroom, mon
     with pytest.raises(JupyterLLMError) as refused:
         dora.me()
     assert refused.value.status in (401, 403)
+
+
+def test_only_an_instructor_sets_a_collection_s_tutoring_guard(classroom):
+    from jupyter_llm.client.remote import RemoteClient
+
+    served, tokens, _ = classroom
+    alice, ada = _client(served, tokens["alice"]), _client(served, tokens["ada"])
+    created = ada.post("llm/api/collections", json={"name": "course"})
+    assert created.status_code == 201 and created.json()["tutoring_guard"] is False
+    refused = alice.patch("llm/api/collections/course", json={"tutoring_guard": True})
+    assert refused.status_code == 403
+    assert "student role cannot change the tutoring guard" in refused.json()["error"]["message"]
+    bad = ada.patch("llm/api/collections/course", json={"tutoring_guard": "maybe"})
+    assert bad.status_code in (400, 422) and "tutoring_guard" in bad.text
+    teacher = RemoteClient(served.url, token=tokens["ada"])
+    assert teacher.configure_collection("course", tutoring_guard=True)["tutoring_guard"] is True
+    assert alice.get("llm/api/collections/course").json()["tutoring_guard"] is True

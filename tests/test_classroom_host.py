@@ -99,3 +99,58 @@ def test_feedback_by_request_id_and_the_limit_counts_every_face(host):
         host.chat([{"role": "user", "content": "four"}], "echo", user="dan")
     stats = host.history.stats(by="user")["users"]["dan"]
     assert stats["thumbs_up"] == 1 and stats["refusals"] == 1 and stats["requests"] == 4
+
+
+OPEN_POLICY = {"default_role": "student", "users": {"ada": "instructor"},
+               "tutoring": {"max_code_lines": 5}}  # the policy itself guards nobody
+
+
+@pytest.fixture
+def open_host(echo_plugin, tmp_path):
+    host = ModelHost(Settings(policy=OPEN_POLICY))
+    yield host
+    host.close()
+
+
+def test_a_chat_that_asks_for_the_guard_is_guarded_for_students_only(open_host):
+    plain = open_host.chat([{"role": "user", "content": SOLUTION}], "echo", user="bob")
+    assert "total += 11" in plain.text()
+    guarded = open_host.chat([{"role": "user", "content": SOLUTION}], "echo", user="bob",
+                             tutoring=True)
+    text = guarded.text()
+    assert "total += 11" not in text and "tutoring guard held back a 12-line" in text
+    teacher = open_host.chat([{"role": "user", "content": SOLUTION}], "echo", user="ada",
+                             tutoring=True)
+    assert "total += 11" in teacher.text()
+
+
+def test_a_collection_set_for_tutoring_guards_students_and_only_an_instructor_sets_it(
+        open_host, memo_minilm, tmp_path):
+    from jupyter_llm.errors import Forbidden
+    from jupyter_llm.host.collections import HostCollections
+    from jupyter_llm.retrieval.collection import Collection
+
+    doc = tmp_path / "loops.md"
+    doc.write_text("# Summing numbers with a loop\n\nTo add up numbers, keep a running total "
+                   "in a loop:\n\n```python\n" + "".join(f"total += {i}\n" for i in range(12))
+                   + "```\n", encoding="utf-8")
+    path = tmp_path / "course.sqlite"
+    Collection.create(path, embedder=memo_minilm).ingest([doc])
+    service = HostCollections(lambda: open_host)
+    question = "How do I add up numbers with a loop?"
+
+    def answer(user):
+        return service.prepare_ask(str(path), question, model="echo", user=user).run().text
+
+    assert "total += 11" in answer("bob")  # the guard is off: the student sees the code
+    with pytest.raises(Forbidden, match="student role cannot change the tutoring guard"):
+        service.configure(str(path), tutoring_guard=True, user="bob")
+    assert service.configure(str(path), tutoring_guard=True, user="ada")["tutoring_guard"]
+    assert Collection.open(path).meta.tutoring_guard  # recorded in the portable file
+
+    student = answer("bob")
+    assert "total += 11" not in student and "tutoring guard held back" in student
+    assert "total += 11" in answer("ada")  # the instructor sees the full answer
+    entry = open_host.history.entries(1, user="bob")[0]
+    assert entry["guard"].startswith("tutoring guard collapsed 1 code block")
+    assert "total += 11" in entry["response"]  # kept in full for the instructor's review

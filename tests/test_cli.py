@@ -123,6 +123,8 @@ def test_pull_shows_progress_and_rm_deletes(tiny_gguf, http_server, tmp_path, mo
     monkeypatch.setenv("JUPYTER_LLM_REGISTRY_PATH", str(registry))
     code, out, err = run(capsys, "pull", "pulled")
     assert code == 0 and "Installed pulled" in out
+    spec = Registry.load().get("pulled")
+    assert str(Store().dir_for(spec) / Store().manifest(spec)["file"]) in out  # the full path
     assert "100.0%" in err and "done" in err
     spec = Registry.load().get("pulled")
     assert Store().is_installed(spec)

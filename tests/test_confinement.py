@@ -155,6 +155,11 @@ async def test_http_requests_cannot_load_a_file_by_path(tiny_registry, jp_fetch,
         code, text = await _post(jp_fetch, "llm", "api", "embed",
                                  body={"model": model, "input": ["x"]})
         assert code == 403, text
+        for route, body in ((("llm", "api", "pull"), {"model": model, "stream": False}),
+                            (("llm", "api", "load"), {"model": model})):
+            code, text = await _post(jp_fetch, *route, body=body)
+            assert code == 403, (route, model, text)
+            bodies.append(json.loads(text)["error"]["message"])
     assert len(set(bodies)) == 1, "the answer must not reveal whether the path exists"
     code, text = await _post(jp_fetch, "llm", "api", "chat", body={
         "model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}],

@@ -119,3 +119,30 @@ async def test_history_can_be_turned_off_for_the_server(tiny_registry, jp_server
     assert r.code == 200
     r = await jp_fetch("llm", "api", "history")
     assert json.loads(r.body) == {"entries": []}
+
+
+class _FullDisk(sqlite3.Connection):
+    """A real SQLite connection on a disk with no space left: every statement that needs
+    space fails as SQLite fails there (reads too, once the -shm file cannot be made)."""
+
+    def execute(self, sql, *args):  # noqa: D102
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_full_disk_is_one_clear_line_in_the_cli_never_a_sqlite_traceback(monkeypatch, capsys):
+    history = History(paths.history_path())
+    history.record(model="m", face="cli", prompt="before", response="ok")
+    real_connect = sqlite3.connect
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite3, "connect",
+                        lambda *a, **kw: real_connect(*a, **{**kw, "factory": _FullDisk}))
+        for argv in (["history"], ["history", "--json"], ["history", "--export", "h.csv"]):
+            assert main(argv) == 1, argv
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "is full" in err, err
+            assert "JUPYTER_LLM_HISTORY=0" in err and "Traceback" not in err
+            assert "sqlite3" not in err and "OperationalError" not in err
+        with pytest.raises(Exception, match="is full") as info:
+            History(paths.history_path()).record(model="m", face="cli", prompt="p", response="r")
+        assert info.value.status == 507
+    assert [e["prompt"] for e in History(paths.history_path()).entries()] == ["before"]

@@ -3,6 +3,7 @@ in-process host running the tiny GGUF models in real llama.cpp workers."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -325,13 +326,18 @@ def test_line_commands_manage_models(ip, llm):
     _, outputs = run(ip, "%llm models")
     table = outputs[0].data["text/markdown"]
     assert "| tiny-chat | installed |" in table and "| tiny-remote-only | available |" in table
+    assert "| size |" in table and re.search(r"\| [0-9.]+ [KM]B \|", table), table
+    assert "size_bytes" not in table
     _, outputs = run(ip, "%llm models --tag EMBEDDING")
     assert "tiny-embed" in outputs[0].data["text/markdown"]
     assert "tiny-chat" not in outputs[0].data["text/markdown"]
     assert run(ip, "%llm load tiny-chat")[0].success
     assert [m["id"] for m in llm.client.ps()] == ["tiny-chat"]
     _, outputs = run(ip, "%llm ps")
-    assert "tiny-chat" in outputs[0].data["text/markdown"]
+    table = outputs[0].data["text/markdown"]
+    assert "tiny-chat" in table and " MB |" in table
+    assert re.search(r"\| (just now|\d+ s ago) \|", table), table
+    assert not re.search(r"\d{9,}", table), table  # no epoch seconds, no raw byte counts
     run(ip, "%llm unload tiny-chat")
     assert llm.client.ps() == []
     run(ip, "%llm rm tiny-embed")

@@ -109,6 +109,15 @@ def test_token_limit_counts_finished_requests():
     assert gate.usage(eve)["tokens"] == 110
 
 
+@pytest.mark.parametrize("kind", ["requests", "tokens"])
+def test_a_zero_limit_refuses_at_once_with_a_plain_message(kind):
+    gate = Gate(PolicySource(inline={"default_role": "guest", "roles": {
+        "guest": {"limits": {kind: 0, "window": "1h"}}}}))
+    with pytest.raises(RateLimited, match=f"limit is 0 {kind} per hour") as refused:
+        gate.admit(Identity(name="gus", role="guest"))
+    assert refused.value.retry_after == 3600 and "instructor" in refused.value.message
+
+
 def test_concurrent_limit_frees_when_a_request_finishes():
     gate = Gate(PolicySource(inline={"default_role": "student", "roles": {
         "student": {"limits": {"concurrent": 1}}}}))

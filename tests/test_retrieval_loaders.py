@@ -151,3 +151,13 @@ def test_chunker_settings_validate():
     with pytest.raises(ValueError):
         ChunkerSettings(chunk_size=50, chunk_overlap=50)
     assert words(3) == "word0 word1 word2"
+
+
+def test_a_double_star_glob_also_matches_files_at_the_top(tmp_path):
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    for rel in ("top.md", "sub/a.md", "sub/deep/b.txt", "sub/skip.bin"):
+        (tmp_path / rel).write_text("text")
+    found = sorted(p.relative_to(tmp_path).as_posix() for p in walk(tmp_path, ["**/*"]))
+    assert found == ["sub/a.md", "sub/deep/b.txt", "top.md"]
+    assert [p.name for p in walk(tmp_path, ["**/*.md"])] == ["top.md", "a.md"]
+    assert [p.name for p in walk(tmp_path, ["**/*"], ["**/deep/*"])] == ["top.md", "a.md"]

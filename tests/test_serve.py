@@ -80,6 +80,24 @@ def test_remote_client_does_everything_the_client_interface_says(llm_serve):
     client.close()
 
 
+def test_cli_ps_against_a_server_prints_sizes_and_times_for_people(llm_serve, monkeypatch,
+                                                                   capsys):
+    import re
+
+    from jupyter_llm.cli import main
+
+    client = RemoteClient(llm_serve.url, llm_serve.token)
+    client.load("tiny-chat", n_ctx=512)
+    monkeypatch.setenv("JUPYTER_LLM_URL", llm_serve.url)
+    monkeypatch.setenv("JUPYTER_LLM_TOKEN", llm_serve.token)
+    assert main(["ps"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tiny-chat  ") and re.search(r"memory: [0-9.]+ [KMG]B", out), out
+    assert re.search(r"last_used: (just now|\d+ s ago)", out), out
+    assert not re.search(r"\d{9,}", out), out  # no epoch seconds, no raw byte counts
+    client.close()
+
+
 def test_remote_errors_are_the_same_error_classes(llm_serve):
     client = RemoteClient(llm_serve.url, llm_serve.token)
     with pytest.raises(errors.UnknownModel) as info:

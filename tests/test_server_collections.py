@@ -341,3 +341,26 @@ async def test_a_symlink_inside_a_folder_to_a_file_outside_root_is_never_ingeste
                                      body={"paths": [path]})
         assert status in (400, 403), body
         assert "Traceback" not in json.dumps(body)
+
+
+async def test_an_unexpected_error_inside_a_stream_is_logged_once_with_its_traceback(
+        minilm, jp_fetch, course_dir, monkeypatch, caplog):
+    from jupyter_llm.retrieval.collection import Collection
+
+    def broken(self):
+        raise ValueError("expected sequence of length 210 at dim 1 (got 202)")
+
+    caplog.set_level("DEBUG")
+    status, body, _ = await call(jp_fetch, "llm", "api", "collections", body={"name": "c"})
+    assert status == 201, body
+    monkeypatch.setattr(Collection, "document_hashes", broken)
+    status, lines, _ = await call(jp_fetch, "llm", "api", "collections", "c", "ingest",
+                                  body={"paths": ["course"]})
+    assert status == 200  # the stream had started: the error is its last line
+    last = lines[-1]
+    assert last["error"]["type"] == "internal_error", lines
+    assert "server log has the details" in last["error"]["message"]
+    assert "210" not in json.dumps(lines)  # the details stay in the log
+    logged = [r for r in caplog.records if r.exc_info and "length 210" in str(r.exc_info[1])]
+    assert len(logged) == 1, [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert logged[0].levelname == "ERROR" and "ingest" in logged[0].getMessage()

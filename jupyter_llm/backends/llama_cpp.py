@@ -10,13 +10,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from ..errors import (
+    Cancelled,
     ContextLengthExceeded,
     InvalidOptions,
     InvalidRequest,
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_N_CTX = 4096
 DEFAULT_MAX_TOKENS = 512
 _POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
+_EMBED_BATCH = 64
 
 
 def effective_n_ctx(requested: int | None, trained: int | None) -> int | None:
@@ -100,6 +102,9 @@ class LlamaCppModel(Model):
         self._lock = threading.RLock()
         self._formatter: Any = None
         self._template: ChatTemplate | None = None
+        self.should_stop: Callable[[], bool] | None = None
+        """Set by the worker: True once the running request is cancelled (checked while a
+        long input is tokenised and between embedding batches)."""
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs: Any) -> LlamaCppModel:
@@ -287,11 +292,20 @@ class LlamaCppModel(Model):
         dropped = 0
         while True:
             prompt, stops = self.format_chat(messages)
-            tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-            if not opts.trim_history or len(tokens) + reserve <= n_ctx:
+            try:
+                tokens = self._tokenize_within(llama, prompt, n_ctx, add_bos=False,
+                                               special=True)
+            except ContextLengthExceeded:
+                if not opts.trim_history:
+                    raise
+                tokens = None
+            if tokens is not None and (not opts.trim_history or len(tokens) + reserve <= n_ctx):
                 break
             first = next((i for i, m in enumerate(messages) if m.get("role") != "system"), None)
             if first is None or first >= len(messages) - 1:
+                if tokens is None:  # only the last message is left, and it alone is too long
+                    tokens = self._tokenize_within(llama, prompt, n_ctx, add_bos=False,
+                                                   special=True)
                 break  # only the last message is left: it cannot fit
             end = first + 1  # drop one turn: a user message with the answer that followed it
             while end < len(messages) - 1 and messages[end].get("role") == "assistant":
@@ -313,6 +327,32 @@ class LlamaCppModel(Model):
             return self._engine.n_ctx
         return _ctx_limit(llama or self._llama)
 
+    def _stop_point(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled("The request was cancelled.")
+
+    def _tokenize_within(self, llama: Any, text: str, limit: int, *, add_bos: bool,
+                         special: bool) -> list[int]:
+        """The tokens of ``text``; ContextLengthExceeded once it surely takes ``limit`` or more.
+
+        A text longer than ``limit`` bytes is first counted in pieces of about ``2 * limit``
+        bytes (1–64 KB, cut before a space), so a huge input is refused, or cancelled, after
+        about ``limit`` tokens of work instead of after tokenising all of it.
+        """
+        data = text.encode("utf-8")
+        if len(data) + 2 > limit:
+            counted = pieces = 0
+            for piece in _pieces(data, min(max(2 * limit, 1024), 65536)):
+                self._stop_point()
+                counted += len(llama.tokenize(piece, add_bos=False, special=special))
+                pieces += 1
+                if counted - pieces >= limit:  # a cut can add at most one token per piece
+                    raise ContextLengthExceeded.from_counts(
+                        self.model_id, counted - pieces, limit, trained=self._trained_ctx,
+                        at_least=True)
+        self._stop_point()
+        return llama.tokenize(data, add_bos=add_bos, special=special)
+
     def _check_fits(self, n_tokens: int, llama: Any = None) -> None:
         limit = self._ctx_tokens(llama)
         if n_tokens >= limit:
@@ -327,8 +367,8 @@ class LlamaCppModel(Model):
             tokens, stops, warnings = self.prepare_chat(request)
         else:
             stops = []
-            tokens = llama.tokenize((request.prompt or "").encode("utf-8"), add_bos=True,
-                                    special=True)
+            tokens = self._tokenize_within(llama, request.prompt or "", self._ctx_tokens(),
+                                           add_bos=True, special=True)
         self._check_fits(len(tokens))
         return tokens, stops, warnings
 
@@ -475,12 +515,17 @@ class LlamaCppModel(Model):
             if not texts:
                 return [], 0
             embedder = llama if self.embedding else self._chat_embedder()
-            counts = [len(embedder.tokenize(t.encode("utf-8"), add_bos=True, special=False))
+            limit = self._ctx_tokens(embedder)
+            counts = [len(self._tokenize_within(embedder, t, limit, add_bos=True, special=False))
                       for t in texts]
             for count in counts:
                 self._check_fits(count, embedder)
-            vectors = embedder.embed(list(texts), normalize=True)
-            return [list(map(float, v)) for v in vectors], sum(counts)
+            vectors: list[list[float]] = []
+            for start in range(0, len(texts), _EMBED_BATCH):  # a cancel stops between batches
+                self._stop_point()
+                batch = embedder.embed(list(texts[start:start + _EMBED_BATCH]), normalize=True)
+                vectors.extend(list(map(float, v)) for v in batch)
+            return vectors, sum(counts)
 
     def _chat_embedder(self) -> Any:
         """A second context of a chat model made for embeddings (mean-pooled by default)."""
@@ -502,6 +547,23 @@ def _sampling_params(kwargs: dict[str, Any]) -> Any:
     from .llama_batch import SamplingParams
 
     return SamplingParams(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _pieces(data: bytes, size: int) -> Iterator[bytes]:
+    """``data`` in pieces of about ``size`` bytes, each cut before a space or newline when one
+    is near (never inside a UTF-8 character)."""
+    start = 0
+    while start < len(data):
+        end = min(start + size, len(data))
+        if end < len(data):
+            cut = max(data.rfind(b" ", start + 1, end), data.rfind(b"\n", start + 1, end))
+            if cut > start:
+                end = cut
+            else:
+                while end > start + 1 and 0x80 <= data[end] < 0xC0:
+                    end -= 1
+        yield data[start:end]
+        start = end
 
 
 def _ctx_limit(llama: Any) -> int:

@@ -16,8 +16,8 @@ from ..redact import install_log_redaction
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ("models", "prompt", "retrieval", "evaluate", "serve", "history",
-                   "tokens")
+COMMAND_MODULES = ("models", "prompt", "retrieval", "collections", "evaluate", "serve",
+                   "history", "tokens")
 
 
 _RESUME_HINTS = {

@@ -81,8 +81,9 @@ class Client(ABC):
 
     @abstractmethod
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
-        """Run a chat; ``model`` is an id, alias, ``tags:...`` query, or None for the default."""
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
+        """Run a chat; ``model`` is an id, alias, ``tags:...`` query, or None for the default
+        (``tutoring``: ask for the tutoring guard, as a notebook set by the instructor does)."""
 
     @abstractmethod
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
@@ -107,6 +108,34 @@ class Client(ABC):
         """Requests, errors, refusals, tokens, mean ttft, tokens/s and feedback per model (or
         per user, ``by="user"``) and in total, of the entries the filters select."""
 
+    # -- saved conversations (each user's own) ----------------------------------------------
+    @abstractmethod
+    def conversations(self) -> list[dict[str, Any]]:
+        """Your saved conversations, most recent first: id, title, model, collection, times,
+        message_count."""
+
+    @abstractmethod
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """One of your saved conversations with its ``messages``."""
+
+    @abstractmethod
+    def save_conversation(self, messages: list[dict[str, Any]], *,
+                          conversation_id: str | None = None, title: str | None = None,
+                          model: str | None = None,
+                          collection: str | None = None) -> dict[str, Any]:
+        """Save a new conversation (no id) or replace the messages of one of yours; each
+        message is ``{role, content}`` plus optional fields (model, citations, request_id)."""
+
+    @abstractmethod
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete one of your saved conversations."""
+
+    @abstractmethod
+    def export_conversation(self, conversation_id: str, path: str | None = None) -> str:
+        """Write a saved conversation as a notebook (questions and answers as markdown cells,
+        Python code blocks as code cells) and return its path: relative to the server's root
+        (remote) or the working directory (local); ``path`` names it (never overwritten)."""
+
     # -- retrieval collections ---------------------------------------------------------------
     @abstractmethod
     def collections(self) -> list[dict[str, Any]]:
@@ -126,6 +155,15 @@ class Client(ABC):
     @abstractmethod
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file (the source files are untouched)."""
+
+    @abstractmethod
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary (404 when there is none of that name)."""
+
+    @abstractmethod
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings (the tutoring guard: instructors only); its summary."""
 
     @abstractmethod
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),

@@ -65,9 +65,10 @@ class LocalClient(Client):
         return self.host.ps()
 
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
         """Run a chat in this process."""
-        return self.host.chat(messages, model, log=log, face="python", **options)
+        return self.host.chat(messages, model, log=log, face="python", tutoring=tutoring,
+                              **options)
 
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
                  log: bool = True, **options: Any) -> Response:
@@ -149,6 +150,45 @@ class LocalClient(Client):
         log = self.host.history or History()
         return log.stats(by=by, user=user, collection=collection, since=since, until=until)
 
+    # -- saved conversations (this machine's data directory, as the OS user) --------------------
+    def _conversations(self) -> tuple[Any, str]:
+        from ..host.conversations import Conversations
+
+        return Conversations(), self.host.classroom.identify(None).name
+
+    def conversations(self) -> list[dict[str, Any]]:
+        """Your saved conversations on this machine."""
+        store, user = self._conversations()
+        return store.list(user)
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """One of your saved conversations with its messages."""
+        store, user = self._conversations()
+        return store.get(user, conversation_id)
+
+    def save_conversation(self, messages: list[dict[str, Any]], *,
+                          conversation_id: str | None = None, title: str | None = None,
+                          model: str | None = None,
+                          collection: str | None = None) -> dict[str, Any]:
+        """Save a conversation on this machine."""
+        store, user = self._conversations()
+        return store.save(user, messages, conversation_id=conversation_id, title=title,
+                          model=model, collection=collection)
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete one of your saved conversations."""
+        store, user = self._conversations()
+        return store.delete(user, conversation_id)
+
+    def export_conversation(self, conversation_id: str, path: str | None = None) -> str:
+        """Write a saved conversation as a notebook in the working directory."""
+        import os
+
+        from ..host.conversations import write_notebook
+
+        written = write_notebook(self.conversation(conversation_id), os.getcwd(), path)
+        return os.path.relpath(written, os.getcwd())
+
     # -- retrieval collections (the host's collections service in this process) ----------------
     @property
     def collections_service(self) -> HostCollections:
@@ -179,6 +219,16 @@ class LocalClient(Client):
     def delete_collection(self, name: str) -> bool:
         """Delete a collection file."""
         return self.collections_service.delete(name)
+
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary."""
+        service = self.collections_service
+        return service.info(service.open(name))
+
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings in this process."""
+        return self.collections_service.configure(name, tutoring_guard=tutoring_guard)
 
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
                exclude: Sequence[str] = (),

@@ -196,9 +196,10 @@ class RemoteClient(Client):
         return response
 
     def chat(self, messages: list[Message], model: str | None = None, *, stream: bool = True,
-             log: bool = True, **options: Any) -> Response:
+             log: bool = True, tutoring: bool = False, **options: Any) -> Response:
         """Chat on the server; iterate the Response for streamed text."""
-        payload = {"model": model, "messages": messages, "options": options, "log": log}
+        payload = {"model": model, "messages": messages, "options": options, "log": log,
+                   "tutoring": tutoring}
         return self._run("chat", payload, model, stream, Request(messages=messages))
 
     def generate(self, prompt: str, model: str | None = None, *, stream: bool = True,
@@ -275,6 +276,34 @@ class RemoteClient(Client):
             "name": name, "vector_backend": vector_backend, "embedding_model": embedding_model,
             "chunk_size": chunk_size, "chunk_overlap": chunk_overlap})
 
+    def conversations(self) -> list[dict[str, Any]]:
+        """Your saved conversations on the server."""
+        return list(self._call("GET", "conversations")["conversations"])
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """One of your saved conversations on the server, with its messages."""
+        return self._call("GET", f"conversations/{quote(conversation_id, safe='')}")
+
+    def save_conversation(self, messages: list[dict[str, Any]], *,
+                          conversation_id: str | None = None, title: str | None = None,
+                          model: str | None = None,
+                          collection: str | None = None) -> dict[str, Any]:
+        """Save a conversation on the server (PUT to its id to replace it)."""
+        body = {"messages": messages, "title": title, "model": model, "collection": collection}
+        if conversation_id is None:
+            return self._call("POST", "conversations", json=body)
+        return self._call("PUT", f"conversations/{quote(conversation_id, safe='')}", json=body)
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete one of your saved conversations on the server."""
+        return bool(self._call("DELETE",
+                               f"conversations/{quote(conversation_id, safe='')}")["deleted"])
+
+    def export_conversation(self, conversation_id: str, path: str | None = None) -> str:
+        """Write a saved conversation as a notebook in the server's root folder."""
+        return str(self._call("POST", f"conversations/{quote(conversation_id, safe='')}/export",
+                              json={"path": path})["path"])
+
     def collection_documents(self, name: str) -> list[dict[str, Any]]:
         """The documents of a collection on the server."""
         return list(self._call("GET", _coll(name, "documents"))["documents"])
@@ -282,6 +311,15 @@ class RemoteClient(Client):
     def delete_collection(self, name: str) -> bool:
         """Delete a collection on the server."""
         return bool(self._call("DELETE", _coll(name))["removed"])
+
+    def collection(self, name: str) -> dict[str, Any]:
+        """One collection's summary from the server."""
+        return self._call("GET", _coll(name))
+
+    def configure_collection(self, name: str, *,
+                             tutoring_guard: bool | None = None) -> dict[str, Any]:
+        """Change a collection's settings on the server."""
+        return self._call("PATCH", _coll(name), json={"tutoring_guard": tutoring_guard})
 
     def ingest(self, name: str, paths: Sequence[str], include: Sequence[str] = (),
                exclude: Sequence[str] = (),

@@ -76,13 +76,15 @@ class Classroom:
             return None
         return {"face": face, "user": identity.name, "request_id": uuid.uuid4().hex}
 
-    def guard(self, identity: Identity,
-              messages: list[Any]) -> tuple[list[Any], CodeGuard | None]:
-        """The conversation as the model sees it, and the tutoring guard for the answer (None
-        for roles that are not guarded)."""
+    def guard(self, identity: Identity, messages: list[Any], *,
+              requested: bool = False) -> tuple[list[Any], CodeGuard | None]:
+        """The conversation as the model sees it, and the tutoring guard for the answer: on
+        for a role the policy guards, or where the material asks for it (``requested``: a
+        collection or notebook set by the instructor); never for a role that sees guarded
+        answers (instructor, admin)."""
         policy = self.policy.policy
         role = policy.roles[identity.role]
-        if not role.tutoring_guard or role.sees_guarded:
+        if not (role.tutoring_guard or requested) or role.sees_guarded:
             return messages, None
         return (guard_messages(messages, policy.tutoring.system_prompt),
                 CodeGuard(policy.tutoring.max_code_lines))

@@ -219,6 +219,24 @@ class HostCollections:
         info["embedding_model"] = info.get("embedder_id")
         return info
 
+    def configure(self, name: str | os.PathLike[str], *, tutoring_guard: bool | None = None,
+                  user: Any = None) -> dict[str, Any]:
+        """Change a collection's settings (only an instructor or admin may set the tutoring
+        guard: a student cannot turn it off); returns the new summary."""
+        coll = self.open(name)
+        if tutoring_guard is not None:
+            if not isinstance(tutoring_guard, bool):
+                raise InvalidOptions("tutoring_guard must be true or false.", details={
+                    "fields": [{"field": "tutoring_guard", "message": "not a boolean"}]})
+            classroom = self._host().classroom
+            identity = classroom.identify(user)
+            if not classroom.policy.policy.roles[identity.role].sees_guarded:
+                raise Forbidden(
+                    f"The {identity.role} role cannot change the tutoring guard of a "
+                    "collection; ask an instructor.", details={"role": identity.role})
+            coll.set_tutoring_guard(tutoring_guard)
+        return self.info(coll)
+
     def list(self) -> list[dict[str, Any]]:
         """Every collection in the collections folder (broken files listed with ``error``)."""
         out = []
@@ -390,6 +408,8 @@ class HostCollections:
                     raise
                 note = f"No chat model is available ({e.message})"
             else:
+                if coll.meta.tutoring_guard:  # the instructor asked for it on this material
+                    chat_kwargs["tutoring"] = True
                 chat = HostChat(host, spec.id, **chat_kwargs)
         return AskRun(self.display, coll, question, chat, note, k, mode,
                       self.source_filter(coll, source), dict(options or {}), threshold)

@@ -237,12 +237,21 @@ class ModelHost:
             self.downloads.download_url(model_id, progress=progress, sha256=sha256,
                                         allow_url_downloads=self.settings.allow_url_downloads)
             self.registry.add(spec := spec_from_url(model_id, sha256=sha256))
-            return self.store.manifest(spec) or {"id": spec.id}
+            return self._installed(spec)
+        if model_id.endswith(".gguf") and model_id not in self.registry:
+            self._allowed_path(model_id)  # a path: the same 403 as loading it, on a server
         spec = self.registry.get(model_id)
         if spec.is_remote:
             return {"id": spec.id, "remote": True}
         self.downloads.download(spec, progress=progress)
-        return self.store.manifest(spec) or {"id": spec.id}
+        return self._installed(spec)
+
+    def _installed(self, spec: Any) -> dict[str, Any]:
+        """The manifest of an installed model with ``path``, the full path of its file."""
+        manifest = self.store.manifest(spec)
+        if manifest is None:
+            return {"id": spec.id}
+        return {**manifest, "path": str(self.store.dir_for(spec) / manifest["file"])}
 
     def cancel_pull(self, model_id: str) -> bool:
         """Cancel a running download of this model; the partial file is kept."""
@@ -575,13 +584,14 @@ class ModelHost:
 
     def chat(self, messages: list[Message], model: str | None = None, *, log: bool = True,
              face: str = "python", user: str | None = None, keep_alive: float | None = None,
-             **options: Any) -> Response:
-        """Run a chat on the named (or default) model and return a streaming Response."""
+             tutoring: bool = False, **options: Any) -> Response:
+        """Run a chat on the named (or default) model and return a streaming Response
+        (``tutoring``: the material asks for the tutoring guard, on top of the policy)."""
         messages = check_messages(messages)
         check_texts((str(m.get("content") or "") for m in messages), self.settings)
         spec = self.resolve(model)
         identity = self.classroom.identify(user)
-        messages, guard = self.classroom.guard(identity, messages)
+        messages, guard = self.classroom.guard(identity, messages, requested=tutoring)
         admission = self.classroom.admit(identity, spec.id, face)
         fields = self.classroom.log_fields(log, face, identity)
         return self._run(spec, options, keep_alive,
@@ -604,15 +614,18 @@ class ModelHost:
                          admission=admission, user=identity.name)
 
     def embed(self, texts: list[str], model: str | None = None, *,
-              keep_alive: float | None = None,
-              user: str | Identity | None = None) -> list[list[float]]:
+              keep_alive: float | None = None, user: str | Identity | None = None,
+              cancel: threading.Event | None = None) -> list[list[float]]:
         """Embed texts with the named (or default) embedding model."""
-        return self.embed_with_usage(texts, model, keep_alive=keep_alive, user=user)[0]
+        return self.embed_with_usage(texts, model, keep_alive=keep_alive, user=user,
+                                     cancel=cancel)[0]
 
     def embed_with_usage(self, texts: list[str], model: str | None = None, *,
                          keep_alive: float | None = None, user: str | Identity | None = None,
+                         cancel: threading.Event | None = None,
                          ) -> tuple[list[list[float]], int | None]:
-        """Embed texts; also the tokens they took (None when the model cannot tell)."""
+        """Embed texts; also the tokens they took (None when the model cannot tell).
+        Setting ``cancel`` (the client left) stops a local model's work (``Cancelled``)."""
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("input must be a string or a list of strings.")
         check_texts(texts, self.settings, what="input", embedding=True)
@@ -628,7 +641,10 @@ class ModelHost:
         ticket = self._queue(spec).enter(identity.name)
         try:
             ticket.wait()
-            return embed_counted(self._acquire(spec, auto_load=True).model, texts)
+            running = self._acquire(spec, auto_load=True).model
+            if cancel is not None and isinstance(running, WorkerModel):
+                return running.embed_with_usage(texts, cancel=cancel)
+            return embed_counted(running, texts)
         finally:
             ticket.release()
             self._touch(spec.id)

@@ -123,11 +123,15 @@ class Gate:
                     {"action": "retry", "retry_after": _CONCURRENT_RETRY_S, "limit": "concurrent",
                      "max": limits.concurrent, "used": usage.running})
         per = _window_name(limits.window)
+        for kind, limit in (("requests", limits.requests), ("tokens", limits.tokens)):
+            if limit == 0:  # a role (or user) the policy keeps off the models
+                wait = max(1, int(limits.window))
+                return (f"Your limit is 0 {kind} {per}, so you cannot use the models here; "
+                        "ask your instructor to change the policy.", wait,
+                        {"retry_after": wait, "limit": kind, "max": 0, "used": 0})
         if limits.requests is not None and len(usage.events) >= limits.requests:
-            reset = usage.events[0][0] + limits.window
-            if limits.requests:
-                oldest_needed = usage.events[len(usage.events) - limits.requests][0]
-                reset = oldest_needed + limits.window
+            oldest_needed = usage.events[len(usage.events) - limits.requests][0]
+            reset = oldest_needed + limits.window
             return self._refusal("requests", f"{limits.requests} requests {per}",
                                  limits.requests, len(usage.events), reset, now)
         used_tokens = int(sum(e[1] for e in usage.events))

@@ -123,6 +123,7 @@ class _Worker:
     def dispatch(self) -> bool:
         """Start the commands waiting in ``pending``; False on ``quit``. A generation joins
         the batch while a slot is free; the others run to their end here."""
+        from ..errors import Cancelled
         from .protocol import error_to_wire
 
         while self.pending:
@@ -134,12 +135,15 @@ class _Worker:
             if kind == "exec" and batch is not None and message[1] not in self.cancelled:
                 if batch.free_slots == 0:
                     return True  # it waits for a sequence to finish
+                self._watch(message[1])
                 try:
                     if not batch.submit(message[1], message[2]):
                         return True  # it needs a reload: once the batch has drained
                     self.running.add(message[1])
                 except BrokenPipeError:
                     return False
+                except Cancelled:  # while its prompt was being tokenised
+                    self.send(("fin", message[1], "cancelled", (0, 0)))
                 except Exception as e:  # noqa: BLE001 - the error goes back to the parent
                     self.send(("err", message[1], error_to_wire(e)))
                 self.pending.popleft()
@@ -164,6 +168,7 @@ class _Worker:
         from .protocol import error_to_wire
 
         kind, rid = message[0], message[1]
+        self._watch(rid)
         try:
             if kind == "load":
                 self.send(("ok", rid, self.load(**message[2])))
@@ -185,6 +190,7 @@ class _Worker:
         from .protocol import error_to_wire
 
         groups = [m[2]["texts"] if isinstance(m[2], dict) else m[2] for m in messages]
+        self._watch(*(m[1] for m in messages))
         many = getattr(self.model, "embed_groups", None)
         try:
             results = many(groups) if callable(many) and len(groups) > 1 else \
@@ -224,6 +230,18 @@ class _Worker:
             else:
                 self.send(("tok", rid, event))
 
+    def _watch(self, *rids: int) -> None:
+        """Let the model check, during long work (tokenising a long prompt, embedding in
+        batches), whether the parent has cancelled all of ``rids``."""
+        if self.model is None or not hasattr(self.model, "should_stop"):
+            return
+
+        def stopped() -> bool:
+            self.poll()
+            return all(rid in self.cancelled for rid in rids)
+
+        self.model.should_stop = stopped
+
     def _ended(self, rid: int) -> None:
         self.running.discard(rid)
         self.cancelled.discard(rid)
@@ -246,6 +264,7 @@ class _Worker:
 
     def execute(self, rid: int, request: Any) -> None:
         """Stream one generation, stopping within a token of a ``cancel``."""
+        from ..errors import Cancelled
         from ..models import Finish
 
         self.poll()
@@ -269,6 +288,8 @@ class _Worker:
                     self.send(("fin", rid, "cancelled", (0, count)))
                     return
             self.send(("fin", rid, "stop", None))
+        except Cancelled:  # cancelled while the model tokenised a long prompt
+            self.send(("fin", rid, "cancelled", (0, count)))
         finally:
             stream.close()
 

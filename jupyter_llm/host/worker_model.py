@@ -241,9 +241,11 @@ class WorkerModel(Model):
         """Embed texts in the worker."""
         return self._call("embed", list(texts))
 
-    def embed_with_usage(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embed texts in the worker; also how many tokens they took."""
-        vectors, tokens = self._call("embed", {"texts": list(texts)})
+    def embed_with_usage(self, texts: list[str], *, cancel: threading.Event | None = None,
+                         ) -> tuple[list[list[float]], int]:
+        """Embed texts in the worker; also how many tokens they took. Setting ``cancel``
+        stops the worker's tokenising and embedding (``Cancelled`` is raised)."""
+        vectors, tokens = self._call("embed", {"texts": list(texts)}, cancel=cancel)
         return vectors, tokens
 
     @property
@@ -251,10 +253,17 @@ class WorkerModel(Model):
         """The chat format the worker's model chose at load (None for embedding models)."""
         return self.info.get("chat_template") if self.info else None
 
-    def _call(self, kind: str, payload: Any) -> Any:
+    def _call(self, kind: str, payload: Any, *, cancel: threading.Event | None = None) -> Any:
         stream = self._open()
         self._send((kind, stream._rid, payload))
-        message = stream._messages.get()
+        while True:
+            try:
+                message = stream._messages.get(timeout=None if cancel is None else 0.05)
+                break
+            except queue.Empty:
+                if cancel is not None and cancel.is_set():
+                    stream.cancel()  # the worker answers Cancelled at its next check
+                    cancel = None
         if message[0] == "err":
             raise message[2]
         return message[2]

@@ -6,7 +6,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from ..display import state_label
+from ..display import human_bytes, ps_rows, state_label
 from ..errors import InvalidRequest
 from ..models import Response
 from .interpolate import error_text
@@ -85,8 +85,10 @@ def cmd_models(shell: Any, s: Session, args: list[str]) -> list[dict[str, Any]]:
     for r in rows:
         r["default"] = "✓" if default in (r.get("id"), *(r.get("aliases") or [])) else ""
     if rows:
-        shown = [{**r, "state": state_label(r)} for r in rows]
-        _show_markdown(markdown_table(shown, ["id", "state", "tags", "size_bytes", "default",
+        shown = [{**r, "state": state_label(r),
+                  "size": human_bytes(r["size_bytes"]) if r.get("size_bytes") else "-"}
+                 for r in rows]
+        _show_markdown(markdown_table(shown, ["id", "state", "tags", "size", "default",
                                              "description"]))
     else:
         _show_markdown("No model matches. Run `%llm models` to list every model.")
@@ -103,6 +105,8 @@ def cmd_pull(shell: Any, s: Session, args: list[str]) -> dict[str, Any]:
         close()
     if s.panel is not None:
         s.panel.refresh()
+    if manifest.get("path"):
+        print(f"Installed {manifest.get('id', model)} at {manifest['path']}")
     return manifest
 
 
@@ -129,7 +133,8 @@ def cmd_ps(shell: Any, s: Session, args: list[str]) -> list[dict[str, Any]]:
     """Show the loaded models."""
     rows = s.client.ps()
     if rows:
-        _show_markdown(markdown_table(rows, list(rows[0])))
+        shown = ps_rows(rows)
+        _show_markdown(markdown_table(shown, list(shown[0])))
     else:
         _show_markdown("No model is loaded. Models load on first use, or with `%llm load ID`.")
     return rows

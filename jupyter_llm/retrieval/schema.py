@@ -67,6 +67,7 @@ class CollectionMeta(BaseModel):
     """The folder sources are relative to (absolute, where it was at the last ingest)."""
     base_from_file: str | None = None
     """The same folder relative to the collection file's folder, tried first on open."""
+    tutoring_guard: bool = False
 
 
 def create_tables(db: Database) -> None:

@@ -233,6 +233,12 @@ class CollectionFile:
         with self.db.transaction():
             write_meta(self.db, self.meta)
 
+    def set_tutoring_guard(self, on: bool) -> None:
+        """Record whether answers from this collection are tutoring-guarded for students."""
+        self.meta.tutoring_guard = bool(on)
+        with self.db.transaction():
+            write_meta(self.db, self.meta)
+
     # --- paths ----------------------------------------------------------------------------
 
     @property

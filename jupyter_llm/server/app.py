@@ -23,7 +23,8 @@ __all__ = ["JupyterLLM", "LLMOnlyAuthorizer", "URL_ENV", "TOKEN_ENV"]
 
 URL_ENV = "JUPYTER_LLM_URL"
 TOKEN_ENV = "JUPYTER_LLM_TOKEN"
-HANDLER_MODULES = ("native", "classroom", "collections", "openai_compat", "pantry", "openapi")
+HANDLER_MODULES = ("native", "classroom", "conversations", "collections", "openai_compat", "pantry",
+                   "openapi")
 
 # (trait name, Settings field) for every setting the extension exposes as config.
 SETTING_TRAITS = ("default_model", "default_embedding_model", "allow_downloads",
@@ -114,6 +115,7 @@ class JupyterLLM(ExtensionApp):
         self._host_lock = threading.Lock()
         self._collections: Any = None
         self._collections_lock = threading.Lock()
+        self._conversations: Any = None
         self.executor = ThreadPoolExecutor(self.thread_pool_size, thread_name_prefix="jupyter-llm")
         self._saved_env: dict[str, str | None] = {}
         if self.export_env:
@@ -158,6 +160,19 @@ class JupyterLLM(ExtensionApp):
                     self._collections = HostCollections(lambda: self.host, root_dir=root,
                                                         names_only=True)
         return self._collections
+
+    @property
+    def conversations(self) -> Any:
+        """The saved conversations (``host.conversations.Conversations``, per user)."""
+        if self._conversations is None:
+            from ..host.conversations import Conversations
+
+            self._conversations = Conversations()
+        return self._conversations
+
+    def root_dir(self) -> str:
+        """The folder the server serves (files it writes, such as exported notebooks, go in)."""
+        return self.serverapp.root_dir if self.serverapp is not None else os.getcwd()
 
     @property
     def history_log(self) -> Any:

@@ -40,6 +40,14 @@ class CreateCollectionBody(_Body):
     chunk_overlap: int | None = Field(None, description="Tokens two chunks share (default 32).")
 
 
+class CollectionSettingsBody(_Body):
+    """``PATCH llm/api/collections/{name}``."""
+
+    tutoring_guard: bool | None = Field(None, description=(
+        "Guard answers from this collection for students (collapse complete code solutions); "
+        "null leaves it as it is."))
+
+
 class IngestBody(_Body):
     """``POST llm/api/collections/{name}/ingest``."""
 
@@ -161,6 +169,15 @@ class CollectionHandler(CollectionsHandlerBase):
         """One collection's summary."""
         colls = await self.collections()
         self.write_json(await self.run_blocking(lambda: colls.info(colls.open(name))))
+
+    @web.authenticated
+    @authorized
+    async def patch(self, name: str) -> None:
+        """Change the collection's settings (the tutoring guard: instructors and admins)."""
+        body = self.parse(CollectionSettingsBody)
+        colls = await self.collections()
+        self.write_json(await self.run_blocking(
+            colls.configure, name, tutoring_guard=body.tutoring_guard, user=self.identity()))
 
     @web.authenticated
     @authorized

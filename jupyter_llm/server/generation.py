@@ -14,7 +14,7 @@ from ..models import Queued, Response
 
 __all__ = ["Generation", "start_generation"]
 
-_TOP_LEVEL = ("log", "face", "user", "keep_alive")
+_TOP_LEVEL = ("log", "face", "user", "keep_alive", "tutoring")
 
 
 class Generation:
@@ -78,9 +78,10 @@ def start_generation(host: Any, *, messages: list[dict[str, Any]] | None = None,
                      prompt: str | None = None, model: str | None = None,
                      options: dict[str, Any] | None = None, log: bool = True,
                      face: str = "api", user: str | None = None,
-                     keep_alive: float | None = None) -> Generation:
+                     keep_alive: float | None = None, tutoring: bool = False) -> Generation:
     """Start a chat (``messages``) or completion (``prompt``) on the host (blocking: it may
-    load the model or answer Busy) and return the ``Generation``."""
+    load the model or answer Busy) and return the ``Generation`` (``tutoring``: the chat's
+    material asks for the tutoring guard)."""
     options = dict(options or {})
     clash = sorted(set(options) & set(_TOP_LEVEL))
     if clash:
@@ -88,5 +89,5 @@ def start_generation(host: Any, *, messages: list[dict[str, Any]] | None = None,
                              "level of the request.", details={"fields": clash})
     kwargs = dict(options, log=log, face=face, user=user, keep_alive=keep_alive)
     if messages is not None:
-        return Generation(host.chat(messages, model, **kwargs))
+        return Generation(host.chat(messages, model, tutoring=tutoring, **kwargs))
     return Generation(host.generate(prompt, model, **kwargs))

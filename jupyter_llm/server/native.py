@@ -53,6 +53,9 @@ class ChatBody(_Body):
     stream: bool = Field(True, description="Stream NDJSON lines.")
     log: bool = Field(True, description="Record this request in the history.")
     keep_alive: float | None = Field(None, ge=0, description="Seconds to keep the model loaded.")
+    tutoring: bool = Field(False, description=(
+        "The material asks for the tutoring guard (a notebook's `jupyter_llm.tutoring_guard` "
+        "metadata): on for a student, on top of the policy; never for an instructor."))
 
 
 class GenerateBody(_Body):
@@ -264,7 +267,8 @@ class ChatHandler(GenerationHandler):
         options = _with_format({"trim_history": True, **body.options}, body.format)
         await self.respond({"messages": body.messages, "model": body.model,
                             "options": options, "log": body.log,
-                            "keep_alive": body.keep_alive}, body.stream, "message")
+                            "keep_alive": body.keep_alive, "tutoring": body.tutoring},
+                           body.stream, "message")
 
 
 class GenerateHandler(GenerationHandler):
@@ -291,10 +295,12 @@ class EmbedHandler(LLMHandler):
         texts = [body.input] if isinstance(body.input, str) else body.input
         host = await self.host()
 
+        cancel = self._cancel_event = threading.Event()  # set when the client hangs up
+
         def embed() -> dict[str, Any]:
             spec = host.resolve(body.model, embedding=True)
-            return {"model": spec.id,
-                    "embeddings": host.embed(texts, spec.id, user=self.identity())}
+            return {"model": spec.id, "embeddings": host.embed(
+                texts, spec.id, user=self.identity(), cancel=cancel)}
 
         self.write_json(await self.run_blocking(embed))
 

@@ -335,9 +335,12 @@ class EmbeddingsHandler(_V1Handler):
         texts = [body.input] if isinstance(body.input, str) else body.input
         host = await self.host()
 
+        cancel = self._cancel_event = threading.Event()  # set when the client hangs up
+
         def embed() -> tuple[str, list[list[float]], int | None]:
             spec = host.resolve(body.model, embedding=True)
-            return spec.id, *host.embed_with_usage(texts, spec.id, user=self.identity())
+            return spec.id, *host.embed_with_usage(texts, spec.id, user=self.identity(),
+                                                   cancel=cancel)
 
         model_id, vectors, tokens = await self.run_blocking(embed)
         data = []

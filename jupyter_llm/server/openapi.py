@@ -131,6 +131,22 @@ ROUTES: dict[str, dict[str, Op]] = {
     "/llm/api/tokens/{name}": {"delete": Op("Revoke a named token",
                                             ok=_ok(_obj("revoked", revoked=_BOOL)),
                                             errors=(404,))},
+    "/llm/api/conversations": {
+        "get": Op("The caller's saved conversations, most recent first",
+                  ok=_ok(_obj("conversations", conversations=_ARRAY))),
+        "post": Op("Save a new conversation of the caller's", "ConversationBody",
+                   _ok(_obj("id", "title", "messages", id=_STR), status="201"), errors=(503, 507))},
+    "/llm/api/conversations/{id}": {
+        "get": Op("One of the caller's conversations with its messages",
+                  ok=_ok(_obj("id", "title", "messages", id=_STR)), errors=(404,)),
+        "put": Op("Replace the messages of one of the caller's conversations",
+                  "ConversationBody", _ok(_obj("id", "title", "messages", id=_STR)),
+                  errors=(404, 503, 507)),
+        "delete": Op("Delete one of the caller's conversations",
+                     ok=_ok(_obj("deleted", deleted=_BOOL)))},
+    "/llm/api/conversations/{id}/export": {"post": Op(
+        "Write one of the caller's conversations as a notebook in the server's root folder",
+        "ExportBody", _ok(_obj("path", path=_STR), status="201"), errors=(404,))},
     "/llm/api/config": {"get": Op("Version and non-secret settings", ok=_ok(_obj("version")))},
     "/llm/api/collections": {
         "get": Op("List collections", ok=_ok(_obj("collections", collections=_ARRAY))),
@@ -140,6 +156,9 @@ ROUTES: dict[str, dict[str, Op]] = {
                    errors=(404, 409, 501, 502, 507))},
     "/llm/api/collections/{name}": {
         "get": Op("One collection", ok=_ok(_obj("name")), errors=(404,)),
+        "patch": Op("Change a collection's settings (tutoring_guard: instructors and admins)",
+                    "CollectionSettingsBody", ok=_ok(_obj("name", tutoring_guard=_BOOL)),
+                    errors=(404,)),
         "delete": Op("Delete a collection file", ok=_ok(_obj("removed")), errors=(404,))},
     "/llm/api/collections/{name}/documents": {
         "get": Op('The documents of a collection: {"documents": [{"source", "path", "title", "kind", '
@@ -196,10 +215,10 @@ _PANTRY_CALL = {"type": "object", "required": ["function"], "properties": {
 
 
 def _body_models() -> dict[str, type[Any]]:
-    from . import classroom, collections, native, openai_compat
+    from . import classroom, collections, conversations, native, openai_compat
 
     found: dict[str, type[Any]] = {}
-    for module in (native, collections, classroom, openai_compat):
+    for module in (native, collections, classroom, conversations, openai_compat):
         for name in dir(module):
             if name.endswith("Body"):
                 found[name] = getattr(module, name)
