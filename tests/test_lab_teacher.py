@@ -364,16 +364,24 @@ SEEDED = [{
 }]
 
 
+def conversation_key(page: Any) -> str:
+    """The browser storage key of the open conversation's id (the chat's ``storageKey``)."""
+    return page.evaluate("""() => 'jupyter-llm:conversation:' + new URL(JSON.parse(
+        document.getElementById('jupyter-config-data').textContent).baseUrl, location.href).href""")
+
+
 def test_the_conversation_survives_a_reload_and_code_blocks_copy_insert_and_replace(
         lab_page, lab):
-    """A reload shows the conversation again; a code block's buttons copy it (with feedback)
+    """A reload shows the saved conversation again; a code block's buttons copy it (with feedback)
     and insert it below or in place of the active cell, with provenance metadata; code is
     never broken mid-identifier; the message box comes before the answers in Tab order."""
     page = lab_page
-    key = page.evaluate("""() => 'jupyter-llm:chat:' + new URL(JSON.parse(
-        document.getElementById('jupyter-config-data').textContent).baseUrl, location.href).href""")
-    turns = json.loads(page.evaluate("(k) => localStorage.getItem(k) || '[]'", key))
-    page.evaluate("([k, v]) => localStorage.setItem(k, v)", [key, json.dumps(turns + SEEDED)])
+    messages = [m for t in SEEDED for m in (
+        {"role": "user", "content": t["question"]},
+        {"role": "assistant", "content": t["answer"], "model": t["model"], "label": t["label"],
+         "note": t["note"], "citations": t["citations"]})]
+    saved = lab.api("POST", "llm/api/conversations", {"messages": messages})
+    page.evaluate("([k, v]) => localStorage.setItem(k, v)", [conversation_key(page), saved["id"]])
     notebook = {"type": "notebook", "format": "json", "content": {
         "cells": [{"cell_type": "code", "source": "old = True", "metadata": {}, "outputs": [],
                    "execution_count": None}],
@@ -441,3 +449,70 @@ def test_ask_about_this_cell_drafts_a_question_with_its_error(lab_page, lab):
         shot(page, f"28-ask-about-cell-{theme}")
     page.fill('textarea[aria-label="Message"]', "")
     close_all_documents(page)
+
+
+def test_saved_conversations_survive_a_reload_reopen_export_to_a_notebook_and_delete(
+        lab_page, lab):
+    """Each answer is saved on the server: a reload reopens the conversation, the list shows
+    it, New chat starts another, Open brings it back, Export writes a notebook (questions and
+    answers as markdown, code as code cells) and opens it, Delete asks first."""
+    page = lab_page
+    ensure_installed(lab, page, "tiny-chat")
+    for old in lab.api("GET", "llm/api/conversations")["conversations"]:
+        lab.api("DELETE", f"llm/api/conversations/{old['id']}")
+    show_section(page, "chat")
+    page.click('#jp-llm-section-chat button[aria-label="Start a new chat"]')
+    chat(page, "What is a list in Python?", model="tiny-chat")
+    page.wait_for_selector(f"{ANSWER}[aria-busy='false']")
+    page.wait_for_function("document.querySelector('#jp-llm-section-chat')"
+                           ".dataset.conversation")
+    cid = page.evaluate("document.querySelector('#jp-llm-section-chat').dataset.conversation")
+    saved = lab.api("GET", f"llm/api/conversations/{cid}")
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["messages"][0]["content"] == "What is a list in Python?"
+    answer_text = saved["messages"][1]["content"]
+
+    open_lab(page, lab)  # a reload: the server's copy comes back
+    show_section(page, "chat")
+    page.wait_for_selector(f"#jp-llm-section-chat[data-conversation='{cid}'] {ANSWER.split()[-1]}")
+    assert "What is a list in Python?" in page.inner_text("#jp-llm-section-chat .jp-llm-user")
+
+    # a second conversation, then the list shows both, newest first
+    page.click('#jp-llm-section-chat button[aria-label="Start a new chat"]')
+    assert page.locator("#jp-llm-section-chat .jp-llm-message").count() == 0
+    chat(page, "How do I print?", model="tiny-chat")
+    page.wait_for_selector(f"{ANSWER}[aria-busy='false']")
+    page.wait_for_function(f"""document.querySelector('#jp-llm-section-chat').dataset
+        .conversation && document.querySelector('#jp-llm-section-chat').dataset
+        .conversation !== '{cid}'""")
+    page.click('button[aria-label="Show saved conversations"]')
+    items = "#jp-llm-section-chat .jp-llm-conversation"
+    page.wait_for_function(f"document.querySelectorAll('{items}').length === 2")
+    titles = page.locator(f"{items} .jp-llm-conversation-title").all_inner_texts()
+    assert titles == ["How do I print?", "What is a list in Python?"]
+    for theme in ("light", "dark"):
+        set_theme(page, theme)
+        shot(page, f"29-saved-conversations-{theme}")
+    set_theme(page, "light")
+
+    page.click('button[aria-label="Open conversation: What is a list in Python?"]')
+    page.wait_for_selector(f"#jp-llm-section-chat[data-conversation='{cid}']")
+    assert page.locator("#jp-llm-section-chat .jp-llm-user").count() == 1
+    assert "What is a list in Python?" in page.inner_text("#jp-llm-section-chat .jp-llm-user")
+
+    page.click('button[aria-label="Export conversation to a notebook: What is a list in Python?"]')
+    page.wait_for_selector("#jp-llm-section-chat .jp-llm-conversations-status:has-text('Exported')")
+    path = page.inner_text("#jp-llm-section-chat .jp-llm-conversations-status").split(" to ")[-1]
+    assert path.endswith(".ipynb") and (lab.root / path).is_file()
+    nb = json.loads((lab.root / path).read_text())
+    assert nb["cells"][1]["cell_type"] == "markdown"
+    assert nb["cells"][1]["source"] == "**You:** What is a list in Python?"
+    assert answer_text.strip()[:20] in "".join(c["source"] for c in nb["cells"][2:])
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell:has-text('What is a list in Python?')")
+    close_all_documents(page)
+
+    page.click('button[aria-label="Delete conversation: How do I print?"]')
+    page.click(".jp-Dialog button:has-text('Delete')")
+    page.wait_for_function(f"document.querySelectorAll('{items}').length === 1")
+    remaining = lab.api("GET", "llm/api/conversations")["conversations"]
+    assert [c["id"] for c in remaining] == [cid]

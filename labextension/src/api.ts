@@ -414,3 +414,67 @@ export async function feedback(entry: string | number, body: IFeedback): Promise
     body
   });
 }
+
+/** A saved conversation in the list (`GET llm/api/conversations`). */
+export interface IConversationSummary {
+  id: string;
+  title: string;
+  model?: string | null;
+  collection?: string | null;
+  created_at: number;
+  updated_at: number;
+  message_count: number;
+}
+
+/** A saved message: role and text, plus what the panel shows with an answer. */
+export interface ISavedMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+  model?: string;
+  label?: string;
+  note?: string;
+  citations?: ICitation[];
+  request_id?: string | null;
+  rating?: number | null;
+}
+
+/** A saved conversation with its messages. */
+export interface IConversation extends IConversationSummary {
+  messages: ISavedMessage[];
+}
+
+/** Your saved conversations, most recent first. */
+export async function listConversations(): Promise<IConversationSummary[]> {
+  return (await requestAPI<{ conversations: IConversationSummary[] }>('conversations'))
+    .conversations;
+}
+
+/** One of your saved conversations with its messages. */
+export async function getConversation(id: string): Promise<IConversation> {
+  return requestAPI<IConversation>(`conversations/${enc(id)}`);
+}
+
+/** Save a new conversation (no id) or replace the messages of one of yours. */
+export async function saveConversation(
+  id: string | null,
+  body: { messages: ISavedMessage[]; model?: string | null; collection?: string | null }
+): Promise<IConversation> {
+  return id
+    ? requestAPI<IConversation>(`conversations/${enc(id)}`, { method: 'PUT', body })
+    : requestAPI<IConversation>('conversations', { method: 'POST', body });
+}
+
+/** Delete one of your saved conversations. */
+export async function deleteConversation(id: string): Promise<boolean> {
+  return (await requestAPI<{ deleted: boolean }>(`conversations/${enc(id)}`, {
+    method: 'DELETE'
+  })).deleted;
+}
+
+/** Write a saved conversation as a notebook in the server's root; its path there. */
+export async function exportConversation(id: string): Promise<string> {
+  return (await requestAPI<{ path: string }>(`conversations/${enc(id)}/export`, {
+    method: 'POST',
+    body: {}
+  })).path;
+}

@@ -3,7 +3,7 @@
  * as Markdown (rendermime); citations open the cited file at the cited place; stop, copy and
  * insert-into-notebook.
  */
-import { Clipboard } from '@jupyterlab/apputils';
+import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
@@ -27,6 +27,8 @@ export interface IChatHost {
    * the active cell's source; the cell's metadata records where it came from.
    */
   insertCode(code: string, mode: 'below' | 'replace', provenance: IProvenance): Promise<void>;
+  /** Open a notebook (a path relative to the server's root), e.g. an exported conversation. */
+  openNotebook(path: string): Promise<void>;
 }
 
 /** Where inserted code came from (cell metadata `jupyter_llm`). */
@@ -36,7 +38,7 @@ export interface IProvenance {
   question: string;
 }
 
-/** One saved turn of the conversation (kept in the browser, so a reload keeps it). */
+/** One turn of the conversation (saved on the server, so a reload keeps it). */
 interface ISavedTurn {
   question: string;
   label: string;
@@ -366,9 +368,79 @@ class AssistantMessage {
   }
 }
 
-/** The browser storage key of the conversation (per server, so two servers do not mix). */
+/**
+ * The browser storage key of the open conversation's id (per server, so two servers do not
+ * mix); the conversation itself is saved on the server, per user.
+ */
 function storageKey(): string {
-  return `jupyter-llm:chat:${PageConfig.getBaseUrl()}`;
+  return `jupyter-llm:conversation:${PageConfig.getBaseUrl()}`;
+}
+
+/** Remember (or forget, with null) the open conversation's id in the browser. */
+function remember(id: string | null): void {
+  try {
+    if (id) {
+      window.localStorage.setItem(storageKey(), id);
+    } else {
+      window.localStorage.removeItem(storageKey());
+    }
+  } catch {
+    // storage disabled: a reload starts a new chat (the saved ones stay in the list)
+  }
+}
+
+/** The turns as the messages the server saves. */
+function toMessages(turns: ISavedTurn[]): api.ISavedMessage[] {
+  return turns.flatMap(t => [
+    { role: 'user' as const, content: t.question },
+    {
+      role: 'assistant' as const,
+      content: t.answer,
+      model: t.model,
+      label: t.label,
+      note: t.note,
+      citations: t.citations,
+      request_id: t.requestId ?? null,
+      rating: t.rating ?? null
+    }
+  ]);
+}
+
+/** Saved messages as turns (a question and the answer after it). */
+function toTurns(messages: api.ISavedMessage[]): ISavedTurn[] {
+  const turns: ISavedTurn[] = [];
+  messages.forEach((m, i) => {
+    if (m.role !== 'user') {
+      return;
+    }
+    const a = messages[i + 1]?.role === 'assistant' ? messages[i + 1] : null;
+    turns.push({
+      question: m.content,
+      label: a?.label ?? a?.model ?? 'assistant',
+      answer: a?.content ?? '',
+      note: a?.note ?? '',
+      model: a?.model ?? '',
+      citations: a?.citations ?? [],
+      requestId: a?.request_id ?? null,
+      rating: a?.rating ?? null
+    });
+  });
+  return turns;
+}
+
+/** `3 min ago`, `yesterday`, or a date, for the list of saved conversations. */
+function when(epoch: number): string {
+  const s = Date.now() / 1000 - epoch;
+  if (s < 60) {
+    return 'just now';
+  }
+  if (s < 3600) {
+    return `${Math.round(s / 60)} min ago`;
+  }
+  if (s < 86400) {
+    return `${Math.round(s / 3600)} h ago`;
+  }
+  return new Date(epoch * 1000).toLocaleDateString();
 }
 
 /** The Chat section of the side panel. */
@@ -384,6 +456,12 @@ export class ChatSection extends Widget {
   private readonly answers: AssistantMessage[] = [];
   private readonly turns: ISavedTurn[] = [];
   private abort: AbortController | null = null;
+  /** The id of this conversation on the server (null until its first answer is saved). */
+  private conversationId: string | null = null;
+  private saving: Promise<void> = Promise.resolve();
+  private readonly savedList: HTMLElement;
+  private readonly savedToggle: HTMLButtonElement;
+  private readonly savedStatus: HTMLElement;
   private shownDefaultModel = '';
   private shownDefaultCollection = '';
 
@@ -418,6 +496,13 @@ export class ChatSection extends Widget {
     });
     this.sendButton = button('Send', () => void this.send(), { ariaLabel: 'Send message', primary: true });
     this.stopButton = button('Stop', () => this.stop(), { ariaLabel: 'Stop answering', disabled: true });
+    this.savedList = h('ul', { class: 'jp-llm-conversations', 'aria-label': 'Saved conversations', hidden: true });
+    this.savedStatus = h('div', { class: 'jp-llm-conversations-status', role: 'status' });
+    this.savedToggle = button('Saved chats', () => void this.toggleSaved(), {
+      ariaLabel: 'Show saved conversations',
+      cls: 'jp-llm-small'
+    });
+    this.savedToggle.setAttribute('aria-expanded', 'false');
     // The message box comes before the conversation in the DOM (and so in Tab order); CSS
     // `order` still draws it below the conversation.
     this.node.append(
@@ -439,14 +524,16 @@ export class ChatSection extends Widget {
           { class: 'jp-llm-actions' },
           this.sendButton,
           this.stopButton,
-          button('New chat', () => this.clear(), { ariaLabel: 'Start a new chat' })
+          button('New chat', () => this.clear(), { ariaLabel: 'Start a new chat' }),
+          this.savedToggle
         )
       ),
+      h('div', { class: 'jp-llm-saved' }, this.savedStatus, this.savedList),
       this.transcript
     );
     state.changed.connect(() => this.renderPickers());
     this.renderPickers();
-    this.restore();
+    void this.restore();
   }
 
   /** The model id chosen ('' means the server's default). */
@@ -659,11 +746,11 @@ export class ChatSection extends Widget {
     };
     answer.onRated = () => {
       turn.rating = answer.rating;
-      this.save();
+      void this.save();
     };
     await answer.finish(note);
     this.turns.push(turn);
-    this.save();
+    void this.save();
     this.transcript.scrollTop = this.transcript.scrollHeight;
     if (stopped) {
       this.input.focus(); // the Stop button is disabled now: keep the keyboard in the chat
@@ -699,27 +786,61 @@ export class ChatSection extends Widget {
     return parts.join(' · ');
   }
 
-  /** Keep the conversation in the browser (a reload shows it again). */
-  private save(): void {
+  /**
+   * Save the conversation on the server (the first save creates it; later ones replace its
+   * messages); saves run one after another, so a new conversation is created once.
+   */
+  private save(): Promise<void> {
+    if (!this.turns.length) {
+      return this.saving;
+    }
+    const messages = toMessages(this.turns);
+    const body = { messages, model: this.model || null, collection: this.collection || null };
+    this.saving = this.saving.then(async () => {
+      try {
+        const saved = await api.saveConversation(this.conversationId, body);
+        this.conversationId = saved.id;
+        this.node.dataset.conversation = saved.id;
+        remember(saved.id);
+        if (!this.savedList.hidden) {
+          await this.renderSaved();
+        }
+      } catch (error) {
+        this.errors.show(error);
+      }
+    });
+    return this.saving;
+  }
+
+  /** Reopen the conversation that was open before a reload (saved on the server). */
+  private async restore(): Promise<void> {
+    let id: string | null = null;
     try {
-      window.localStorage.setItem(storageKey(), JSON.stringify(this.turns.slice(-50)));
+      id = window.localStorage.getItem(storageKey());
     } catch {
-      // storage full or disabled: the conversation just does not survive a reload
+      return;
+    }
+    if (!id) {
+      return;
+    }
+    try {
+      this.showConversation(await api.getConversation(id));
+    } catch (error) {
+      if (error instanceof APIError && error.status === 404) {
+        remember(null); // deleted meanwhile, or another user's
+      } else {
+        this.errors.show(error);
+      }
     }
   }
 
-  /** Show the conversation saved before a reload. */
-  private restore(): void {
-    let turns: ISavedTurn[] = [];
-    try {
-      turns = JSON.parse(window.localStorage.getItem(storageKey()) ?? '[]');
-    } catch {
-      return;
-    }
-    if (!Array.isArray(turns)) {
-      return;
-    }
-    for (const t of turns) {
+  /** Show a saved conversation in place of the current one and continue it. */
+  private showConversation(conversation: api.IConversation): void {
+    this.clear(false);
+    this.conversationId = conversation.id;
+    this.node.dataset.conversation = conversation.id;
+    remember(conversation.id);
+    for (const t of toTurns(conversation.messages)) {
       this.addQuestion(t.question);
       const answer = this.addAnswer(t.label, t.question);
       answer.model = t.model;
@@ -729,11 +850,107 @@ export class ChatSection extends Widget {
       answer.rating = t.rating ?? null;
       answer.onRated = () => {
         t.rating = answer.rating;
-        this.save();
+        void this.save();
       };
       void answer.finish(t.note);
       this.history.push({ role: 'user', content: t.question }, { role: 'assistant', content: t.answer });
       this.turns.push(t);
+    }
+    this.transcript.scrollTop = this.transcript.scrollHeight;
+  }
+
+  /** Show or hide the list of saved conversations. */
+  private async toggleSaved(): Promise<void> {
+    const show = this.savedList.hidden;
+    this.savedList.hidden = !show;
+    this.savedToggle.setAttribute('aria-expanded', String(show));
+    this.savedToggle.setAttribute('aria-label', show ? 'Hide saved conversations' : 'Show saved conversations');
+    this.savedStatus.textContent = '';
+    if (show) {
+      await this.renderSaved();
+    }
+  }
+
+  /** List the saved conversations: open, export to a notebook, delete. */
+  private async renderSaved(): Promise<void> {
+    let list: api.IConversationSummary[];
+    try {
+      list = await api.listConversations();
+    } catch (error) {
+      this.errors.show(error);
+      return;
+    }
+    if (!list.length) {
+      this.savedList.replaceChildren(h('li', { class: 'jp-llm-empty' },
+        'No saved conversations yet: each answer is saved as you chat.'));
+      return;
+    }
+    this.savedList.replaceChildren(...list.map(c => {
+      const current = c.id === this.conversationId;
+      const open = button(c.title, () => void this.open(c.id), {
+        ariaLabel: `Open conversation: ${c.title}`,
+        cls: 'jp-llm-conversation-title'
+      });
+      const exportButton = button('Export', () => void this.exportNotebook(c, exportButton), {
+        ariaLabel: `Export conversation to a notebook: ${c.title}`,
+        cls: 'jp-llm-small'
+      });
+      const remove = button('Delete', () => void this.remove(c), {
+        ariaLabel: `Delete conversation: ${c.title}`,
+        cls: 'jp-llm-small'
+      });
+      const turns = Math.ceil(c.message_count / 2);
+      return h('li', {
+        class: `jp-llm-conversation${current ? ' jp-mod-current' : ''}`,
+        'data-id': c.id,
+        'aria-current': current ? 'true' : undefined
+      }, open, h('span', { class: 'jp-llm-stats' },
+        `${turns} question${turns === 1 ? '' : 's'} · ${when(c.updated_at)}`), exportButton, remove);
+    }));
+  }
+
+  private async open(id: string): Promise<void> {
+    if (this.abort) {
+      return;
+    }
+    try {
+      this.showConversation(await api.getConversation(id));
+      await this.renderSaved();
+      this.input.focus();
+    } catch (error) {
+      this.errors.show(error);
+    }
+  }
+
+  private async exportNotebook(c: api.IConversationSummary, b: HTMLButtonElement): Promise<void> {
+    try {
+      const path = await api.exportConversation(c.id);
+      this.savedStatus.textContent = `Exported to ${path}`;
+      flash(b, 'Exported');
+      await this.host.openNotebook(path);
+    } catch (error) {
+      this.errors.show(error);
+    }
+  }
+
+  private async remove(c: api.IConversationSummary): Promise<void> {
+    const result = await showDialog({
+      title: 'Delete this conversation?',
+      body: `“${c.title}” is deleted from the server; notebooks exported from it stay.`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      await api.deleteConversation(c.id);
+      if (c.id === this.conversationId) {
+        this.clear();
+      }
+      this.savedStatus.textContent = `Deleted “${c.title}”.`;
+      await this.renderSaved();
+    } catch (error) {
+      this.errors.show(error);
     }
   }
 
@@ -742,16 +959,20 @@ export class ChatSection extends Widget {
     this.abort?.abort();
   }
 
-  /** Forget the conversation. */
-  clear(): void {
+  /** Start a new conversation (the saved one stays in the list). */
+  clear(forget = true): void {
     this.stop();
+    if (forget) {
+      this.conversationId = null;
+      delete this.node.dataset.conversation;
+      remember(null);
+    }
     for (const a of this.answers) {
       a.dispose();
     }
     this.answers.length = 0;
     this.history.length = 0;
     this.turns.length = 0;
-    this.save();
     this.transcript.replaceChildren();
     this.errors.clear();
   }

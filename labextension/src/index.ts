@@ -165,7 +165,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       rendermime,
       openCitation: c => openSource(docManager, c),
       insertIntoNotebook: text => insertIntoNotebook(notebooks, text),
-      insertCode: (code, mode, provenance) => insertCode(notebooks, code, mode, provenance)
+      insertCode: (code, mode, provenance) => insertCode(notebooks, code, mode, provenance),
+      openNotebook: async path => {
+        docManager.openOrReveal(path);
+      }
     });
     const collections = new CollectionsSection(state, {
       openSource: place => openSource(docManager, place),
