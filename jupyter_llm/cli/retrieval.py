@@ -86,8 +86,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps(res.to_dict()))
         return 0
     if not res.supported:
-        print("(the collection does not seem to cover this query; "
-              f"best similarity {res.top_similarity or 0:.2f} < {res.threshold:.2f})")
+        why = res.reason or (f"best similarity {res.top_similarity or 0:.2f} < "
+                             f"{res.threshold:.2f}")
+        print(f"(the collection does not seem to cover this query: {why})")
     for c, r in zip(res.citations(), res, strict=True):
         snippet = " ".join(r.text.split())
         print(f"[{c.n}] {c.label()}  (score {r.score:.3f})\n    {snippet[:300]}")

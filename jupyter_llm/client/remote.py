@@ -444,7 +444,8 @@ def _search_results(body: dict[str, Any]) -> SearchResults:
                for r in body.get("results", [])]
     return SearchResults(body.get("query", ""), body.get("mode", ""), results,
                          bool(body.get("supported")), body.get("top_similarity"),
-                         body.get("threshold") or 0.0)
+                         body.get("threshold") or 0.0, body.get("reason"),
+                         list(body.get("missing_terms") or []))
 
 
 def _answer(question: str, body: dict[str, Any], text: str) -> Answer:
