@@ -65,7 +65,11 @@ def test_supported_separates_course_questions_from_others(course_collection):
         res = course_collection.search(question)
         assert not res.supported, (question, res.top_similarity)
     res = course_collection.search(OUT_OF_SCOPE[0], threshold=0.0)
-    assert res.supported and res.threshold == 0.0  # the threshold is configurable
+    # the similarity floor is configurable; terms the course never mentions still count
+    assert res.threshold == 0.0 and not res.supported
+    assert {"capital", "france"} <= set(res.missing_terms) and "never mentions" in res.reason
+    res = course_collection.search(IN_SCOPE[0][0], threshold=0.99)
+    assert not res.supported and "best similarity" in res.reason
 
 
 def test_results_carry_citations_with_lines_and_links(course_collection, tmp_path):

@@ -86,8 +86,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps(res.to_dict()))
         return 0
     if not res.supported:
-        print("(the collection does not seem to cover this query; "
-              f"best similarity {res.top_similarity or 0:.2f} < {res.threshold:.2f})")
+        why = res.reason or (f"best similarity {res.top_similarity or 0:.2f} < "
+                             f"{res.threshold:.2f}")
+        print(f"(the collection does not seem to cover this query: {why})")
     for c, r in zip(res.citations(), res, strict=True):
         snippet = " ".join(r.text.split())
         print(f"[{c.n}] {c.label()}  (score {r.score:.3f})\n    {snippet[:300]}")
@@ -110,7 +111,11 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     print()
     answer = response.answer
-    if answer.note:
+    check = answer.citation_check
+    if check is not None and check.action != "kept":
+        # the streamed answer failed the citation check: say why, then what replaces it
+        print(f"\n({answer.note})\n\n{answer.text}")
+    elif answer.note:
         print(f"({answer.note})", file=sys.stderr)
     cited = set(answer.cited) or {c.n for c in answer.citations}
     print("\nSources:")

@@ -4,10 +4,16 @@ Embeddings are computed in batches that span several documents (fast), but each
 document is written in its own transaction, so an interrupted ingest leaves a
 consistent collection that the next run completes. Unreadable files are
 reported and skipped.
+
+Files that are not course content (licences, codes of conduct, contributor and citation
+files, attribution notes) are left out of folders by default (:data:`DEFAULT_SKIP`) and
+listed in the report's ``excluded``; to ingest one anyway, give the file itself or an
+``include`` glob that names it (``LICENSE*`` does, ``*.md`` does not).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -23,9 +29,24 @@ from jupyter_llm.retrieval.loaders import LoaderError, load_file, walk
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.storage import CollectionFile
 
-__all__ = ["IngestProgress", "IngestReport", "ingest", "EMBED_BATCH_CHUNKS"]
+__all__ = ["IngestProgress", "IngestReport", "ingest", "EMBED_BATCH_CHUNKS", "DEFAULT_SKIP",
+           "is_boilerplate"]
 
 EMBED_BATCH_CHUNKS = 256
+# File names (case-insensitive, any extension) left out of folders by default: not course content.
+DEFAULT_SKIP = ("license", "licence", "copying", "code_of_conduct", "code-of-conduct", "conduct",
+                "contributing", "contributors", "authors", "citation", "security", "changelog",
+                "source", "sources")
+_PROSE_ONLY = {"source", "sources"}  # source.py is code, SOURCE.md an attribution note
+
+
+def is_boilerplate(path: str | os.PathLike[str]) -> bool:
+    """Whether a file is a licence, code of conduct, authors list, ... (:data:`DEFAULT_SKIP`)."""
+    name = Path(path).name.lower()
+    stem, _, suffix = name.partition(".")
+    if stem in _PROSE_ONLY:
+        return suffix in ("md", "txt", "rst", "")
+    return stem in DEFAULT_SKIP
 
 
 @dataclass
@@ -49,18 +70,22 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
     chunks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-                "removed": self.removed, "skipped": self.skipped, "chunks": self.chunks}
+                "removed": self.removed, "skipped": self.skipped, "excluded": self.excluded,
+                "chunks": self.chunks}
 
     def summary(self) -> str:
         """One line: counts of each outcome."""
+        left_out = (f", {len(self.excluded)} left out as not course content"
+                    if self.excluded else "")
         return (f"{len(self.added)} added, {len(self.updated)} updated, "
                 f"{len(self.unchanged)} unchanged, {len(self.removed)} removed, "
-                f"{len(self.skipped)} skipped ({self.chunks} chunks embedded)")
+                f"{len(self.skipped)} skipped{left_out} ({self.chunks} chunks embedded)")
 
 
 @dataclass
@@ -76,15 +101,19 @@ class _Pending:
 
 
 def _files(paths: Iterable[str | os.PathLike[str]], include: Iterable[str],
-           exclude: Iterable[str]) -> tuple[list[Path], list[Path], list[str]]:
-    """Return (files, folder roots, links skipped) to ingest; a missing path is an error.
+           exclude: Iterable[str]) -> tuple[list[Path], list[Path], list[str], list[Path]]:
+    """Return (files, folder roots, links skipped, boilerplate left out); a missing path is an error.
 
     A file reached through a folder must resolve inside that folder: a symlink to a file
-    elsewhere (``docs/x.md -> /outside/secret.md``) is skipped, never read.
+    elsewhere (``docs/x.md -> /outside/secret.md``) is skipped, never read. Boilerplate
+    (:func:`is_boilerplate`) found in a folder is left out unless an ``include`` glob names it
+    (``LICENSE*``, not ``*.md``).
     """
     files: list[Path] = []
     roots: list[Path] = []
     outside: list[str] = []
+    boilerplate: list[Path] = []
+    include = list(include)
     seen: set[Path] = set()
     for p in paths:
         root = Path(check_path_text(p)).expanduser().resolve()
@@ -97,11 +126,24 @@ def _files(paths: Iterable[str | os.PathLike[str]], include: Iterable[str],
             if root.is_dir() and not is_inside(f, root):
                 outside.append(str(f))
                 continue
+            if root.is_dir() and is_boilerplate(f) and not _named(f, include):
+                boilerplate.append(f.resolve())
+                continue
             f = f.resolve()
             if f not in seen:
                 seen.add(f)
                 files.append(f)
-    return files, roots, outside
+    return files, roots, outside, [b for b in dict.fromkeys(boilerplate) if b not in seen]
+
+
+def _named(path: Path, include: list[str]) -> bool:
+    """Whether an ``include`` glob names this file: it matches and its name part starts literally."""
+    name = path.name.lower()
+    for pattern in include:
+        last = pattern.replace("\\", "/").rsplit("/", 1)[-1]
+        if last and last[0] not in "*?[" and fnmatch.fnmatchcase(name, last.lower()):
+            return True
+    return False
 
 
 def ingest(collection: CollectionFile, paths: Iterable[str | os.PathLike[str]], *,
@@ -113,9 +155,10 @@ def ingest(collection: CollectionFile, paths: Iterable[str | os.PathLike[str]], 
     ingest, leaving every finished document committed and the collection consistent.
     """
     paths = list(paths)
-    files, roots, outside = _files(paths, list(include), list(exclude))
+    files, roots, outside, boilerplate = _files(paths, list(include), list(exclude))
     collection.settle_base([Path(check_path_text(p)).expanduser() for p in paths])
     report = IngestReport()
+    report.excluded = [collection.source_key(b) for b in boilerplate]
     for link in outside:
         report.skipped.append({"path": link, "error": "a link to a file outside the folder "
                                "being ingested; ingest that file itself if it should be in"})

@@ -61,6 +61,8 @@ class CollectionMeta(BaseModel):
     created_at: float
     updated_at: float
     support_threshold: float | None = None
+    term_centrality: float | None = None
+    confident_similarity: float | None = None
     base: str | None = None
     """The folder sources are relative to (absolute, where it was at the last ingest)."""
     base_from_file: str | None = None
@@ -90,6 +92,7 @@ def write_meta(db: Database, meta: CollectionMeta, *, touch: bool = True) -> Non
         meta.updated_at = time.time()
     rows = [(k, str(v)) for k, v in meta.model_dump().items() if v is not None]
     db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", rows)
-    for key in ("support_threshold", "base", "base_from_file"):
+    for key in ("support_threshold", "term_centrality", "confident_similarity", "base",
+                "base_from_file"):
         if getattr(meta, key) is None:
             db.execute("DELETE FROM meta WHERE key = ?", (key,))

@@ -1,8 +1,8 @@
 """Search a collection: ``dense`` (vectors), ``lexical`` (FTS5 BM25) or ``hybrid`` (RRF).
 
 Every result carries a citation, and every search says whether the collection
-really covers the query (``supported``): the best cosine similarity between the
-query and any chunk must reach the collection's support threshold.
+really covers the query (``supported``, with a ``reason`` when it does not): see
+:mod:`jupyter_llm.retrieval.support` for the signals and the collection's thresholds.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_llm.errors import InvalidRequest
 from jupyter_llm.retrieval.citations import Citation
+from jupyter_llm.retrieval.support import STOPWORDS as _STOPWORDS
+from jupyter_llm.retrieval.support import assess
 
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.storage import CollectionFile
@@ -23,13 +25,6 @@ __all__ = ["MODES", "SearchResult", "SearchResults", "search", "fts_query", "RRF
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60
 MAX_K = 1000
-_STOPWORDS = frozenset("""a about above after again against all am an and any are as at be because
-been before being below between both but by can could did do does doing down during each few for
-from further had has have having he her here hers herself him himself his how i if in into is it
-its itself just me more most my myself no nor not now of off on once only or other our ours
-ourselves out over own same she should so some such than that the their theirs them themselves
-then there these they this those through to too under until up very was we were what when where
-which while who whom why will with would you your yours yourself yourselves""".split())
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -73,6 +68,8 @@ class SearchResults:
     supported: bool = False
     top_similarity: float | None = None
     threshold: float = 0.0
+    reason: str | None = None
+    missing_terms: list[str] = field(default_factory=list)
 
     def __iter__(self):  # noqa: ANN204 - a plain iterator
         return iter(self.results)
@@ -88,15 +85,17 @@ class SearchResults:
         return [r.citation(i) for i, r in enumerate(self.results, start=1)]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: query, mode, supported, top_similarity, threshold, results."""
+        """JSON-ready: query, mode, supported (and why not), top_similarity, threshold, results."""
         return {"query": self.query, "mode": self.mode, "supported": self.supported,
                 "top_similarity": self.top_similarity, "threshold": self.threshold,
+                "reason": self.reason, "missing_terms": self.missing_terms,
                 "results": [r.to_dict() for r in self.results]}
 
     def _repr_markdown_(self) -> str:
         head = (f"**{len(self)} results** for *{self.query}* ({self.mode})"
                 + ("" if self.supported else
-                   " — ⚠️ the collection does not seem to cover this question"))
+                   " — ⚠️ the collection does not seem to cover this question"
+                   + (f" ({self.reason})" if self.reason else "")))
         lines = [head, ""]
         for c, r in zip(self.citations(), self.results, strict=True):
             snippet = " ".join(r.text.split())[:240]
@@ -172,7 +171,9 @@ def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid"
     if not 1 <= int(k) <= MAX_K:
         raise InvalidRequest(f"k must be between 1 and {MAX_K}, not {k}.")
     k = int(k)
-    threshold = coll.support_threshold if threshold is None else float(threshold)
+    settings = coll.support_settings
+    if threshold is not None:
+        settings = settings.model_copy(update={"min_similarity": float(threshold)})
     within = _source_chunk_ids(coll, source) if source else None
     n_candidates = max(2 * k, 50) if mode == "hybrid" else k
     qv = coll.embedder.embed_query(query)
@@ -191,5 +192,6 @@ def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid"
                 for rank, (i, _) in enumerate(ranking):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
             scored = sorted(fused.items(), key=lambda t: -t[1])[:k]
-    supported = top is not None and top >= threshold
-    return SearchResults(query, mode, _fetch(coll, scored, sims), supported, top, threshold)
+    verdict = assess(coll, query, qv, top, settings)
+    return SearchResults(query, mode, _fetch(coll, scored, sims), verdict.supported, top,
+                         settings.min_similarity, verdict.reason, verdict.missing_terms)

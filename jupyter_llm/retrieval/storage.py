@@ -29,6 +29,11 @@ from jupyter_llm.retrieval.schema import (
     read_meta,
     write_meta,
 )
+from jupyter_llm.retrieval.support import (
+    DEFAULT_CONFIDENT_SIMILARITY,
+    DEFAULT_TERM_CENTRALITY,
+    SupportSettings,
+)
 from jupyter_llm.retrieval.vectors import DEFAULT_BACKEND, VectorIndex, open_index
 
 __all__ = ["CollectionFile", "EmbedderMismatch", "NotACollection", "DEFAULT_SUPPORT_THRESHOLD"]
@@ -200,7 +205,31 @@ class CollectionFile:
 
     def set_support_threshold(self, value: float | None) -> None:
         """Record a support threshold in the file (None restores the default)."""
-        self.meta.support_threshold = value
+        self.set_support_settings(min_similarity=value)
+
+    @property
+    def support_settings(self) -> SupportSettings:
+        """The thresholds of the "not covered" verdict (see :mod:`jupyter_llm.retrieval.support`)."""
+        m = self.meta
+        return SupportSettings(
+            min_similarity=self.support_threshold,
+            term_centrality=(DEFAULT_TERM_CENTRALITY if m.term_centrality is None
+                             else m.term_centrality),
+            confident_similarity=(DEFAULT_CONFIDENT_SIMILARITY if m.confident_similarity is None
+                                  else m.confident_similarity))
+
+    def set_support_settings(self, **values: float | None) -> None:
+        """Record support thresholds in the file (``min_similarity``, ``term_centrality``,
+        ``confident_similarity``); a None value restores that default."""
+        fields = {"min_similarity": "support_threshold", "term_centrality": "term_centrality",
+                  "confident_similarity": "confident_similarity"}
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown support settings: {', '.join(sorted(unknown))}; "
+                             f"use {', '.join(fields)}")
+        SupportSettings(**{k: v for k, v in values.items() if v is not None})  # validate
+        for key, value in values.items():
+            setattr(self.meta, fields[key], None if value is None else float(value))
         with self.db.transaction():
             write_meta(self.db, self.meta)
 
@@ -382,6 +411,7 @@ class CollectionFile:
             "path": str(self.path),
             **self.meta.model_dump(),
             "support_threshold": self.support_threshold,
+            "support": self.support_settings.model_dump(),
             "documents": int(self.db.scalar("SELECT count(*) FROM documents")),
             "chunks": int(self.db.scalar("SELECT count(*) FROM chunks")),
             "vectors": self.index.count(),
