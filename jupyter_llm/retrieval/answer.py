@@ -93,7 +93,7 @@ def build_messages(question: str, results: SearchResults) -> list[dict[str, str]
 def _passages(results: SearchResults) -> str:
     lines = []
     for c, r in zip(results.citations(), results.results, strict=True):
-        snippet = " ".join(r.text.split())
+        snippet = " ".join((r.hit_text or r.text).split())
         if len(snippet) > 400:
             snippet = snippet[:400].rsplit(" ", 1)[0] + " …"
         lines.append(f"[{c.n}] {snippet}")
