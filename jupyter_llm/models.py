@@ -250,6 +250,8 @@ class Response:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.citations: list[Any] = []
+        self.answer: Any = None
+        """A grounded answer's ``Answer`` once the stream ended (its text is what is shown)."""
         self.warnings: list[dict[str, Any]] = []
         """What every face shows besides the text (``{"type", "message", "details"}``)."""
         self.error: BaseException | None = None
@@ -322,6 +324,8 @@ class Response:
         """Consume the stream and return the whole text."""
         for _ in self:
             pass
+        if self.answer is not None:  # a grounded answer may show other text than it streamed
+            return str(self.answer.text)
         return "".join(self._chunks)
 
     def cancel(self) -> None:
@@ -421,6 +425,8 @@ class Response:
 
     def _repr_markdown_(self) -> str:
         text = self.text()
+        if self.answer is not None:
+            return str(self.answer.to_markdown())
         if self.citations:
             refs = "\n".join(
                 f"{i}. {c.to_markdown() if hasattr(c, 'to_markdown') else c}"

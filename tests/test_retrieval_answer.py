@@ -38,9 +38,9 @@ def test_prompt_numbers_sources_and_asks_for_citations(course_collection):
     messages = build_messages(QUESTION, results)
     assert messages[0]["role"] == "system" and "[1]" in messages[0]["content"]
     user = messages[1]["content"]
-    for n, r in enumerate(results, start=1):
-        assert f"[{n}] {r.source}" in user and r.text.strip()[:50] in user
-    assert user.rstrip().endswith("Answer with citations like [1].") and QUESTION in user
+    for n, (c, r) in enumerate(zip(results.citations(), results), start=1):
+        assert f"[{n}] {c.short_title()}\n" in user and r.source not in user
+    assert user.rstrip().endswith("citing sources like [1].") and QUESTION in user
 
 
 def test_answer_streams_from_the_model_and_links_cited_sources(course_collection):

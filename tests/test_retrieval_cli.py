@@ -95,6 +95,11 @@ def test_a_registry_gguf_embedder_and_chat_model_run_in_the_host(tiny_registry, 
     answer = json.loads(capsys.readouterr().out)
     assert answer["model"] == "tiny-chat" and not answer["retrieval_only"] and answer["answer"]
     assert answer["citations"][0]["source"].endswith("loops.md")
+    # streamed: the tiny model's random text cites nothing, so the note and a quote follow
+    assert main(["ask", "notes", "What does a for loop do?", "-m", "tiny-chat", "-k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "; quoted sentences of the passages are shown instead.)\n\nFrom the course " \
+           "materials:\n\n- “A for loop repeats a block for each item.” [1]" in out
     assert main(["ask", "notes", "What does a for loop do?", "-m", "nope"]) == 1
     assert "Unknown model 'nope'" in capsys.readouterr().err
     # without -m the default chat model answers; --retrieval-only skips it

@@ -137,6 +137,13 @@ async def test_create_ingest_search_ask_delete(minilm, tiny_registry, jp_fetch, 
     assert len(final["citations"]) == 2
     assert final["citations"][0]["source"] == final["citations"][0]["path"] == "course/shell.md"
     assert all("delta" in line for line in lines[:-1])
+    # the tiny model's random tokens cite nothing: quoted sentences are shown, with a note
+    streamed = "".join(line["delta"] for line in lines[:-1])
+    check = final["citation_check"]
+    assert check["valid"] is False and check["model_text"] == streamed
+    assert check["action"] == "extractive" and final["answer"] != streamed
+    assert final["answer"].startswith("From the course materials:") and final["cited"]
+    assert final["note"].endswith("quoted sentences of the passages are shown instead.")
 
     status, body, _ = await call(jp_fetch, "llm", "api", "collections", "course", "ask", body={
         "question": OFF_TOPIC, "model": "tiny-chat", "stream": False})
@@ -271,7 +278,10 @@ async def test_clients_stream_the_same_grounded_answer(minilm, tiny_registry, jp
 
         there_text, there = await asyncio.to_thread(read, remote)
         here_text, here = read(local)
-        assert there_text == here_text == there.answer.text and there_text
+        assert there_text == here_text == there.answer.citation_check.model_text and there_text
+        # replaced (the tiny model cites nothing): both clients show the same quoted answer
+        assert there.text() == here.text() == there.answer.text != there_text
+        assert there.answer.note == here.answer.note and there.answer.cited
         assert there.answer.supported and not there.answer.retrieval_only
         assert there.citations[0].source == "course/shell.md"
         assert [c.path for c in there.citations] == [c.source for c in there.citations]
@@ -281,7 +291,8 @@ async def test_clients_stream_the_same_grounded_answer(minilm, tiny_registry, jp
         assert there.model_id == here.model_id == "tiny-chat"
         assert there.usage.completion_tokens == here.usage.completion_tokens >= 1
         once = await asyncio.to_thread(remote.ask, "course", IN_SCOPE, **kwargs)
-        assert once.text == there_text and once.model == "tiny-chat"
+        assert once.text == there.answer.text and once.model == "tiny-chat"
+        assert once.citation_check.model_text == there_text
     finally:
         remote.close()
         local.host.close()

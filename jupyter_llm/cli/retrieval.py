@@ -111,7 +111,11 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     print()
     answer = response.answer
-    if answer.note:
+    check = answer.citation_check
+    if check is not None and check.action != "kept":
+        # the streamed answer failed the citation check: say why, then what replaces it
+        print(f"\n({answer.note})\n\n{answer.text}")
+    elif answer.note:
         print(f"({answer.note})", file=sys.stderr)
     cited = set(answer.cited) or {c.n for c in answer.citations}
     print("\nSources:")

@@ -450,11 +450,14 @@ def _search_results(body: dict[str, Any]) -> SearchResults:
 
 def _answer(question: str, body: dict[str, Any], text: str) -> Answer:
     from ..retrieval.answer import Answer
-    from ..retrieval.citations import Citation
+    from ..retrieval.citations import Citation, CitationCheck
 
     citations = [Citation(**c) for c in body.get("citations", [])]
-    return Answer(question, text, citations, bool(body.get("supported")),
-                  bool(body.get("retrieval_only")), body.get("model"), body.get("note"))
+    check = body.get("citation_check")
+    # the shown text: a model's answer that failed the citation check was replaced
+    return Answer(question, body.get("answer") or text, citations, bool(body.get("supported")),
+                  bool(body.get("retrieval_only")), body.get("model"), body.get("note"),
+                  citation_check=CitationCheck(**check) if isinstance(check, dict) else None)
 
 
 def _queued(event: dict[str, Any]) -> Queued:

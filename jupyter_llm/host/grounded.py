@@ -27,7 +27,9 @@ def answer_dict(answer: Answer, summary: dict[str, Any] | None = None) -> dict[s
     """JSON-ready answer fields shared by the streamed final line and the one-shot answer."""
     return {"model": answer.model, **(summary or {}), "supported": answer.supported,
             "retrieval_only": answer.retrieval_only, "note": answer.note, "cited": answer.cited,
-            "citations": [c.to_dict() for c in answer.citations]}
+            "citations": [c.to_dict() for c in answer.citations], "answer": answer.text,
+            "citation_check": (answer.citation_check.to_dict()
+                               if answer.citation_check is not None else None)}
 
 
 class HostChat:
@@ -40,6 +42,17 @@ class HostChat:
         self.response: Any = None
         self.on_queued: Callable[[Any], None] | None = None  # gets the chat's Queued events
         self._cancelled = threading.Event()
+        self._spec: Any = None
+
+    @property
+    def spec(self) -> Any:
+        """The registry entry of the model (its ``backend`` and ``default_options``)."""
+        if self._spec is None:
+            try:
+                self._spec = self.host.resolve(self.model_id)
+            except Exception:  # noqa: BLE001 - unknown here: the chat itself will say why
+                return None
+        return self._spec
 
     def prompt(self, *, messages: list[dict[str, Any]], stream: bool = True,
                **options: Any) -> Any:
@@ -111,7 +124,11 @@ class AskRun:
             return {"finish_reason": "not_covered", "usage": None, "timings": None}
         if answer is None or answer.retrieval_only or self.chat is None:
             return {"finish_reason": "retrieval_only", "usage": None, "timings": None}
-        return self.chat.summary()
+        summary = self.chat.summary()
+        check = answer.citation_check
+        if check is not None and check.reason == "repetition":
+            summary["finish_reason"] = "repetition"
+        return summary
 
 
 def stream_answer(run: AskRun) -> Any:

@@ -154,6 +154,9 @@ class StreamDisplay:
             self.handle.update(self.final_bundle(response), raw=True)
         else:
             sys.stdout.write("\n")
+            answer = response.answer
+            if answer is not None and answer.text != text:  # replaced after its check
+                sys.stdout.write(f"\n({answer.note})\n\n{answer.text}\n")
             if self.fmt not in ("markdown", "text"):
                 display(self.final_bundle(response), raw=True)
         return response

@@ -3,35 +3,61 @@
 When the collection does not cover the question, the answer says so instead of
 inventing one. With no chat model (None, or one that is unavailable), the
 answer is the cited passages themselves, clearly labelled as retrieval only.
+
+A small model's answer is never shown worse than the passages: the prompt labels sources
+with short titles a model will not copy (no paths, no line numbers), sampling defaults keep it
+from looping, a guard stops the generation as soon as it repeats itself, and an answer that
+cites no valid [n] (or cites a number with no source) is replaced by quoted sentences of the
+passages, each cited, with a note saying why (``Answer.citation_check``).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jupyter_llm.errors import BackendError, JupyterLLMError, MissingDependency, ModelNotReady
-from jupyter_llm.retrieval.citations import Citation
+from jupyter_llm.retrieval.citations import (
+    Citation,
+    CitationCheck,
+    check_citations,
+    cited_numbers,
+)
+from jupyter_llm.retrieval.extractive import excerpt, extractive_answer
+from jupyter_llm.retrieval.repetition import find_repetition
 from jupyter_llm.retrieval.search import SearchResults, search
 
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.storage import CollectionFile
 
-__all__ = ["Answer", "ask", "build_messages", "NOT_COVERED", "RETRIEVAL_ONLY", "SYSTEM_PROMPT"]
+__all__ = ["Answer", "ask", "build_messages", "sampling_defaults", "NOT_COVERED",
+           "RETRIEVAL_ONLY", "SYSTEM_PROMPT", "GROUNDED_SAMPLING", "CHECK_NOTES"]
 
 SYSTEM_PROMPT = (
-    "You are a teaching assistant for a course. Answer the student's question using ONLY the "
-    "numbered course sources provided. Cite every statement with the number of its source in "
-    "square brackets, like [1] or [2][3]. If the sources do not contain the answer, reply "
-    "that the course materials do not cover the question. Do not invent facts, commands or "
-    "sources. Be concise."
+    "You are a teaching assistant for a course. Answer the student's question in one to "
+    "three sentences using ONLY the numbered sources. Use the exact commands and words of the "
+    "sources. After each sentence, write the number of its source in square brackets, like "
+    "[1]. If the sources do not answer the question, say that the course materials do not "
+    "cover it."
 )
+PROMPT_WORDS = 120
+"""About how many words of each passage the prompt holds: the sentences that best match the
+question (a small model copies from a short excerpt; the faces show the whole passage)."""
+GROUNDED_SAMPLING: dict[str, Any] = {"max_tokens": 256, "repeat_penalty": 1.1}
+"""Options a grounded answer runs with when neither the caller nor the registry sets them:
+short answers, and a repetition penalty that keeps small local models out of loops
+(``repeat_penalty`` only for local llama.cpp models; a remote API may reject it)."""
+CHECK_NOTES = {
+    "empty": "The model gave no answer",
+    "repetition": "The model began repeating itself and was stopped",
+    "no_citation": "The model's answer cited no source",
+    "invalid_citation": "The model's answer cited sources that do not exist ({invalid})",
+}
 NOT_COVERED = "The course materials do not cover this question."
 RETRIEVAL_ONLY = "Retrieval only (no chat model was used): the most relevant course passages."
-_CITE = re.compile(r"\[(\d{1,3})\]")
+PASSAGES = "The most relevant course passages:"
 
 
 @dataclass
@@ -46,13 +72,14 @@ class Answer:
     model: str | None = None
     note: str | None = None
     results: SearchResults | None = None
+    citation_check: CitationCheck | None = None
+    """For a model's answer: whether it cited valid sources, and what is shown instead."""
 
     @property
     def cited(self) -> list[int]:
         """Source numbers the text cites, in order of first use (only valid numbers)."""
         valid = {c.n for c in self.citations}
-        seen = dict.fromkeys(int(m) for m in _CITE.findall(self.text) if int(m) in valid)
-        return list(seen)
+        return [n for n in cited_numbers(self.text) if n in valid]
 
     def to_markdown(self, relative_to: str | os.PathLike[str] | None = None) -> str:
         """The answer followed by its sources as links (only cited ones, if any were cited)."""
@@ -77,16 +104,21 @@ class Answer:
         """JSON-ready fields."""
         return {"question": self.question, "answer": self.text, "supported": self.supported,
                 "retrieval_only": self.retrieval_only, "model": self.model, "note": self.note,
-                "cited": self.cited, "citations": [c.to_dict() for c in self.citations]}
+                "cited": self.cited, "citations": [c.to_dict() for c in self.citations],
+                "citation_check": (self.citation_check.to_dict()
+                                   if self.citation_check is not None else None)}
 
 
-def build_messages(question: str, results: SearchResults) -> list[dict[str, str]]:
-    """Chat messages: the grounding instructions, then numbered sources and the question."""
+def build_messages(question: str, results: SearchResults,
+                   words: int = PROMPT_WORDS) -> list[dict[str, str]]:
+    """Chat messages: the grounding instructions, then the sources (numbered, with short
+    titles and no paths or line numbers, excerpts of about ``words`` words) and the question."""
     blocks = []
     for c, r in zip(results.citations(), results.results, strict=True):
-        blocks.append(f"[{c.n}] {c.label()}\n{r.text.strip()}")
+        text = excerpt(question, r.text, words) or r.text.strip()
+        blocks.append(f"[{c.n}] {c.short_title()}\n{text}")
     user = ("Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question.strip()}\n\n"
-            "Answer with citations like [1].")
+            "Answer in one to three sentences, citing sources like [1].")
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
@@ -126,13 +158,24 @@ def ask(coll: CollectionFile, question: str, *, model: Any = None, k: int = 5,
             on_text(text)
         return Answer(question, text, citations, True, True, None, results=results)
     messages = build_messages(question, results)
+    options = {**sampling_defaults(model), **options}
     pieces: list[str] = []
+    looped = False
     try:
-        for chunk in model.prompt(messages=messages, stream=True, **options):
-            piece = chunk if isinstance(chunk, str) else str(chunk)
-            pieces.append(piece)
-            if on_text:
-                on_text(piece)
+        stream = model.prompt(messages=messages, stream=True, **options)
+        iterator = iter(stream)
+        try:
+            for chunk in iterator:
+                piece = chunk if isinstance(chunk, str) else str(chunk)
+                pieces.append(piece)
+                if on_text:
+                    on_text(piece)
+                if len(pieces) % _GUARD_EVERY == 0 and _loops(pieces):
+                    looped = True
+                    break
+        finally:
+            if looped:
+                _stop(stream, iterator)
     except (MissingDependency, ModelNotReady, BackendError) as e:
         if pieces:
             raise
@@ -143,5 +186,70 @@ def ask(coll: CollectionFile, question: str, *, model: Any = None, k: int = 5,
         return Answer(question, text, citations, True, True, _model_id(model), note, results)
     except JupyterLLMError:
         raise
-    return Answer(question, "".join(pieces), citations, True, False, _model_id(model),
-                  results=results)
+    return checked(Answer(question, "".join(pieces), citations, True, False, _model_id(model),
+                          results=results), looped=looped)
+
+
+_GUARD_EVERY = 4  # pieces between two looks at the text
+_GUARD_TAIL = 1500  # characters looked at: a loop shows at the end, and each look stays cheap
+
+
+def _loops(pieces: list[str]) -> bool:
+    """Whether the end of the text streamed so far repeats itself."""
+    tail, size = [], 0
+    for piece in reversed(pieces):
+        tail.append(piece)
+        size += len(piece)
+        if size >= _GUARD_TAIL:
+            break
+    return find_repetition("".join(reversed(tail))[-_GUARD_TAIL:]) is not None
+
+
+def _stop(stream: Any, iterator: Any) -> None:
+    """Stop a model's stream that is no longer read (the model stops generating)."""
+    cancel = getattr(stream, "cancel", None)
+    if callable(cancel):
+        cancel()
+    close = getattr(iterator, "close", None)
+    if callable(close):
+        close()
+
+
+def sampling_defaults(model: Any) -> dict[str, Any]:
+    """The :data:`GROUNDED_SAMPLING` options the registry does not set for ``model``
+    (``repeat_penalty`` only for local llama.cpp models)."""
+    spec = getattr(model, "spec", None)
+    given = dict(getattr(spec, "default_options", None) or {})
+    backend = getattr(spec, "backend", None) if spec is not None else getattr(model, "backend",
+                                                                               None)
+    local = backend == "llama_cpp"
+    return {k: v for k, v in GROUNDED_SAMPLING.items()
+            if k not in given and (local or k != "repeat_penalty")}
+
+
+def checked(answer: Answer, *, looped: bool = False) -> Answer:
+    """Check a model's answer cites valid sources; when it does not (or it looped), show
+    quoted sentences of the passages, each cited, with a note saying why."""
+    model_text = answer.text
+    valid = {c.n for c in answer.citations}
+    check = check_citations(model_text, valid)
+    if looped:
+        check.valid, check.reason = False, "repetition"
+    answer.citation_check = check
+    if check.valid:
+        return answer
+    check.model_text = model_text
+    results = answer.results
+    text = extractive_answer(answer.question, results) if results is not None else ""
+    if text:
+        check.action = "extractive"
+        why = "quoted sentences of the passages are shown instead"
+    else:
+        check.action = "passages"
+        text = PASSAGES + "\n\n" + _passages(results) if results is not None else ""
+        why = "the passages are shown instead"
+    reason = CHECK_NOTES[check.reason or "no_citation"].format(
+        invalid=", ".join(f"[{n}]" for n in check.invalid or []))
+    answer.text = text
+    answer.note = f"{reason}; {why}."
+    return answer

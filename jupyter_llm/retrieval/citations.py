@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["Citation", "heading_anchor"]
+__all__ = ["Citation", "CitationCheck", "check_citations", "cited_numbers", "heading_anchor"]
+
+_CITE_GROUP = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.S)
+_STEM_PREFIX = re.compile(r"^\d+[-_ ]+")
+_TITLE_WORDS = 10
 
 
 def heading_anchor(heading: str) -> str:
@@ -53,6 +58,22 @@ class Citation:
             parts.append(self.location)
         return ", ".join(parts)
 
+    def short_title(self) -> str:
+        """A label with no path or line numbers, safe to show a model: ``Creating files
+        (Working With Files and Directories)``; the file's name when there is no heading."""
+        last = self.heading.split(" > ")[-1].strip() if self.heading else ""
+        title = self.title.strip()
+        if not last and not title:
+            stem = Path(self.source.replace("\\", "/")).stem
+            last = _STEM_PREFIX.sub("", stem).replace("-", " ").replace("_", " ") or stem
+        label = last or title
+        if title and last and title.casefold() != last.casefold():
+            label += f" ({title})"
+        words = label.split()
+        if len(words) > _TITLE_WORDS:
+            label = " ".join(words[:_TITLE_WORDS]) + " …"
+        return label
+
     def href(self, relative_to: str | os.PathLike[str] | None = None) -> str:
         """A link that opens the file: a relative path from ``relative_to`` (default: the
         working directory, which is the notebook's folder in a kernel), or for a path relative
@@ -88,3 +109,51 @@ class Citation:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return asdict(self)
+
+
+def cited_numbers(text: str) -> list[int]:
+    """The source numbers ``text`` cites as ``[1]``, ``[1][2]`` or ``[1, 2]``, first use first
+    (not inside code: ``data[0]`` in backticks or a fenced block is no citation)."""
+    found: list[int] = []
+    for group in _CITE_GROUP.findall(_CODE.sub(" ", text)):
+        found.extend(int(n) for n in re.split(r"\s*[,;]\s*", group))
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class CitationCheck:
+    """Whether a model's answer cites the numbered sources it was given, and what was shown.
+
+    ``reason`` is None when the answer is kept as is; else ``empty``, ``repetition`` (the
+    model began repeating itself and was stopped), ``no_citation`` or ``invalid_citation``
+    (a number with no source). ``action`` says what the faces show: ``kept`` (the model's
+    answer), ``extractive`` (quoted sentences of the passages, cited) or ``passages``.
+    """
+
+    valid: bool
+    reason: str | None = None
+    cited: list[int] | None = None
+    invalid: list[int] | None = None
+    action: str = "kept"
+    model_text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+
+def check_citations(text: str, numbers: set[int] | list[int]) -> CitationCheck:
+    """Check that ``text`` cites at least one of ``numbers`` and nothing else."""
+    valid = set(numbers)
+    found = cited_numbers(text)
+    cited = [n for n in found if n in valid]
+    invalid = [n for n in found if n not in valid]
+    if not text.strip():
+        reason: str | None = "empty"
+    elif invalid:
+        reason = "invalid_citation"
+    elif not cited:
+        reason = "no_citation"
+    else:
+        reason = None
+    return CitationCheck(reason is None, reason, cited, invalid)

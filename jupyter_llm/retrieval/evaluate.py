@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -54,7 +53,6 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("p50_s", "p50 s/question"),
     ("p95_s", "p95 s/question"),
 )
-_CITE_GROUP = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 
 
 @dataclass
@@ -79,6 +77,7 @@ class EvalItem:
     seconds: float = 0.0
     retrieved: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    citation_check: dict[str, Any] | None = None
 
     @property
     def abstention_correct(self) -> bool:
@@ -244,10 +243,9 @@ def _model_name(model: Any) -> str:
 
 
 def _cited_numbers(text: str) -> list[int]:
-    found: list[int] = []
-    for group in _CITE_GROUP.findall(text):
-        found.extend(int(n) for n in re.split(r"\s*[,;]\s*", group))
-    return list(dict.fromkeys(found))
+    from jupyter_llm.retrieval.citations import cited_numbers
+
+    return cited_numbers(text)
 
 
 def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode: str,
@@ -260,6 +258,7 @@ def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode:
         return EvalItem(name, q.question, q.line, q.unanswerable, False,
                         seconds=time.perf_counter() - start, error=e.message)
     seconds = time.perf_counter() - start
+    check = getattr(answer, "citation_check", None)
     results = answer.results
     hits = list(results.results) if results is not None else []
     item = EvalItem(name, q.question, q.line, q.unanswerable, not answer.supported,
@@ -267,7 +266,8 @@ def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode:
                     top_similarity=getattr(results, "top_similarity", None),
                     retrieved=[{"source": r.source, "heading": r.heading,
                                 "start_line": r.start_line, "score": r.score,
-                                "similarity": r.similarity} for r in hits])
+                                "similarity": r.similarity} for r in hits],
+                    citation_check=check.to_dict() if check is not None else None)
     if not q.unanswerable:
         if q.sources:
             item.source_hit = any(q.source_matches(r.source) for r in hits)
@@ -275,7 +275,10 @@ def _measure(coll: Collection, q: Question, model: Any, name: str, k: int, mode:
             item.contains_hit = any(q.text_matches(r.text) for r in hits)
             item.answer_contains = q.text_matches(answer.text)
     valid = {c.n for c in answer.citations}
-    numbers = _cited_numbers(answer.text)
+    # citations are the model's own: a model's answer that failed the citation check is
+    # shown replaced (quoted sentences, cited), but the model is measured on what it wrote
+    model_text = getattr(check, "model_text", None)
+    numbers = _cited_numbers(answer.text if model_text is None else model_text)
     item.cited = [n for n in numbers if n in valid]
     item.invalid_cited = [n for n in numbers if n not in valid]
     if answer.supported and not answer.retrieval_only:

@@ -99,6 +99,17 @@ export interface IChatLine {
   /** True when no model answered and the passages themselves are the answer. */
   retrieval_only?: boolean;
   note?: string | null;
+  /** A grounded answer's shown text (replaces the streamed text when they differ). */
+  answer?: string;
+  /** Whether the model's answer cited valid sources, and what is shown instead. */
+  citation_check?: {
+    valid: boolean;
+    reason?: string | null;
+    action?: string;
+    cited?: number[] | null;
+    invalid?: number[] | null;
+    model_text?: string | null;
+  } | null;
   /** The history entry of this answer (for feedback); absent when it was not logged. */
   request_id?: string | null;
   /** What the user should know about this answer (no chat template, oldest turns left out). */

@@ -172,6 +172,13 @@ class AssistantMessage {
     }
   }
 
+  /** Show other text than was streamed (a grounded answer that failed its citation check). */
+  replace(text: string): void {
+    this.setStage(null);
+    this.text = text;
+    void this.render();
+  }
+
   /** Render the current text (serialised: one render at a time, the latest text wins). */
   render(): Promise<void> {
     if (this.pending) {
@@ -703,6 +710,9 @@ export class ChatSection extends Widget {
       }
       if (line.done) {
         summary = line;
+        if (typeof line.answer === 'string' && line.answer !== answer.text) {
+          answer.replace(line.answer); // the model's answer was replaced; the note says why
+        }
       }
     };
     const onOpen = (): void => {

@@ -1,0 +1,211 @@
+"""Extractive answers: the sentences (and command lines) of the retrieved passages that best
+match the question, quoted with their source number [n]. What the faces show when a model's
+answer cannot be trusted, so an answer is never worse than the passages themselves."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jupyter_llm.retrieval.search import SearchResults
+
+__all__ = ["Unit", "units", "best_units", "excerpt", "extractive_answer", "EXTRACTIVE_LEAD"]
+
+EXTRACTIVE_LEAD = "From the course materials:"
+MAX_UNITS = 3
+MAX_CHARS = 300
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|\[([^\]]+)\]\[[^\]]*\]")
+_NOISE = re.compile(r"^\s*(:{3,}.*|#{1,6}\s.*|[-=*_]{3,}\s*|\{[.:#].*\})\s*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])")
+_TOKEN = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_STOP = frozenset("""a about above after again all am an and any are as at be because been
+before being below between both but by can could did do does doing down during each few for
+from further had has have having he her here hers him his how i if in into is it its itself
+just me more most my myself no nor not now of off on once only or other our ours out over own
+same she should so some such than that the their theirs them then there these they this those
+through to too under until up very was we were what when where which while who whom why will
+with would you your yours want wants need know tell get use using way make does happen thing
+things something one""".split())
+
+
+@dataclass
+class Unit:
+    """One quotable piece of a passage: a prose sentence or a line of code."""
+
+    n: int
+    rank: int
+    position: int
+    text: str
+    code: bool = False
+
+
+def _clean(line: str) -> str:
+    line = _LINK.sub(lambda m: m.group(1) or m.group(2) or "", line)
+    line = re.sub(r"</?kbd>", "", line)
+    return line.strip()
+
+
+def units(text: str, n: int = 1, rank: int = 0) -> list[Unit]:
+    """Split a passage into sentences of prose and lines of code (fenced blocks)."""
+    out: list[Unit] = []
+    para: list[str] = []
+    fences = [line.strip() for line in text.splitlines() if _FENCE.match(line)]
+    # a chunk cut inside a code block: an odd number of fences, the first one bare (a
+    # closing fence) and the last one with a language (an opening one)
+    in_code = (len(fences) % 2 == 1 and fences[0] in ("```", "~~~")
+               and fences[-1] not in ("```", "~~~"))
+
+    def flush() -> None:
+        joined = " ".join(para).strip()
+        para.clear()
+        for sentence in _SENTENCE_END.split(joined):
+            sentence = re.sub(r"^[-*+]\s+|^\d+\.\s+", "", sentence.strip())
+            if len(sentence) >= 12 and re.search(r"[A-Za-z]", sentence):
+                out.append(Unit(n, rank, len(out), sentence))
+
+    for raw in text.splitlines():
+        if _FENCE.match(raw):
+            flush()
+            in_code = not in_code
+            continue
+        if in_code:
+            code = raw.strip()
+            if code and len(code) <= 200:
+                out.append(Unit(n, rank, len(out), code, code=True))
+            continue
+        if not raw.strip() or _NOISE.match(raw):
+            flush()
+            continue
+        if raw.lstrip().startswith(("- ", "* ", "+ ")) or re.match(r"\s*\d+\.\s", raw):
+            flush()
+        para.append(_clean(raw))
+    flush()
+    return out
+
+
+def _terms(text: str) -> set[str]:
+    out = set()
+    for t in _TOKEN.findall(text.lower()):
+        if t in _STOP or len(t) < 2:
+            continue
+        out.add(t)
+        for part in re.split(r"[._-]", t):
+            if len(part) > 2 and part not in _STOP:
+                out.add(_stem(part))
+        out.add(_stem(t))
+    return out
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ies", "es", "ed", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def _score(unit: Unit, query: set[str], weights: dict[str, float], k: int) -> float:
+    if unit.text.rstrip().endswith("?"):
+        return 0.0  # a question (such as a lesson's list of questions) answers nothing
+    terms = _terms(unit.text)
+    matched = sum(weights.get(t, 1.0) for t in query & terms)
+    if not matched:
+        return 0.0
+    length = len(unit.text.split())
+    novel = len({t for t in terms - query if "." not in t and "-" not in t})
+    echo = 0.4 if novel < 3 and not unit.code else 1.0  # restates the question, adds nothing
+    code = 0.6 if unit.code else 1.0  # a bare command line explains less than a sentence
+    return (matched / (0.6 + 0.4 * max(length, 4) / 20) * echo * code
+            * (1.0 - 0.15 * unit.rank / max(1, k)))
+
+
+def _weights(query: set[str], pool: list[Unit]) -> dict[str, float]:
+    df: dict[str, int] = {}
+    for u in pool:
+        for t in _terms(u.text) & query:
+            df[t] = df.get(t, 0) + 1
+    return {t: 1.0 + math.log(len(pool) / c) for t, c in df.items()}
+
+
+def excerpt(question: str, text: str, words: int) -> str:
+    """``text`` cut to about ``words`` words: its units that best match ``question``, in
+    their order (a code line stays with the sentence that introduces it); all of it when
+    short. Headings, links' targets and markup lines are left out."""
+    pool = units(text)
+    if sum(len(u.text.split()) for u in pool) <= words:
+        return _join(pool)
+    query = _terms(question)
+    weights = _weights(query, pool)
+    order = sorted(pool, key=lambda u: (-_score(u, query, weights, 1), u.position))
+    keep: set[int] = set()
+    used = 0
+    for u in order:
+        group = [u] + [v for v in pool if v.position == u.position + 1 and v.code
+                       and u.text.rstrip().endswith(":")]
+        size = sum(len(v.text.split()) for v in group if v.position not in keep)
+        if used + size > words and keep:
+            continue
+        keep.update(v.position for v in group)
+        used += size
+    return _join([u for u in pool if u.position in keep])
+
+
+def _join(pool: list[Unit]) -> str:
+    lines: list[str] = []
+    for u in pool:
+        if u.code or not lines or lines[-1].startswith("    "):
+            lines.append(("    " if u.code else "") + u.text)
+        else:
+            lines[-1] += " " + u.text
+    return "\n".join(lines)
+
+
+def best_units(question: str, results: SearchResults, limit: int = MAX_UNITS) -> list[Unit]:
+    """The units of the passages that share the most question terms (rare ones count more,
+    earlier passages a little more), with the command line that follows a sentence ending in
+    a colon; in passage order. At least one unit whenever the passages have text."""
+    query = _terms(question)
+    per_passage = [units(r.text, c.n, i) for i, (c, r) in
+                   enumerate(zip(results.citations(), results.results, strict=True))]
+    everything = [u for us in per_passage for u in us]
+    if not everything:
+        return []
+    weights = _weights(query, everything)
+    k = len(per_passage)
+    scored = sorted(everything, key=lambda u: (-_score(u, query, weights, k), u.rank,
+                                               u.position))
+    picked: list[Unit] = [u for u in scored[:limit] if _score(u, query, weights, k) > 0]
+    picked = picked or [per_passage[0][0] if per_passage[0] else everything[0]]
+    extra: list[Unit] = []
+    for u in picked:  # a sentence is followed by the commands it introduces
+        if not u.code:
+            extra.extend(_following_code(per_passage[u.rank], u))
+    chosen = {(u.rank, u.position): u for u in picked + extra}
+    return [chosen[key] for key in sorted(chosen)]
+
+
+def _following_code(pool: list[Unit], unit: Unit, most: int = 2) -> list[Unit]:
+    out = []
+    for v in pool[unit.position + 1:unit.position + 1 + most]:
+        if not v.code:
+            break
+        out.append(v)
+    return out
+
+
+def _quote(unit: Unit) -> str:
+    text = unit.text if len(unit.text) <= MAX_CHARS else unit.text[:MAX_CHARS].rsplit(" ", 1)[0] + " …"
+    if unit.code:
+        return f"`{text.replace('`', '')}` [{unit.n}]"
+    return f"“{text}” [{unit.n}]"
+
+
+def extractive_answer(question: str, results: SearchResults, limit: int = MAX_UNITS) -> str:
+    """Quoted sentences of the passages that best answer ``question``, each cited as [n]."""
+    picked = best_units(question, results, limit)
+    if not picked:
+        return ""
+    return EXTRACTIVE_LEAD + "\n\n" + "\n".join(f"- {_quote(u)}" for u in picked)

@@ -1,0 +1,186 @@
+"""Answers never worse than the passages: short source labels, a repetition guard that stops
+the generation, citation checks, and the extractive answer shown when a model's answer fails."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from jupyter_llm.retrieval.answer import ask, build_messages, checked, sampling_defaults
+from jupyter_llm.retrieval.citations import Citation, check_citations, cited_numbers
+from jupyter_llm.retrieval.extractive import EXTRACTIVE_LEAD, extractive_answer, units
+from jupyter_llm.retrieval.repetition import find_repetition
+
+QUESTION = "How do I tell Git to ignore files I don't want to track?"
+
+
+class ScriptedModel:
+    """A chat model double that streams the given pieces (forever, if ``cycle``)."""
+
+    model_id = "scripted"
+
+    def __init__(self, pieces, cycle=False):
+        self.pieces = pieces
+        self.cycle = cycle
+        self.read = 0
+        self.closed = False
+        self.options = {}
+
+    def prompt(self, *, messages, stream=True, **options):
+        self.options = options
+        source = itertools.cycle(self.pieces) if self.cycle else iter(self.pieces)
+        try:
+            for piece in source:
+                self.read += 1
+                yield piece
+        finally:
+            self.closed = True
+
+
+def test_sources_are_labelled_with_short_titles_without_paths_or_lines(course_collection):
+    results = course_collection.search(QUESTION, k=3)
+    user = build_messages(QUESTION, results)[1]["content"]
+    for c in results.citations():
+        assert f"[{c.n}] {c.short_title()}\n" in user
+        assert c.path not in user and c.source not in user
+    assert not re.search(r"lines? \d", user.split("Question:")[0].split("\n", 1)[0])
+    labels = [line for line in user.splitlines() if re.match(r"\[\d\] ", line)]
+    assert len(labels) == 3 and not any("/" in line or ".md" in line for line in labels)
+
+
+def test_short_title_is_the_heading_with_the_document_title():
+    c = Citation(1, "shell-novice/episodes/03-create.md", "/x/03-create.md",
+                 "Working With Files and Directories",
+                 "Working With Files and Directories > Creating files", 10, 20)
+    assert c.short_title() == "Creating files (Working With Files and Directories)"
+    bare = Citation(2, "notes/02-loops_intro.md", "/x/02-loops_intro.md")
+    assert bare.short_title() == "loops intro"
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("Here it is.\nThe answer to your question is:\nThe answer to your question is:\n"
+     "The answer to your question is:\n", "Here it is.\nThe answer to your question is:\n"),
+    ("Use git config to set it [1]. " * 3 + "x", "Use git config to set it [1]. "),
+    ("Done [1]" + "[1]" * 12, "Done [1]"),
+])
+def test_a_looping_text_is_cut_after_its_first_copy(text, kept):
+    assert text[:find_repetition(text)] == kept
+
+
+@pytest.mark.parametrize("text", [
+    "Use `git config --global user.email \"you@example.com\"` [1]. Then set your name the "
+    "same way with `git config --global user.name` [1].",
+    "| a | b |\n|---|---|\n| 1 | 2 |\n================================",
+    "- `ls` lists files [1]\n- `ls -F` marks folders [1]\n- `ls -a` shows hidden ones [2]",
+])
+def test_ordinary_answers_are_not_loops(text):
+    assert find_repetition(text) is None
+
+
+def test_citation_check_names_the_problem():
+    assert cited_numbers("see [2], [1, 3] and [2][4]") == [2, 1, 3, 4]
+    assert cited_numbers("`data[0]` is first [1]\n```\nx[7]\n```") == [1]  # code is no citation
+    assert check_citations("Use .gitignore [1].", {1, 2}).valid
+    none = check_citations("Use .gitignore.", {1, 2})
+    assert not none.valid and none.reason == "no_citation"
+    bad = check_citations("Use .gitignore [1][7].", {1, 2})
+    assert bad.reason == "invalid_citation" and bad.invalid == [7] and bad.cited == [1]
+    assert check_citations("  ", {1}).reason == "empty"
+
+
+def test_extractive_units_split_prose_and_code():
+    text = ("Git reads a file called `.gitignore`. It lists [patterns](https://x.org) to "
+            "skip:\n\n```bash\n$ nano .gitignore\n```\n\n::::: callout\n\n## Heading\n"
+            "- a bullet point that is long enough")
+    got = [(u.text, u.code) for u in units(text)]
+    assert got == [("Git reads a file called `.gitignore`.", False),
+                   ("It lists patterns to skip:", False), ("$ nano .gitignore", True),
+                   ("a bullet point that is long enough", False)]
+
+
+def test_extractive_answer_quotes_the_matching_sentences_with_valid_numbers(course_collection):
+    results = course_collection.search(QUESTION, k=4)
+    text = extractive_answer(QUESTION, results)
+    assert text.startswith(EXTRACTIVE_LEAD)
+    numbers = cited_numbers(text)
+    assert numbers and set(numbers) <= {c.n for c in results.citations()}
+    assert ".gitignore" in text
+    for line in text.splitlines()[2:]:  # every quote is a piece of the passage it cites
+        n = cited_numbers(line)[-1]
+        quote = re.match(r"- [“`](.*)[”`] \[\d+\]$", line).group(1).rstrip(" …")
+        quote = " ".join(quote.replace("`", "").split())
+        assert quote[:40] in " ".join(results.results[n - 1].text.replace("`", "").split())
+
+
+def test_a_looping_model_is_stopped_early_and_replaced(course_collection):
+    model = ScriptedModel(["The answer ", "to your ", "question is:\n"], cycle=True)
+    streamed = []
+    answer = ask(course_collection, QUESTION, model=model, k=3, on_text=streamed.append)
+    assert model.closed and model.read < 20  # stopped at the third copy, not at max_tokens
+    check = answer.citation_check
+    assert check.reason == "repetition" and check.action == "extractive" and not check.valid
+    assert check.model_text == "".join(streamed)
+    assert answer.text.startswith(EXTRACTIVE_LEAD) and answer.cited
+    assert "repeating itself" in answer.note and "quoted sentences" in answer.note
+    assert find_repetition(answer.text) is None
+    md = answer.to_markdown()
+    assert answer.note in md and "**Sources**" in md
+
+
+@pytest.mark.parametrize(("pieces", "reason", "words"), [
+    (["Just add a file.", ""], "no_citation", "cited no source"),
+    (["Add the names to .gitignore [9]."], "invalid_citation", "do not exist ([9])"),
+    ([], "empty", "no answer"),
+])
+def test_an_answer_without_valid_citations_is_replaced_with_a_note(course_collection, pieces,
+                                                                     reason, words):
+    answer = ask(course_collection, QUESTION, model=ScriptedModel(pieces), k=3)
+    assert answer.citation_check.reason == reason and words in answer.note
+    assert answer.cited and set(cited_numbers(answer.text)) <= {1, 2, 3}
+    data = answer.to_dict()
+    assert data["citation_check"]["action"] == "extractive"
+    assert data["citation_check"]["model_text"] == "".join(pieces)
+
+
+def test_an_answer_citing_valid_sources_is_kept(course_collection):
+    model = ScriptedModel(["List them in ", "a `.gitignore` file [1]."])
+    answer = ask(course_collection, QUESTION, model=model, k=3)
+    assert answer.text == "List them in a `.gitignore` file [1]." and answer.note is None
+    assert answer.citation_check.valid and answer.citation_check.action == "kept"
+    assert answer.citation_check.model_text is None
+
+
+def test_without_passage_text_the_check_falls_back_to_the_passages(course_collection):
+    results = course_collection.search(QUESTION, k=2)
+    for r in results.results:
+        r.text = "```\n```"
+    from jupyter_llm.retrieval.answer import Answer
+
+    answer = checked(Answer(QUESTION, "No citation here.", results.citations(),
+                            results=results))
+    assert answer.citation_check.action == "passages" and "passages are shown" in answer.note
+    assert answer.cited == [1, 2]
+
+
+class _Spec:
+    def __init__(self, backend, default_options):
+        self.backend, self.default_options = backend, default_options
+
+
+def test_sampling_defaults_fill_what_the_registry_leaves_out():
+    local = ScriptedModel([])
+    local.spec = _Spec("llama_cpp", {"max_tokens": 400})
+    assert sampling_defaults(local) == {"repeat_penalty": 1.1}
+    remote = ScriptedModel([])
+    remote.spec = _Spec("openai", {})
+    assert sampling_defaults(remote) == {"max_tokens": 256}  # an API may reject the penalty
+    assert sampling_defaults(ScriptedModel([])) == {"max_tokens": 256}
+
+
+def test_caller_options_override_the_sampling_defaults(course_collection):
+    model = ScriptedModel(["See [1]."])
+    model.spec = _Spec("llama_cpp", {})
+    ask(course_collection, QUESTION, model=model, k=2, max_tokens=32, temperature=0)
+    assert model.options == {"max_tokens": 32, "repeat_penalty": 1.1, "temperature": 0}
