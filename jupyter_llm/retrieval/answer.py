@@ -125,7 +125,7 @@ def build_messages(question: str, results: SearchResults,
 def _passages(results: SearchResults) -> str:
     lines = []
     for c, r in zip(results.citations(), results.results, strict=True):
-        snippet = " ".join(r.text.split())
+        snippet = " ".join((r.hit_text if r.hit_text and r.hit_text in r.text else r.text).split())
         if len(snippet) > 400:
             snippet = snippet[:400].rsplit(" ", 1)[0] + " …"
         lines.append(f"[{c.n}] {snippet}")

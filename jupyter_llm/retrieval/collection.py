@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from jupyter_llm.retrieval.answer import Answer, ask
+from jupyter_llm.retrieval.expansion import ExpansionSettings
 from jupyter_llm.retrieval.ingest import IngestProgress, IngestReport, ingest
 from jupyter_llm.retrieval.search import SearchResults, search
 from jupyter_llm.retrieval.storage import (
@@ -33,9 +34,11 @@ class Collection(CollectionFile):
         return ingest(self, paths, include=include, exclude=exclude, progress=progress)
 
     def search(self, query: str, *, k: int = 5, mode: str = "hybrid",
-               source: str | None = None, threshold: float | None = None) -> SearchResults:
+               source: str | None = None, threshold: float | None = None,
+               expansion: ExpansionSettings | bool | None = None) -> SearchResults:
         """Search (see :func:`jupyter_llm.retrieval.search.search`)."""
-        return search(self, query, k=k, mode=mode, source=source, threshold=threshold)
+        return search(self, query, k=k, mode=mode, source=source, threshold=threshold,
+                      expansion=expansion)
 
     def ask(self, question: str, *, model: Any = None, k: int = 5, mode: str = "hybrid",
             source: str | None = None, **options: Any) -> Answer:

@@ -14,6 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_llm.errors import InvalidRequest
 from jupyter_llm.retrieval.citations import Citation
+from jupyter_llm.retrieval.expansion import (
+    DEFAULT_EXPANSION,
+    NO_EXPANSION,
+    ExpansionSettings,
+    expand,
+)
 from jupyter_llm.retrieval.support import STOPWORDS as _STOPWORDS
 from jupyter_llm.retrieval.support import assess
 
@@ -44,6 +50,10 @@ class SearchResult:
     cell_index: int | None
     page: int | None
     similarity: float | None = None
+    chunk_ids: list[int] = field(default_factory=list)
+    """Every chunk the passage spans, in document order (section expansion)."""
+    hit_text: str = ""
+    """The best-ranked chunk of the passage alone (what a short snippet shows)."""
 
     def citation(self, n: int = 1) -> Citation:
         """This result as citation number ``n``."""
@@ -55,7 +65,8 @@ class SearchResult:
         return {"source": self.source, "text": self.text, "score": self.score,
                 "heading": self.heading, "start_line": self.start_line,
                 "end_line": self.end_line, "cell_index": self.cell_index, "page": self.page,
-                "title": self.title, "similarity": self.similarity, "chunk_id": self.chunk_id}
+                "title": self.title, "similarity": self.similarity, "chunk_id": self.chunk_id,
+                "chunk_ids": self.chunk_ids or [self.chunk_id]}
 
 
 @dataclass
@@ -98,7 +109,7 @@ class SearchResults:
                    + (f" ({self.reason})" if self.reason else "")))
         lines = [head, ""]
         for c, r in zip(self.citations(), self.results, strict=True):
-            snippet = " ".join(r.text.split())[:240]
+            snippet = " ".join((r.hit_text or r.text).split())[:240]
             lines.append(f"- {c.to_markdown()} — score {r.score:.3f}<br>{snippet}")
         return "\n".join(lines)
 
@@ -141,29 +152,55 @@ def _lexical(coll: CollectionFile, query: str, n: int, within: list[int] | None)
     return [(int(r), -float(s)) for r, s in coll.db.execute(sql, params)]
 
 
-def _fetch(coll: CollectionFile, scored: list[tuple[int, float]],
-           sims: dict[int, float]) -> list[SearchResult]:
-    if not scored:
+def _join(texts: list[str]) -> str:
+    """Chunk texts in order, a repeated overlap (from the recursive splitter) dropped."""
+    out = texts[0] if texts else ""
+    for t in texts[1:]:
+        cut = 0
+        for n in range(min(len(out), len(t), 2000), 15, -1):
+            if out.endswith(t[:n]):
+                cut = n
+                break
+        out = out + "\n\n" + t[cut:].lstrip() if cut else out + "\n\n" + t
+    return out
+
+
+def _fetch(coll: CollectionFile, scored: list[tuple[int, float]], sims: dict[int, float],
+           k: int, expansion: ExpansionSettings) -> list[SearchResult]:
+    passages = expand(coll, scored, k, expansion)
+    ids = [i for p in passages for i in p.chunk_ids]
+    if not ids:
         return []
-    ids = [i for i, _ in scored]
     rows = coll.db.execute(
         "SELECT c.id, c.text, d.path, d.title, c.heading, c.start_line, c.end_line, "
         "c.cell_index, c.page FROM chunks c JOIN documents d ON d.id = c.document_id "
         "WHERE c.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
     by_id = {r[0]: r for r in rows}
     out = []
-    for i, score in scored:
-        r = by_id.get(i)
-        if r is None:
+    for p in passages:
+        parts = [by_id[i] for i in p.chunk_ids if i in by_id]
+        if not parts:
             continue
-        out.append(SearchResult(i, r[1], float(score), r[2], str(coll.resolve_source(r[2])), r[3],
-                                r[4], r[5], r[6], r[7], r[8], sims.get(i)))
+        a = by_id.get(p.anchor, parts[0])
+        starts = [r[5] for r in parts if r[5] is not None]
+        ends = [r[6] for r in parts if r[6] is not None]
+        similarity = max((sims[i] for i in p.hits if i in sims), default=None)
+        out.append(SearchResult(p.anchor, _join([r[1] for r in parts]), float(p.score), a[2],
+                                str(coll.resolve_source(a[2])), a[3], a[4],
+                                min(starts) if starts else None, max(ends) if ends else None,
+                                parts[0][7], a[8], similarity, [r[0] for r in parts], a[1]))
     return out
 
 
 def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid",
-           source: str | None = None, threshold: float | None = None) -> SearchResults:
-    """Return the ``k`` best chunks for ``query`` with citations and a ``supported`` verdict."""
+           source: str | None = None, threshold: float | None = None,
+           expansion: ExpansionSettings | bool | None = None) -> SearchResults:
+    """Return the ``k`` best passages for ``query`` with citations and a ``supported`` verdict.
+
+    Each hit carries its neighbouring chunks and adjacent hits are merged
+    (:mod:`jupyter_llm.retrieval.expansion`): ``expansion`` is the settings, True / None for
+    the defaults, False for plain chunks.
+    """
     if mode not in MODES:
         raise InvalidRequest(f"Unknown search mode {mode!r}; choose one of {', '.join(MODES)}.")
     if not query or not query.strip():
@@ -171,27 +208,33 @@ def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid"
     if not 1 <= int(k) <= MAX_K:
         raise InvalidRequest(f"k must be between 1 and {MAX_K}, not {k}.")
     k = int(k)
+    if expansion is None or expansion is True:
+        expansion = DEFAULT_EXPANSION
+    elif expansion is False:
+        expansion = NO_EXPANSION
     settings = coll.support_settings
     if threshold is not None:
         settings = settings.model_copy(update={"min_similarity": float(threshold)})
     within = _source_chunk_ids(coll, source) if source else None
-    n_candidates = max(2 * k, 50) if mode == "hybrid" else k
+    # merged hits free slots, so expansion ranks more candidates than it returns
+    n_candidates = (max(2 * k, 50) if mode == "hybrid" else
+                    k if expansion.neighbours == 0 else 3 * k + 10)
     qv = coll.embedder.embed_query(query)
     dense = coll.index.search(qv, n_candidates if mode != "lexical" else 1, within)
     sims = dict(dense)
     top = dense[0][1] if dense else None
     if mode == "dense":
-        scored = dense[:k]
+        scored = dense
     else:
         lexical = _lexical(coll, query, n_candidates, within)
         if mode == "lexical":
-            scored = lexical[:k]
+            scored = lexical
         else:
             fused: dict[int, float] = {}
             for ranking in (dense, lexical):
                 for rank, (i, _) in enumerate(ranking):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
-            scored = sorted(fused.items(), key=lambda t: -t[1])[:k]
+            scored = sorted(fused.items(), key=lambda t: -t[1])
     verdict = assess(coll, query, qv, top, settings)
-    return SearchResults(query, mode, _fetch(coll, scored, sims), verdict.supported, top,
+    return SearchResults(query, mode, _fetch(coll, scored, sims, k, expansion), verdict.supported, top,
                          settings.min_similarity, verdict.reason, verdict.missing_terms)
