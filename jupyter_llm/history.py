@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS requests (
     score REAL,
     comment TEXT,
     feedback_at REAL,
-    request_id TEXT
+    request_id TEXT,
+    cached_tokens INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_model ON requests (model, created_at);
 CREATE INDEX IF NOT EXISTS requests_user ON requests (user, created_at);
@@ -58,12 +59,13 @@ CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 """
 # Columns added after the first release: (name, type) added to older files on open.
 _ADDED_COLUMNS = (("guard", "TEXT"), ("rating", "INTEGER"), ("score", "REAL"),
-                  ("comment", "TEXT"), ("feedback_at", "REAL"), ("request_id", "TEXT"))
+                  ("comment", "TEXT"), ("feedback_at", "REAL"), ("request_id", "TEXT"),
+                  ("cached_tokens", "INTEGER"))
 _JSON_FIELDS = ("messages", "options", "citations")
 _COLUMNS = ("id", "created_at", "model", "face", "user", "messages", "prompt", "response",
             "options", "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "error",
             "collection", "citations", "guard", "rating", "score", "comment", "feedback_at",
-            "request_id")
+            "request_id", "cached_tokens")
 
 
 class History:
@@ -129,7 +131,7 @@ class History:
                duration_s: float | None = None, error: str | None = None,
                created_at: float | None = None, collection: str | None = None,
                citations: list[Any] | None = None, guard: str | None = None,
-               request_id: str | None = None) -> int:
+               request_id: str | None = None, cached_tokens: int | None = None) -> int:
         """Append one request (every text redacted of secrets) and return its id."""
         values = {
             "created_at": time.time() if created_at is None else float(created_at),
@@ -139,7 +141,7 @@ class History:
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "ttft_s": ttft_s, "duration_s": duration_s, "error": redact(error),
             "collection": collection, "citations": _dumps(redact_obj(citations)),
-            "guard": guard, "request_id": request_id,
+            "guard": guard, "request_id": request_id, "cached_tokens": cached_tokens,
         }
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -209,8 +211,9 @@ class History:
     def stats(self, *, by: str = "model", user: str | None = None,
               collection: str | None = None, since: float | None = None,
               until: float | None = None) -> dict[str, Any]:
-        """Per model (or per ``user``) and in total: requests, errors, refusals, tokens, mean
-        ttft and tokens/s, and feedback (thumbs up/down, mean score)."""
+        """Per model (or per ``user``) and in total: requests, errors, refusals, tokens (with
+        the prompt tokens the prefix cache served, and its hit rate), mean ttft and tokens/s,
+        and feedback (thumbs up/down, mean score)."""
         if by not in ("model", "user"):
             raise InvalidRequest("stats are grouped by 'model' or 'user'.", details={"field": "by"})
         groups = "models" if by == "model" else "users"
@@ -224,14 +227,16 @@ class History:
                 " COALESCE(SUM(completion_tokens), 0), AVG(ttft_s),"
                 " AVG(CASE WHEN duration_s - COALESCE(ttft_s, 0) > 0 AND completion_tokens > 0"
                 "     THEN completion_tokens / (duration_s - COALESCE(ttft_s, 0)) END),"
-                " SUM(rating = 1), SUM(rating = -1), AVG(score)"
+                " SUM(rating = 1), SUM(rating = -1), AVG(score), COALESCE(SUM(cached_tokens), 0)"
                 f" FROM requests {where} GROUP BY {by} ORDER BY {by}", args).fetchall()
         table = {
             str(key): {"requests": n, "errors": int(errors or 0), "refusals": int(refused or 0),
                        "prompt_tokens": pt, "completion_tokens": ct, "mean_ttft_s": ttft,
                        "mean_tokens_per_s": tps, "thumbs_up": int(up or 0),
-                       "thumbs_down": int(down or 0), "mean_score": score}
-            for key, n, errors, refused, pt, ct, ttft, tps, up, down, score in rows
+                       "thumbs_down": int(down or 0), "mean_score": score,
+                       "cached_tokens": cached,
+                       "prefix_cache_hit_rate": round(cached / pt, 4) if pt else None}
+            for key, n, errors, refused, pt, ct, ttft, tps, up, down, score, cached in rows
         }
         return {"requests": sum(m["requests"] for m in table.values()),
                 "errors": sum(m["errors"] for m in table.values()),

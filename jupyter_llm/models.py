@@ -29,15 +29,21 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
 
     @property
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
 
-    def to_dict(self) -> dict[str, int]:
-        """OpenAI-style usage dict."""
-        return {**asdict(self), "total_tokens": self.total_tokens}
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI-style usage dict (``prompt_tokens_details.cached_tokens`` on a cache hit)."""
+        out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens,
+                               "completion_tokens": self.completion_tokens,
+                               "total_tokens": self.total_tokens}
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
 
 
 @dataclass

@@ -238,6 +238,25 @@ def test_a_shared_prefix_is_read_once_and_counted_in_ps(make_host):
     assert cache["reused_tokens"] > 100 and 0.4 < cache["hit_rate"] < 0.5
 
 
+def test_the_prefix_cache_shows_in_usage_and_in_the_history_stats(make_host):
+    host = make_host(parallel=2, history=True)
+    system = "You are a careful tutor. Answer from the passages only. " * 8
+    first = host.chat([{"role": "system", "content": system},
+                       {"role": "user", "content": "What is a?"}], "a", **GREEDY)
+    first.text()
+    assert first.usage.cached_tokens == 0 and "prompt_tokens_details" not in first.usage.to_dict()
+    second = host.chat([{"role": "system", "content": system},
+                        {"role": "user", "content": "And b?"}], "a", **GREEDY)
+    second.text()
+    cached = second.usage.cached_tokens
+    assert 100 < cached < second.usage.prompt_tokens
+    assert second.summary()["usage"]["prompt_tokens_details"] == {"cached_tokens": cached}
+    stats = host.history.stats()["models"]["a"]
+    assert stats["cached_tokens"] == cached
+    prompt = stats["prompt_tokens"]
+    assert stats["prefix_cache_hit_rate"] == round(cached / prompt, 4)
+
+
 def test_parallel_one_keeps_the_single_sequence_path(make_host):
     host = make_host(parallel=1)
     assert host.generate("Hi", "a", **GREEDY).text()

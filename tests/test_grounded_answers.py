@@ -10,8 +10,9 @@ import pytest
 
 from jupyter_llm.retrieval.answer import ask, build_messages, checked, sampling_defaults
 from jupyter_llm.retrieval.citations import Citation, check_citations, cited_numbers
-from jupyter_llm.retrieval.extractive import EXTRACTIVE_LEAD, extractive_answer, units
+from jupyter_llm.retrieval.extractive import EXTRACTIVE_LEAD, extractive_answer, focused, units
 from jupyter_llm.retrieval.repetition import find_repetition
+from jupyter_llm.retrieval.search import SearchResult, SearchResults
 
 QUESTION = "How do I tell Git to ignore files I don't want to track?"
 
@@ -100,6 +101,26 @@ def test_extractive_units_split_prose_and_code():
                    ("a bullet point that is long enough", False)]
 
 
+def _results(*texts):
+    hits = [SearchResult(i, t, 1.0, f"s{i}.md", f"/c/s{i}.md", f"S{i}", "", 1, 2, None, None)
+            for i, t in enumerate(texts)]
+    return SearchResults("q", "hybrid", hits, True)
+
+
+def test_focused_windows_keep_a_command_with_the_sentence_introducing_it():
+    results = _results(
+        "Git can ignore files. Ignored files are listed by status.\n\nIgnored files are "
+        "skipped by git add. To add an ignored file anyway, use the `-f` option:\n\n"
+        "```bash\n$ git add -f a.dat\n```\n\nThe file is now tracked.",
+        "Files and folders are often ignored in a project. Many files are ignored.")
+    windows = focused("how do I add an ignored file with -f?", results)
+    quoted = [" ".join(u.text for u in w) for w in windows]
+    assert any("use the `-f` option:" in q and "$ git add -f a.dat" in q for q in quoted)
+    assert all(w[0].n == w[-1].n for w in windows)  # a window stays inside one passage
+    assert sum(len(q.split()) for q in quoted) <= 130
+    assert focused("how do I add an ignored file?", results, only={2})[0][0].n == 2
+
+
 def test_extractive_answer_quotes_the_matching_sentences_with_valid_numbers(course_collection):
     results = course_collection.search(QUESTION, k=4)
     text = extractive_answer(QUESTION, results)
@@ -107,11 +128,15 @@ def test_extractive_answer_quotes_the_matching_sentences_with_valid_numbers(cour
     numbers = cited_numbers(text)
     assert numbers and set(numbers) <= {c.n for c in results.citations()}
     assert ".gitignore" in text
-    for line in text.splitlines()[2:]:  # every quote is a piece of the passage it cites
+    for line in text.splitlines()[2:]:  # every quote starts a piece of the passage it cites
         n = cited_numbers(line)[-1]
-        quote = re.match(r"- [“`](.*)[”`] \[\d+\]$", line).group(1).rstrip(" …")
-        quote = " ".join(quote.replace("`", "").split())
-        assert quote[:40] in " ".join(results.results[n - 1].text.replace("`", "").split())
+        assert re.match(r"- [“`].*[”`] \[\d+\]$", line)
+        passage = " ".join(results.results[n - 1].text.replace("`", "").split())
+        prose = re.findall(r"“([^”]+)”", line)
+        code = re.findall(r"`([^`]+)`", re.sub(r"“[^”]+”", "", line))
+        assert prose or code
+        for quote in prose + code:
+            assert " ".join(quote.replace("`", "").split())[:30] in passage
 
 
 def test_a_looping_model_is_stopped_early_and_replaced(course_collection):

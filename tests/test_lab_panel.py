@@ -23,6 +23,7 @@ from tests.lab.helpers import (
     TAB,
     close_all_documents,
     ensure_installed,
+    ensure_not_installed,
     model_row,
     open_lab,
     record,
@@ -62,6 +63,7 @@ def test_panel_opens_with_three_sections_keyboard_tabs_labels_and_both_themes(la
     page = lab_page
     """One sidebar tab holds Models, Chat and Collections; arrow keys move between the tabs;
     every control has an accessible name; the theme variables follow light and dark."""
+    ensure_not_installed(lab, page, "tiny-chat")
     tabs = page.locator(f"{PANEL} [role=tab]")
     assert tabs.all_inner_texts() == ["Models", "Chat", "Collections", "Class"]
     row = page.locator(model_row("tiny-chat"))
@@ -80,7 +82,7 @@ def test_panel_opens_with_three_sections_keyboard_tabs_labels_and_both_themes(la
     assert page.get_attribute("#jp-llm-tab-chat", "aria-selected") == "true"
     assert page.evaluate("document.activeElement.id") == "jp-llm-tab-chat"
     page.keyboard.press("End")
-    assert page.get_attribute("#jp-llm-tab-collections", "aria-selected") == "true"
+    assert page.get_attribute("#jp-llm-tab-class", "aria-selected") == "true"
     page.keyboard.press("Home")
     assert page.get_attribute("#jp-llm-tab-models", "aria-selected") == "true"
 
@@ -109,7 +111,7 @@ def test_panel_opens_with_three_sections_keyboard_tabs_labels_and_both_themes(la
 def test_download_shows_live_progress_to_100_percent_then_load_shows_memory(lab_page, lab):
     page = lab_page
     """Download streams progress into the row's bar up to 100%; Load then shows the memory."""
-    show_section(page, "models")
+    ensure_not_installed(lab, page, "tiny-chat")
     row = model_row("tiny-chat")
     bar = f"{row} [role=progressbar]"
     record(page, bar, "aria-valuenow", "__pullProgress")

@@ -175,7 +175,9 @@ def test_stop_before_the_first_word_is_not_an_error_and_frees_the_queue(lab_page
     queue at once (no "Could not reach the Jupyter server"), and focus stays in the chat."""
     page = lab_page
     ensure_installed(lab, page, "tiny-chat")
-    lab.api("POST", "llm/api/load", {"model": "tiny-chat", "options": {"n_ctx": 32768}})
+    # one slot: with batching a second request would run beside the first, not wait for it
+    lab.api("POST", "llm/api/load", {"model": "tiny-chat",
+                                      "options": {"n_ctx": 32768, "parallel": 1}})
     started, stop = threading.Event(), threading.Event()
     worker = threading.Thread(target=_occupy, args=(lab, "tiny-chat", started, stop),
                               daemon=True)

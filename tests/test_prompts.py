@@ -92,7 +92,9 @@ def test_validation_errors_name_the_file_and_the_field(tmp_path):
 def test_unknown_prompt_suggests_close_names(tmp_path):
     with pytest.raises(NotFound) as e:
         PromptLibrary.load(tmp_path).get("socratic")
-    assert "'socratic-tutor'" in e.value.message and "%llm templates" in e.value.message
+    assert "'socratic-tutor'" in e.value.message and "List the prompts" in e.value.message
+    assert e.value.details["suggestions"] == ["socratic-tutor"]
+    assert e.value.details["action"] == "list_templates"  # each face words its own command
 
 
 def test_a_file_may_hold_a_list_of_prompts_and_variables_have_shorthand_defaults(tmp_path):

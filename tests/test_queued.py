@@ -40,6 +40,7 @@ def make_host(chat_file):
         registry = Registry()
         registry.add(ModelSpec(id="a", backend="llama_cpp", tags=["CONVERSATIONAL"],
                                path=str(chat_file)))
+        settings.setdefault("parallel", 1)  # one slot: a second request waits in the queue
         host = ModelHost(Settings(history=False, n_ctx=2048, **settings), registry=registry)
         hosts.append(host)
         return host
@@ -173,6 +174,7 @@ def long_registry(tiny_registry, chat_file, monkeypatch):
              "size_bytes": chat_file.stat().st_size, "context_length": LONG_CTX}
     data["models"].append(entry)
     tiny_registry.path.write_text(json.dumps(data))
+    monkeypatch.setenv("JUPYTER_LLM_PARALLEL", "1")  # one slot: a second request waits
     Store().install_file(ModelSpec.model_validate(entry), chat_file)
     return tiny_registry
 

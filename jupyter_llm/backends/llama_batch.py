@@ -130,6 +130,7 @@ class _Sequence:
     warnings: list[dict[str, Any]]
     todo: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
     n_past: int = 0
+    reused: int = 0  # prompt tokens taken from the slot's cached KV
     generated: int = 0
     cancelled: bool = False
     reproducible: bool = False  # temperature 0 or a seed: read the prompt in small chunks
@@ -203,7 +204,7 @@ class BatchEngine:
             del slot.tokens[keep:]
         seq = _Sequence(rid=rid, slot=slot_index, prompt=list(prompt), max_tokens=max_tokens,
                         sampler=self._sampler(params), matcher=StopMatcher(stops),
-                        warnings=list(warnings or []), todo=list(prompt[keep:]), n_past=keep,
+                        warnings=list(warnings or []), todo=list(prompt[keep:]), n_past=keep, reused=keep,
                         reproducible=params.temperature == 0 or params.seed is not None)
         slot.seq = seq
         slot.last_used = time.monotonic()
@@ -334,7 +335,7 @@ class BatchEngine:
         slot.last_used = time.monotonic()
         del self._by_rid[seq.rid]
         seq.sampler.close()
-        events.append((seq.rid, Finish(reason, Usage(len(seq.prompt), seq.generated),
+        events.append((seq.rid, Finish(reason, Usage(len(seq.prompt), seq.generated, seq.reused),
                                        warnings=seq.warnings)))
 
     def _piece(self, token: int) -> bytes:

@@ -61,11 +61,13 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(stats, indent=2))
             return 0
         print(f"{args.by:32} {'requests':>8} {'errors':>6} {'tokens in':>10} {'tokens out':>10}"
-              f" {'ttft s':>7} {'tok/s':>7}")
+              f" {'ttft s':>7} {'tok/s':>7} {'cached':>6}")
         for model, s in stats[group].items():
+            rate = s.get("prefix_cache_hit_rate")
+            cached = "-" if not rate else f"{rate:.0%}"
             print(f"{model[:32]:32} {s['requests']:>8} {s['errors']:>6} {s['prompt_tokens']:>10}"
                   f" {s['completion_tokens']:>10} {_num(s['mean_ttft_s'], 3):>7}"
-                  f" {_num(s['mean_tokens_per_s'], 1):>7}")
+                  f" {_num(s['mean_tokens_per_s'], 1):>7} {cached:>6}")
         return 0
     entries = connect().history(args.limit, model=args.model, **filters)
     if args.json:

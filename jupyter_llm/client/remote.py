@@ -468,5 +468,6 @@ def _queued(event: dict[str, Any]) -> Queued:
 def _finish(body: dict[str, Any]) -> Finish:
     usage = body.get("usage") or {}
     return Finish(body.get("finish_reason") or "stop",
-                  Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+                  Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                        (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
                   list(body.get("warnings") or []))

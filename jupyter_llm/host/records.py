@@ -39,6 +39,7 @@ def record_history(host: Any, model_id: str, request: Request, stream: HostStrea
             "options": request.options.set_options(),
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else len(stream.pieces),
+            "cached_tokens": usage.cached_tokens if usage else None,
             "ttft_s": stream.ttft_s, "duration_s": stream.duration_s, "error": error,
         }
         if request.is_chat:

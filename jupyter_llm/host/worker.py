@@ -224,7 +224,8 @@ class _Worker:
                 usage = event.usage
                 stats = stats or batch.batch_stats()
                 self.send(("fin", rid, event.reason,
-                           (usage.prompt_tokens, usage.completion_tokens) if usage else None,
+                           (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+                           if usage else None,
                            event.warnings, stats))
                 self._ended(rid)
             else:

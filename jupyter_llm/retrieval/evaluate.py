@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -337,6 +339,21 @@ def answers_writer(answers: str | os.PathLike[str] | TextIO | None
             stream.close()
 
 
+@contextlib.contextmanager
+def _not_interrupted() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back until the block ends, where the platform allows it (POSIX,
+    main thread); a Ctrl-C that arrived meanwhile is raised right after."""
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def collect(report: EvalReport, items: Iterable[EvalItem], *,
             answers: str | os.PathLike[str] | TextIO | None = None,
             progress: Callable[[EvalProgress], None] | None = None) -> EvalReport:
@@ -347,8 +364,9 @@ def collect(report: EvalReport, items: Iterable[EvalItem], *,
     with answers_writer(answers) as write:
         try:
             for item in items:
-                report.add(item)
-                write(item)
+                with _not_interrupted():  # counted and written together, or neither
+                    report.add(item)
+                    write(item)
                 if progress is not None:
                     progress(EvalProgress(report.done, report.total, item.model, item))
         except KeyboardInterrupt:

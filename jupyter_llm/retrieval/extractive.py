@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.search import SearchResults
 
-__all__ = ["Unit", "units", "best_units", "excerpt", "extractive_answer", "EXTRACTIVE_LEAD"]
+__all__ = ["Unit", "units", "best_units", "focused", "quote_window", "excerpt", "extractive_answer",
+           "EXTRACTIVE_LEAD"]
 
 EXTRACTIVE_LEAD = "From the course materials:"
 MAX_UNITS = 3
@@ -163,37 +164,107 @@ def _join(pool: list[Unit]) -> str:
     return "\n".join(lines)
 
 
-def best_units(question: str, results: SearchResults, limit: int = MAX_UNITS) -> list[Unit]:
-    """The units of the passages that share the most question terms (rare ones count more,
-    earlier passages a little more), with the command line that follows a sentence ending in
-    a colon; in passage order. At least one unit whenever the passages have text."""
+WINDOW_WORDS = 70
+"""Most words of one quoted window (a sentence with its neighbours and the commands it
+introduces)."""
+BUDGET_WORDS = 130
+"""Most words of a focused excerpt (all windows together)."""
+_SHOWS = 1.15  # a window that shows a command or code
+_RANK = 0.2  # how much less the last passage counts than the first
+_INLINE_CODE = re.compile(r"`[^`]+`")
+
+
+def _code_like(question: str) -> set[str]:
+    """The question's command- or option-like tokens (``-u``, ``--staged``, ``user.name``,
+    ``sys.argv``, anything in backticks): rare words that name what the answer shows."""
+    out = set()
+    for t in re.findall(r"(?<!\w)--?[a-z][a-z0-9-]*|[a-z0-9_]+(?:\.[a-z0-9_]+)+|`[^`]+`",
+                        question.lower()):
+        out |= _terms(t.strip("`")) | {t.strip("`")}
+    return out
+
+
+def _window_score(window: list[Unit], query: set[str], weights: dict[str, float],
+                  code_like: set[str], k: int) -> float:
+    text = " ".join(u.text for u in window)
+    terms = _terms(text)
+    if window[0].text.rstrip().endswith("?"):
+        return 0.0
+    matched = query & terms
+    if not matched:
+        return 0.0
+    score = sum(weights.get(t, 1.0) for t in matched)
+    score += sum(1.0 for t in code_like & terms)
+    shows = any(u.code for u in window) or bool(_INLINE_CODE.search(text))
+    words = sum(len(u.text.split()) for u in window)
+    return (score * (_SHOWS if shows else 1.0) / (1.0 + words / 120)
+            * (1.0 - _RANK * window[0].rank / max(1, k)))
+
+
+def _windows(pool: list[Unit], limit: int | None = None) -> list[list[Unit]]:
+    """Every run of consecutive units of one passage that starts at a unit and holds at most
+    ``limit`` words (at least one unit); code lines stay after the sentence introducing them."""
+    limit = limit or WINDOW_WORDS
+    out = []
+    for i, first in enumerate(pool):
+        if first.code and i and not pool[i - 1].code:
+            continue  # a command is quoted with the sentence that introduces it
+        window, used = [], 0
+        for u in pool[i:i + 5]:
+            size = len(u.text.split())
+            if window and used + size > limit:
+                break
+            window.append(u)
+            used += size
+        out.append(window)
+    return out
+
+
+def focused(question: str, results: SearchResults, budget: int = BUDGET_WORDS,
+            most: int = MAX_UNITS, only: set[int] | None = None) -> list[list[Unit]]:
+    """The passages' windows (a sentence with its neighbours and the commands it introduces)
+    that best answer ``question``: scored by the question's terms (rare ones and command- or
+    option-like ones count more, a window showing a command a little more, earlier passages
+    a little more), at most ``most`` windows of ``budget`` words in all, in passage order.
+    ``only`` limits them to those source numbers. At least one window whenever the passages
+    have text."""
     query = _terms(question)
+    code_like = _code_like(question)
     per_passage = [units(r.text, c.n, i) for i, (c, r) in
-                   enumerate(zip(results.citations(), results.results, strict=True))]
+                   enumerate(zip(results.citations(), results.results, strict=True))
+                   if only is None or c.n in only]
     everything = [u for us in per_passage for u in us]
     if not everything:
         return []
     weights = _weights(query, everything)
-    k = len(per_passage)
-    scored = sorted(everything, key=lambda u: (-_score(u, query, weights, k), u.rank,
-                                               u.position))
-    picked: list[Unit] = [u for u in scored[:limit] if _score(u, query, weights, k) > 0]
-    picked = picked or [per_passage[0][0] if per_passage[0] else everything[0]]
-    extra: list[Unit] = []
-    for u in picked:  # a sentence is followed by the commands it introduces
-        if not u.code:
-            extra.extend(_following_code(per_passage[u.rank], u))
-    chosen = {(u.rank, u.position): u for u in picked + extra}
-    return [chosen[key] for key in sorted(chosen)]
-
-
-def _following_code(pool: list[Unit], unit: Unit, most: int = 2) -> list[Unit]:
-    out = []
-    for v in pool[unit.position + 1:unit.position + 1 + most]:
-        if not v.code:
+    k = len(results.results)
+    candidates = [(w, _window_score(w, query, weights, code_like, k))
+                  for pool in per_passage for w in _windows(pool)]
+    candidates.sort(key=lambda ws: (-ws[1], ws[0][0].rank, ws[0][0].position))
+    picked: list[list[Unit]] = []
+    taken: set[tuple[int, int]] = set()
+    used = 0
+    for window, score in candidates:
+        if score <= 0 or len(picked) >= most:
             break
-        out.append(v)
-    return out
+        fresh = [u for u in window if (u.rank, u.position) not in taken]
+        if len(fresh) < len(window):
+            continue
+        size = sum(len(u.text.split()) for u in window)
+        if picked and used + size > budget:
+            continue
+        picked.append(window)
+        taken.update((u.rank, u.position) for u in window)
+        used += size
+    if not picked:
+        first = next(pool for pool in per_passage if pool)
+        picked = [first[:1]]
+    return sorted(picked, key=lambda w: (w[0].rank, w[0].position))
+
+
+def best_units(question: str, results: SearchResults, limit: int = MAX_UNITS) -> list[Unit]:
+    """The units of :func:`focused` windows, in passage order."""
+    return [u for w in focused(question, results, most=limit) for u in w]
 
 
 def _quote(unit: Unit) -> str:
@@ -203,9 +274,32 @@ def _quote(unit: Unit) -> str:
     return f"“{text}” [{unit.n}]"
 
 
+def quote_window(window: list[Unit]) -> str:
+    """One window as quoted text: prose in quotation marks, commands in backticks, and [n]."""
+    parts: list[str] = []
+    prose: list[str] = []
+
+    def flush() -> None:
+        if prose:
+            text = " ".join(prose)
+            if len(text) > MAX_CHARS * 2:
+                text = text[:MAX_CHARS * 2].rsplit(" ", 1)[0] + " …"
+            parts.append(f"“{text}”")
+            prose.clear()
+
+    for u in window:
+        if u.code:
+            flush()
+            parts.append(f"`{u.text.replace('`', '')}`")
+        else:
+            prose.append(u.text)
+    flush()
+    return " ".join(parts) + f" [{window[0].n}]"
+
+
 def extractive_answer(question: str, results: SearchResults, limit: int = MAX_UNITS) -> str:
-    """Quoted sentences of the passages that best answer ``question``, each cited as [n]."""
-    picked = best_units(question, results, limit)
+    """Quoted windows of the passages that best answer ``question``, each cited as [n]."""
+    picked = focused(question, results, most=limit)
     if not picked:
         return ""
-    return EXTRACTIVE_LEAD + "\n\n" + "\n".join(f"- {_quote(u)}" for u in picked)
+    return EXTRACTIVE_LEAD + "\n\n" + "\n".join(f"- {quote_window(w)}" for w in picked)

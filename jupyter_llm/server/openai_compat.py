@@ -242,8 +242,7 @@ class _CompletionHandler(_V1Handler):
                 text = await self.run_blocking(gen.text)
                 summary = gen.summary()
                 choices.append(self.choice(text, _finish(summary), delta=False, index=index))
-                for key, value in (summary["usage"] or {}).items():
-                    usage[key] = usage.get(key, 0) + value
+                _add_usage(usage, summary["usage"])
             self.write_json({**base, "object": self.object_name, "choices": choices,
                              "usage": usage})
             return
@@ -271,8 +270,7 @@ class _CompletionHandler(_V1Handler):
                 summary = gen.summary()
                 yield {**base, "object": chunk_object,
                        "choices": [self.choice(None, _finish(summary), delta=True, index=index)]}
-                for key, value in (summary["usage"] or {}).items():
-                    usage[key] = usage.get(key, 0) + value
+                _add_usage(usage, summary["usage"])
             if body.include_usage:
                 yield {**base, "object": chunk_object, "choices": [], "usage": usage}
             yield "[DONE]"
@@ -360,3 +358,14 @@ default_handlers = [
     (r"/llm/v1/completions", CompletionsHandler),
     (r"/llm/v1/embeddings", EmbeddingsHandler),
 ]
+
+
+def _add_usage(total: dict[str, Any], usage: dict[str, Any] | None) -> None:
+    """Add one choice's usage to the response's (counts, and cached tokens in the details)."""
+    for key, value in (usage or {}).items():
+        if isinstance(value, dict):
+            details = total.setdefault(key, {})
+            for name, count in value.items():
+                details[name] = details.get(name, 0) + count
+        else:
+            total[key] = total.get(key, 0) + value

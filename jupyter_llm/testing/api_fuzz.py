@@ -93,7 +93,7 @@ def run_fuzz(*, max_examples: int = 20, seed: int = 11, workers: int = 1,
         home = Path(tmp)
         env = _prepare_home(home)
         process, url, token, log = _serve(home, env)
-        reports = Path(report_dir) if report_dir else home / "report"
+        reports = Path(report_dir).resolve() if report_dir else home / "report"
         try:
             cmd = [sys.executable, "-m", "schemathesis.cli", "run",
                    f"{url}llm/api/openapi.json", "--url", url.rstrip("/"),
@@ -105,7 +105,8 @@ def run_fuzz(*, max_examples: int = 20, seed: int = 11, workers: int = 1,
                    "--max-time", str(max_time or _DEFAULT_MAX_TIME),
                    "--report", "ndjson", "--report-dir", str(reports)]
             started = time.monotonic()
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600,
+                                  cwd=str(home))  # its .schemathesis cache stays out of the repo
             elapsed = time.monotonic() - started
         finally:
             process.terminate()

@@ -97,9 +97,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory, model_server: dict[str, Any]) 
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_page(lab: LabServer) -> Iterator[Any]:
-    """One Chromium page on JupyterLab, with the LLM panel open."""
+    """One Chromium page on JupyterLab, with the LLM panel open, per test module: Playwright's
+    sync API holds an event loop in this thread while it runs, so it must end before the
+    pytest-jupyter tests (which run their own loop) that follow the browser tests."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)

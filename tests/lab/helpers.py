@@ -17,7 +17,8 @@ THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 ANSWER = "#jp-llm-section-chat .jp-llm-assistant:last-of-type"
 
 __all__ = ["ANSWER", "ARTIFACTS", "PANEL", "REPO", "TAB", "THEMES", "TIMEOUT_MS",
-           "close_all_documents", "contrast", "ensure_installed", "line_in_view", "model_row",
+           "close_all_documents", "contrast", "ensure_installed", "ensure_not_installed",
+           "line_in_view", "model_row",
            "open_lab", "record", "set_theme", "shot", "show_section"]
 
 
@@ -79,6 +80,16 @@ def ensure_installed(lab: LabServer, page: Any, model_id: str) -> None:
     show_section(page, "models")
     page.click('button[aria-label="Refresh models"]')
     page.wait_for_selector(f"{model_row(model_id)}:not([data-state='available'])")
+
+
+def ensure_not_installed(lab: LabServer, page: Any, model_id: str) -> None:
+    """Delete the model if an earlier test installed it (the lab server is shared by every
+    browser test), and refresh the panel."""
+    if lab.api("GET", f"llm/api/models/{model_id}").get("state") not in (None, "available"):
+        lab.api("DELETE", f"llm/api/models/{model_id}")
+    show_section(page, "models")
+    page.click('button[aria-label="Refresh models"]')
+    page.wait_for_selector(f"{model_row(model_id)}[data-state='available']")
 
 
 def record(page: Any, selector: str, attribute: str | None, key: str) -> None:
