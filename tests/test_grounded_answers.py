@@ -10,7 +10,14 @@ import pytest
 
 from jupyter_llm.retrieval.answer import ask, build_messages, checked, sampling_defaults
 from jupyter_llm.retrieval.citations import Citation, check_citations, cited_numbers
-from jupyter_llm.retrieval.extractive import EXTRACTIVE_LEAD, extractive_answer, focused, units
+from jupyter_llm.retrieval.extractive import (
+    EVIDENCE_LEAD,
+    EXTRACTIVE_LEAD,
+    extractive_answer,
+    focused,
+    support,
+    units,
+)
 from jupyter_llm.retrieval.repetition import find_repetition
 from jupyter_llm.retrieval.search import SearchResult, SearchResults
 
@@ -172,9 +179,29 @@ def test_an_answer_without_valid_citations_is_replaced_with_a_note(course_collec
 def test_an_answer_citing_valid_sources_is_kept(course_collection):
     model = ScriptedModel(["List them in ", "a `.gitignore` file [1]."])
     answer = ask(course_collection, QUESTION, model=model, k=3)
-    assert answer.text == "List them in a `.gitignore` file [1]." and answer.note is None
-    assert answer.citation_check.valid and answer.citation_check.action == "kept"
-    assert answer.citation_check.model_text is None
+    model_text = "List them in a `.gitignore` file [1]."
+    check = answer.citation_check
+    assert check.valid and check.action == "kept" and check.model_text == model_text
+    # shown: the model's answer, then the focused excerpt of the passages (cited, valid)
+    assert answer.text.startswith(model_text + "\n\n" + EVIDENCE_LEAD) and answer.note is None
+    evidence = answer.text[len(model_text):]
+    assert ".gitignore" in evidence and cited_numbers(evidence)
+    assert set(cited_numbers(answer.text)) <= {c.n for c in answer.citations}
+
+
+def test_an_answer_that_shares_no_words_with_its_source_is_replaced(course_collection):
+    model = ScriptedModel(["Bananas are yellow tropical fruit, ", "rich in potassium [1]."])
+    answer = ask(course_collection, QUESTION, model=model, k=3)
+    check = answer.citation_check
+    assert not check.valid and check.reason == "unsupported" and check.action == "extractive"
+    assert check.cited == [1] and "Bananas" in check.model_text and "Bananas" not in answer.text
+    assert answer.text.startswith(EXTRACTIVE_LEAD) and "too few words" in answer.note
+
+
+def test_support_is_the_share_of_content_words_in_the_sources():
+    assert support("Use git add -f to add it [1].", ["Use `git add -f` to force."]) == 1.0
+    assert support("Bananas are yellow [2].", ["Git tracks files."]) == 0.0
+    assert support("[1]", ["anything"]) == 1.0
 
 
 def test_without_passage_text_the_check_falls_back_to_the_passages(course_collection):

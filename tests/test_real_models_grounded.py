@@ -12,7 +12,7 @@ import pytest
 from jupyter_llm.backends.llama_cpp import LlamaCppModel
 from jupyter_llm.retrieval.answer import ask, build_messages
 from jupyter_llm.retrieval.citations import cited_numbers
-from jupyter_llm.retrieval.extractive import EXTRACTIVE_LEAD
+from jupyter_llm.retrieval.extractive import EVIDENCE_LEAD, EXTRACTIVE_LEAD
 from jupyter_llm.retrieval.repetition import find_repetition
 
 QUESTIONS = [
@@ -66,7 +66,9 @@ def test_a_real_small_model_answer_cites_valid_sources_and_does_not_loop(smol, c
     check = answer.citation_check
     assert check is not None
     if check.action == "kept":
-        assert answer.text == streamed and answer.note is None
+        # the model's answer, then the focused excerpt of the passages, each quote cited
+        assert answer.text.startswith(streamed.rstrip() + "\n\n" + EVIDENCE_LEAD)
+        assert check.model_text == streamed and answer.note is None
     else:  # replaced: the note says why, the model's text is kept for review
         assert answer.text.startswith(EXTRACTIVE_LEAD) and check.model_text == streamed
         assert check.reason in answer.note or answer.note

@@ -115,6 +115,10 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     if check is not None and check.action != "kept":
         # the streamed answer failed the citation check: say why, then what replaces it
         print(f"\n({answer.note})\n\n{answer.text}")
+    elif check is not None and check.model_text and answer.text.startswith(
+            check.model_text.rstrip()) and answer.text != check.model_text:
+        # the model's answer was kept: show the excerpt of the passages it cites after it
+        print("\n" + answer.text[len(check.model_text.rstrip()):].strip())
     elif answer.note:
         print(f"({answer.note})", file=sys.stderr)
     cited = set(answer.cited) or {c.n for c in answer.citations}

@@ -7,8 +7,10 @@ answer is the cited passages themselves, clearly labelled as retrieval only.
 A small model's answer is never shown worse than the passages: the prompt labels sources
 with short titles a model will not copy (no paths, no line numbers), sampling defaults keep it
 from looping, a guard stops the generation as soon as it repeats itself, and an answer that
-cites no valid [n] (or cites a number with no source) is replaced by quoted sentences of the
-passages, each cited, with a note saying why (``Answer.citation_check``).
+cites no valid [n] (or cites a number with no source, or shares too few words with the
+passages it cites) is replaced by quoted windows of the passages, each cited, with a note
+saying why (``Answer.citation_check``). A kept answer is followed by the focused excerpt of
+the passages it cites, so the shown answer holds at least what retrieval found.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from jupyter_llm.retrieval.citations import (
     check_citations,
     cited_numbers,
 )
-from jupyter_llm.retrieval.extractive import excerpt, extractive_answer
+from jupyter_llm.retrieval.extractive import evidence, excerpt, extractive_answer, support
 from jupyter_llm.retrieval.repetition import find_repetition
 from jupyter_llm.retrieval.search import SearchResults, search
 
@@ -56,7 +58,10 @@ CHECK_NOTES = {
     "repetition": "The model began repeating itself and was stopped",
     "no_citation": "The model's answer cited no source",
     "invalid_citation": "The model's answer cited sources that do not exist ({invalid})",
+    "unsupported": "The model's answer shares too few words with the sources it cites",
 }
+SUPPORT_MIN = 0.5
+"""Least share of a model answer's content words that its cited passages must hold."""
 NOT_COVERED = "The course materials do not cover this question."
 RETRIEVAL_ONLY = "Retrieval only (no chat model was used): the most relevant course passages."
 PASSAGES = "The most relevant course passages:"
@@ -231,18 +236,28 @@ def sampling_defaults(model: Any) -> dict[str, Any]:
 
 
 def checked(answer: Answer, *, looped: bool = False) -> Answer:
-    """Check a model's answer cites valid sources; when it does not (or it looped), show
-    quoted sentences of the passages, each cited, with a note saying why."""
+    """Check a model's answer cites valid sources whose words it uses; when it does, show it
+    followed by the focused excerpt of the passages it cites; when it does not (or it
+    looped), show quoted windows of the passages, each cited, with a note saying why."""
     model_text = answer.text
     valid = {c.n for c in answer.citations}
     check = check_citations(model_text, valid)
     if looped:
         check.valid, check.reason = False, "repetition"
     answer.citation_check = check
-    if check.valid:
-        return answer
-    check.model_text = model_text
     results = answer.results
+    if check.valid and results is not None:
+        cited = {c.n for c in answer.citations} & set(check.cited or [])
+        texts = [r.text for c, r in zip(answer.citations, results.results, strict=False)
+                 if c.n in cited]
+        if support(model_text, texts) < SUPPORT_MIN:
+            check.valid, check.reason = False, "unsupported"
+    check.model_text = model_text
+    if check.valid:
+        shown = evidence(answer.question, results, check.cited or []) if results else ""
+        if shown:
+            answer.text = model_text.rstrip() + "\n\n" + shown
+        return answer
     text = extractive_answer(answer.question, results) if results is not None else ""
     if text:
         check.action = "extractive"

@@ -125,9 +125,11 @@ class CitationCheck:
     """Whether a model's answer cites the numbered sources it was given, and what was shown.
 
     ``reason`` is None when the answer is kept as is; else ``empty``, ``repetition`` (the
-    model began repeating itself and was stopped), ``no_citation`` or ``invalid_citation``
-    (a number with no source). ``action`` says what the faces show: ``kept`` (the model's
-    answer), ``extractive`` (quoted sentences of the passages, cited) or ``passages``.
+    model began repeating itself and was stopped), ``no_citation``, ``invalid_citation`` (a
+    number with no source) or ``unsupported`` (too few of its words are in the passages it
+    cites). ``action`` says what the faces show: ``kept`` (the model's answer followed by an
+    excerpt of the passages it cites), ``extractive`` (quoted windows of the passages,
+    cited) or ``passages``. ``model_text`` is the model's own text.
     """
 
     valid: bool

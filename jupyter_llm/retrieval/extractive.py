@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.search import SearchResults
 
-__all__ = ["Unit", "units", "best_units", "focused", "quote_window", "excerpt", "extractive_answer",
-           "EXTRACTIVE_LEAD"]
+__all__ = ["Unit", "units", "best_units", "focused", "quote_window", "excerpt", "evidence",
+           "support", "extractive_answer", "EXTRACTIVE_LEAD", "EVIDENCE_LEAD"]
 
 EXTRACTIVE_LEAD = "From the course materials:"
 MAX_UNITS = 3
@@ -188,8 +188,6 @@ def _window_score(window: list[Unit], query: set[str], weights: dict[str, float]
                   code_like: set[str], k: int) -> float:
     text = " ".join(u.text for u in window)
     terms = _terms(text)
-    if window[0].text.rstrip().endswith("?"):
-        return 0.0
     matched = query & terms
     if not matched:
         return 0.0
@@ -212,11 +210,12 @@ def _windows(pool: list[Unit], limit: int | None = None) -> list[list[Unit]]:
         window, used = [], 0
         for u in pool[i:i + 5]:
             size = len(u.text.split())
-            if window and used + size > limit:
-                break
+            if (window and used + size > limit) or (not u.code and u.text.endswith("?")):
+                break  # a question (a lesson's list of questions) answers nothing
             window.append(u)
             used += size
-        out.append(window)
+        if window:
+            out.append(window)
     return out
 
 
@@ -295,6 +294,38 @@ def quote_window(window: list[Unit]) -> str:
             prose.append(u.text)
     flush()
     return " ".join(parts) + f" [{window[0].n}]"
+
+
+EVIDENCE_LEAD = "From the course materials:"
+EVIDENCE_CITED_WORDS = 60
+"""Most words of the window added from the cited passages when the best ones are elsewhere."""
+
+
+def evidence(question: str, results: SearchResults, cited: list[int]) -> str:
+    """The focused excerpt shown after a model's answer, so a shown answer is never worse
+    than retrieval: the best windows of all the passages (:func:`focused`) and, when none of
+    them is from a passage the answer cites, the best window of those too; each cited."""
+    picked = focused(question, results)
+    if cited and not any(w[0].n in cited for w in picked):
+        picked += focused(question, results, budget=EVIDENCE_CITED_WORDS, most=1,
+                          only=set(cited))
+    picked.sort(key=lambda w: (w[0].rank, w[0].position))
+    if not picked:
+        return ""
+    return EVIDENCE_LEAD + "\n\n" + "\n".join(f"- {quote_window(w)}" for w in picked)
+
+
+def support(answer: str, texts: list[str]) -> float:
+    """The share of ``answer``'s content words (not numbers or citations) found in ``texts``;
+    1.0 when it has none."""
+    mine = {t for t in _terms(re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", answer))
+            if not t.isdigit()}
+    if not mine:
+        return 1.0
+    theirs: set[str] = set()
+    for text in texts:
+        theirs |= _terms(text)
+    return len(mine & theirs) / len(mine)
 
 
 def extractive_answer(question: str, results: SearchResults, limit: int = MAX_UNITS) -> str:
