@@ -8,7 +8,7 @@ question files in ``benchmarks/course_questions`` (``dev.jsonl`` and the held-ou
 
     .venv/bin/python benchmarks/grounded_eval.py --collection /tmp/course.sqlite \\
         [-m retrieval-only] [-m ~/.cache/jupyter-llm/test-models/SmolLM2-135M-Instruct.Q4_1.gguf]
-        [--mode hybrid] [-k 5] [--json] [--answers-dir /tmp/answers]
+        [--mode hybrid] [-k 5] [--json] [--answers-dir /tmp/answers] [--no-expansion]
 
 ``-m`` takes ``retrieval-only`` or a model id / ``.gguf`` path run by an in-process host
 (temperature 0 unless ``--temperature``). The course lives in ``../shared/eval/course``
@@ -82,7 +82,14 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=None)
     ap.add_argument("--answers-dir", default=None, help="write <questions>.<mode>.answers.jsonl here")
     ap.add_argument("--json", action="store_true", help="print the reports as JSON")
+    ap.add_argument("--no-expansion", action="store_true",
+                    help="plain chunks instead of passages (the baseline of section expansion)")
     args = ap.parse_args()
+    if args.no_expansion:
+        import jupyter_llm.retrieval.search as search_module
+        from jupyter_llm.retrieval.expansion import NO_EXPANSION
+
+        search_module.DEFAULT_EXPANSION = NO_EXPANSION  # what every search defaults to
 
     from jupyter_llm.retrieval.collection import Collection
     from jupyter_llm.retrieval.evaluate import evaluate

@@ -124,23 +124,53 @@ def test_a_chat_that_asks_for_the_guard_is_guarded_for_students_only(open_host):
     assert "total += 11" in teacher.text()
 
 
+class Solver(Model):
+    """Answers every question with a complete 12-line solution that cites source [1]."""
+
+    def execute(self, request):
+        yield "Keep a running total [1].\n```python\n"
+        for i in range(12):
+            yield f"total += {i}\n"
+        yield "```\n"
+        yield Finish("stop", Usage(3, 14))
+
+
+@pytest.fixture
+def solver_host(tmp_path):
+    module = types.ModuleType("solver_plugin")
+
+    @hookimpl
+    def register_models(register):
+        register(Solver("solver"), spec=ModelSpec(id="solver", name="Solver", backend="solver",
+                                                  tags=["CONVERSATIONAL"]))
+
+    module.register_models = register_models
+    plugins.pm.register(module, name="solver")
+    plugins.reset()
+    host = ModelHost(Settings(policy=OPEN_POLICY))
+    yield host
+    host.close()
+    plugins.pm.unregister(name="solver")
+    plugins.reset()
+
+
 def test_a_collection_set_for_tutoring_guards_students_and_only_an_instructor_sets_it(
-        open_host, memo_minilm, tmp_path):
+        solver_host, memo_minilm, tmp_path):
     from jupyter_llm.errors import Forbidden
     from jupyter_llm.host.collections import HostCollections
     from jupyter_llm.retrieval.collection import Collection
 
     doc = tmp_path / "loops.md"
-    doc.write_text("# Summing numbers with a loop\n\nTo add up numbers, keep a running total "
-                   "in a loop:\n\n```python\n" + "".join(f"total += {i}\n" for i in range(12))
-                   + "```\n", encoding="utf-8")
+    doc.write_text("# Summing numbers with a loop\n\nTo add up numbers, keep a running total: "
+                   "start it at zero and add each number to it inside a for loop.\n",
+                   encoding="utf-8")
     path = tmp_path / "course.sqlite"
     Collection.create(path, embedder=memo_minilm).ingest([doc])
-    service = HostCollections(lambda: open_host)
+    service = HostCollections(lambda: solver_host)
     question = "How do I add up numbers with a loop?"
 
     def answer(user):
-        return service.prepare_ask(str(path), question, model="echo", user=user).run().text
+        return service.prepare_ask(str(path), question, model="solver", user=user).run().text
 
     assert "total += 11" in answer("bob")  # the guard is off: the student sees the code
     with pytest.raises(Forbidden, match="student role cannot change the tutoring guard"):
@@ -148,9 +178,9 @@ def test_a_collection_set_for_tutoring_guards_students_and_only_an_instructor_se
     assert service.configure(str(path), tutoring_guard=True, user="ada")["tutoring_guard"]
     assert Collection.open(path).meta.tutoring_guard  # recorded in the portable file
 
-    student = answer("bob")
-    assert "total += 11" not in student and "tutoring guard held back" in student
+    student = answer("bob")  # the guarded text, or the cited passage where the check replaced it
+    assert "total += 11" not in student and "total += 0" not in student
     assert "total += 11" in answer("ada")  # the instructor sees the full answer
-    entry = open_host.history.entries(1, user="bob")[0]
+    entry = solver_host.history.entries(1, user="bob")[0]
     assert entry["guard"].startswith("tutoring guard collapsed 1 code block")
     assert "total += 11" in entry["response"]  # kept in full for the instructor's review

@@ -110,3 +110,26 @@ def test_settings_are_validated():
         ExpansionSettings(scope="chapter")
     with pytest.raises(ValidationError):
         ExpansionSettings(neighbours=-1)
+
+
+def test_single_chunk_documents_rank_as_before(memo_minilm, tmp_path):
+    """Like SciFact (one abstract, one chunk): expansion changes nothing in any mode."""
+    for i, text in enumerate(["Git records snapshots of a project in commits.",
+                              "A shell loop repeats a command for each file.",
+                              "NumPy loads a CSV file into an array with loadtxt.",
+                              "A .gitignore file lists files Git should not track.",
+                              "Functions in Python are defined with def."]):
+        (tmp_path / "docs").mkdir(exist_ok=True)
+        (tmp_path / "docs" / f"d{i}.txt").write_text(text + "\n")
+    c = Collection.create(tmp_path / "one.sqlite", embedder=memo_minilm)
+    c.ingest([tmp_path / "docs"])
+    try:
+        for mode in ("dense", "lexical", "hybrid"):
+            for query in ("how do I stop git tracking a file", "load a csv file"):
+                plain = c.search(query, k=4, mode=mode, expansion=False)
+                grown = c.search(query, k=4, mode=mode)
+                assert [(r.source, r.chunk_id, r.score) for r in grown] == [
+                    (r.source, r.chunk_id, r.score) for r in plain]
+                assert [r.text for r in grown] == [r.text for r in plain]
+    finally:
+        c.close()

@@ -47,6 +47,8 @@ SYSTEM_PROMPT = (
 PROMPT_WORDS = 120
 """About how many words of each passage the prompt holds: the sentences that best match the
 question (a small model copies from a short excerpt; the faces show the whole passage)."""
+SNIPPET_WORDS = 80
+"""About how many words of each passage a retrieval-only answer shows (its best sentences)."""
 GROUNDED_SAMPLING: dict[str, Any] = {"max_tokens": 256, "repeat_penalty": 1.1}
 """Options a grounded answer runs with when neither the caller nor the registry sets them:
 short answers, and a repetition penalty that keeps small local models out of loops
@@ -130,9 +132,10 @@ def build_messages(question: str, results: SearchResults,
 def _passages(results: SearchResults) -> str:
     lines = []
     for c, r in zip(results.citations(), results.results, strict=True):
-        snippet = " ".join((r.hit_text if r.hit_text and r.hit_text in r.text else r.text).split())
-        if len(snippet) > 400:
-            snippet = snippet[:400].rsplit(" ", 1)[0] + " …"
+        # the sentences of the (expanded) passage that best match the question
+        snippet = " ".join((excerpt(results.query, r.text, SNIPPET_WORDS) or r.text).split())
+        if len(snippet) > 1000:
+            snippet = snippet[:1000].rsplit(" ", 1)[0] + " …"
         lines.append(f"[{c.n}] {snippet}")
     return "\n\n".join(lines)
 
