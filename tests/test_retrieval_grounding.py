@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_llm.errors import InvalidOptions
 from jupyter_llm.retrieval.chunking import ChunkerSettings, chunk_sections
 from jupyter_llm.retrieval.collection import Collection
 from jupyter_llm.retrieval.ingest import is_boilerplate
@@ -103,10 +104,12 @@ def test_support_settings_are_recorded_in_the_file_and_inspectable(course_collec
         assert "cherry-pick" in coll.search(NOT_MENTIONED[0]).missing_terms
         coll.set_support_settings(term_centrality=None, confident_similarity=-1.0)
         assert "cherry-pick" in coll.search(NOT_MENTIONED[0]).missing_terms  # still code-like
-        with pytest.raises(ValueError, match="unknown support settings"):
+        with pytest.raises(InvalidOptions, match="Unknown support settings: centrality"):
             coll.set_support_settings(centrality=1.0)
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidOptions, match="term_centrality"):
             coll.set_support_settings(term_centrality=-1.0)
+        with pytest.raises(InvalidOptions, match="min_similarity"):
+            coll.set_support_threshold(1.01)  # a cosine similarity is at most 1
     finally:
         coll.set_support_settings(term_centrality=None, confident_similarity=None)
     assert coll.support_settings == defaults == SupportSettings(

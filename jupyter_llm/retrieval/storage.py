@@ -14,10 +14,12 @@ import numpy as np
 from jupyter_llm.errors import (
     Conflict,
     EmbedderMismatch,
+    InvalidOptions,
     ModelNotReady,
     NotACollection,
     NotFound,
     hint,
+    options_error_from_pydantic,
 )
 from jupyter_llm.retrieval.chunking import Chunk, ChunkerSettings
 from jupyter_llm.retrieval.db import Database, connect
@@ -225,9 +227,14 @@ class CollectionFile:
                   "confident_similarity": "confident_similarity"}
         unknown = set(values) - set(fields)
         if unknown:
-            raise ValueError(f"unknown support settings: {', '.join(sorted(unknown))}; "
-                             f"use {', '.join(fields)}")
-        SupportSettings(**{k: v for k, v in values.items() if v is not None})  # validate
+            raise InvalidOptions(f"Unknown support settings: {', '.join(sorted(unknown))}; "
+                                 f"use {', '.join(fields)}.")
+        from pydantic import ValidationError
+
+        try:
+            SupportSettings(**{k: v for k, v in values.items() if v is not None})
+        except ValidationError as e:
+            raise options_error_from_pydantic(e, what="support setting") from None
         for key, value in values.items():
             setattr(self.meta, fields[key], None if value is None else float(value))
         with self.db.transaction():
