@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 
 import pytest
 
@@ -57,10 +59,11 @@ def test_a_reader_that_stops_early_stops_the_work_at_its_next_step():
     stopped = threading.Event()
     cancelled_calls = []
 
-    def work(emit):
-        try:
-            for i in range(10_000):
+    def work(emit):  # endless: only the reader's cancel can stop it (a finite loop could end
+        try:           # before the reader breaks, on a loaded machine)
+            for i in itertools.count():
                 emit(i)
+                time.sleep(0.001)
         except Cancelled:
             stopped.set()
             raise
