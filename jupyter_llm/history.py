@@ -12,20 +12,17 @@ import csv
 import datetime as _dt
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from . import paths
-from .errors import Busy, InsufficientStorage, InvalidRequest, JupyterLLMError, NotFound
+from .errors import InvalidRequest, NotFound
 from .redact import redact, redact_obj
+from .sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 
 __all__ = ["History", "BUSY_TIMEOUT_MS", "parse_time"]
 
-BUSY_TIMEOUT_MS = 30_000
 MAX_LIMIT = 1_000_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -68,60 +65,21 @@ _COLUMNS = ("id", "created_at", "model", "face", "user", "messages", "prompt", "
             "request_id", "cached_tokens")
 
 
-class History:
+class History(SQLiteFile):
     """An append-only log of requests in SQLite, safe for concurrent writers."""
 
+    what = "history file"
+    off = " or turn history off (JUPYTER_LLM_HISTORY=0)"
+
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else paths.history_path()
-        self._ready = False
-        self._lock = threading.Lock()
+        super().__init__(path if path is not None else paths.history_path())
 
-    def __repr__(self) -> str:
-        return f"<History {str(self.path)!r}>"
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.OperationalError) as e:
-            raise InsufficientStorage(
-                f"Cannot open the history file {self.path}: {e}. Make the data directory "
-                "writable (JUPYTER_LLM_HOME) or turn history off (JUPYTER_LLM_HISTORY=0).",
-                details={"path": str(self.path)}) from e
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if not self._ready:
-                self._init(conn)
-            yield conn
-        except sqlite3.DatabaseError as e:  # a full disk, a read-only or corrupt file
-            raise _storage_error(e, self.path) from e
-        finally:
-            conn.close()
-
-    def _init(self, conn: sqlite3.Connection) -> None:
-        with self._lock:
-            if self._ready:
-                return
-            # Switching to WAL needs a moment of exclusive access; busy_timeout covers the wait,
-            # and the retry covers the rare SQLITE_BUSY that skips the busy handler.
-            for attempt in range(50):
-                try:
-                    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                        conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("PRAGMA synchronous = NORMAL")
-                    have = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
-                    for name, kind in _ADDED_COLUMNS if have else ():
-                        if name not in have:
-                            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
-                    conn.executescript(_SCHEMA)
-                    break
-                except sqlite3.OperationalError as e:
-                    if "locked" not in str(e) and "busy" not in str(e) or attempt == 49:
-                        raise
-                    time.sleep(0.02 * (attempt + 1))
-            self._ready = True
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        have = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+        for name, kind in _ADDED_COLUMNS if have else ():
+            if name not in have:
+                conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+        conn.executescript(_SCHEMA)
 
     def record(self, *, model: str | None = None, face: str | None = None,
                user: str | None = None, messages: list[dict[str, Any]] | None = None,
@@ -286,24 +244,6 @@ def parse_time(value: str | float | None, field: str = "since") -> float | None:
             f"{field} must be a date or time such as 2026-11-27 or 2026-11-27T14:30 (or epoch "
             f"seconds), not {text!r}.",
             details={"fields": [{"field": field, "message": "is not a date"}]}) from None
-
-
-def _storage_error(exc: sqlite3.DatabaseError, path: Path) -> JupyterLLMError:
-    """A clear error for a SQLite failure of the history file (never a raw traceback)."""
-    text = str(exc).lower()
-    off = "or turn history off (JUPYTER_LLM_HISTORY=0)"
-    if "full" in text or "disk i/o" in text:
-        return InsufficientStorage(f"The disk holding the history file {path} is full; free "
-                                   f"some space {off}.", details={"path": str(path)})
-    if "readonly" in text or "read-only" in text or "unable to open" in text:
-        return InsufficientStorage(f"The history file {path} cannot be written; make the data "
-                                   f"directory writable (JUPYTER_LLM_HOME) {off}.",
-                                   details={"path": str(path)})
-    if "locked" in text or "busy" in text:
-        return Busy(f"The history file {path} is locked by another process; retry shortly.",
-                    retry_after=1, details={"path": str(path)})
-    return JupyterLLMError(f"The history file {path} is unreadable ({exc}); move it away to "
-                           f"start a new one, {off}.", details={"path": str(path)})
 
 
 def _key(key: int | str) -> tuple[str, int | str]:

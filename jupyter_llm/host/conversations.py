@@ -12,21 +12,18 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 from ..confine import confine
-from ..errors import Busy, InsufficientStorage, InvalidRequest, JupyterLLMError, NotFound, TooLarge
+from ..errors import InvalidRequest, NotFound, TooLarge
+from ..sqlite_file import SQLiteFile
 
 __all__ = ["Conversations", "to_notebook", "write_notebook", "MAX_BYTES", "MAX_MESSAGES"]
 
-BUSY_TIMEOUT_MS = 30_000
 MAX_BYTES = 4_000_000
 MAX_MESSAGES = 2000
 MAX_TITLE = 200
@@ -48,46 +45,16 @@ _SUMMARY = "id, title, model, collection, created_at, updated_at, json_array_len
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class Conversations:
+class Conversations(SQLiteFile):
     """Conversations stored per user in SQLite, safe for concurrent writers."""
 
+    what = "conversations file"
+
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else paths.conversations_path()
-        self._ready = False
-        self._lock = threading.Lock()
+        super().__init__(path if path is not None else paths.conversations_path())
 
-    def __repr__(self) -> str:
-        return f"<Conversations {str(self.path)!r}>"
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.OperationalError) as e:
-            raise InsufficientStorage(
-                f"Cannot open the conversations file {self.path}: {e}. Make the data directory "
-                "writable (JUPYTER_LLM_HOME).", details={"path": str(self.path)}) from e
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if not self._ready:
-                with self._lock:
-                    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                        conn.execute("PRAGMA journal_mode = WAL")
-                    conn.executescript(_SCHEMA)
-                    self._ready = True
-            yield conn
-        except sqlite3.DatabaseError as e:
-            text = str(e).lower()
-            if "locked" in text or "busy" in text:
-                raise Busy(f"The conversations file {self.path} is locked; retry shortly.",
-                           retry_after=1) from e
-            raise JupyterLLMError(f"The conversations file {self.path} cannot be used ({e}); "
-                                  "free disk space or move the file away to start a new one.",
-                                  details={"path": str(self.path)}) from e
-        finally:
-            conn.close()
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(_SCHEMA)
 
     def list(self, user: str, limit: int = 200) -> list[dict[str, Any]]:
         """The user's conversations, most recently changed first (without their messages)."""
