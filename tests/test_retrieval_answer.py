@@ -48,7 +48,11 @@ def test_answer_streams_from_the_model_and_links_cited_sources(course_collection
     pieces = []
     answer = ask(course_collection, QUESTION, model=model, k=3, on_text=pieces.append,
                  temperature=0)
-    assert "".join(pieces) == answer.text and answer.text.endswith("[1].")
+    streamed = "".join(pieces)  # the model's own answer, as it streamed
+    assert streamed.endswith("[1].") and answer.citation_check.model_text == streamed
+    # the kept answer is shown with its evidence: quotes of the passages, each cited
+    assert answer.text.startswith(streamed)
+    assert answer.text[len(streamed):].lstrip().startswith("From the course materials:")
     assert model.calls[0]["stream"] is True and model.calls[0]["temperature"] == 0
     assert answer.supported and not answer.retrieval_only and answer.model == "quoting"
     assert answer.cited == [1]
