@@ -21,6 +21,8 @@ from jupyter_llm.models import Request
 from jupyter_llm.registry import ModelSpec, Registry
 from jupyter_llm.testing.tiny_gguf import write_tiny_gguf
 
+from .fixtures.models import hosts_on
+
 pytest.importorskip("llama_cpp")
 
 GREEDY = {"temperature": 0, "max_tokens": 40}
@@ -36,23 +38,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def make_host(files):
-    hosts: list[ModelHost] = []
-
-    def make(**settings) -> ModelHost:
-        registry = Registry()
-        registry.add(ModelSpec(id="a", backend="llama_cpp", tags=["CONVERSATIONAL"],
-                               path=str(files["a"])))
-        registry.add(ModelSpec(id="embed", backend="llama_cpp", tags=["EMBEDDING"],
-                               path=str(files["embed"])))
-        settings.setdefault("history", False)
-        settings.setdefault("n_ctx", 2048)
-        host = ModelHost(Settings(**settings), registry=registry)
-        hosts.append(host)
-        return host
-
-    yield make
-    for host in hosts:
-        host.close()
+    with hosts_on([ModelSpec(id="a", backend="llama_cpp", tags=["CONVERSATIONAL"],
+                             path=str(files["a"])),
+                   ModelSpec(id="embed", backend="llama_cpp", tags=["EMBEDDING"],
+                             path=str(files["embed"]))], history=False, n_ctx=2048) as make:
+        yield make
 
 
 def _run_all(host: ModelHost, jobs: list[tuple[str, dict]], model: str = "a") -> list[str]:

@@ -14,11 +14,12 @@ import openai
 import pytest
 
 from jupyter_llm.client import RemoteClient
-from jupyter_llm.config import Settings
 from jupyter_llm.host import ModelHost
 from jupyter_llm.models import Queued
-from jupyter_llm.registry import ModelSpec, Registry
+from jupyter_llm.registry import ModelSpec
 from jupyter_llm.testing.tiny_gguf import write_tiny_gguf
+
+from .fixtures.models import hosts_on
 
 pytest.importorskip("llama_cpp")
 
@@ -34,20 +35,11 @@ def chat_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_host(chat_file):
-    hosts: list[ModelHost] = []
-
-    def make(**settings) -> ModelHost:
-        registry = Registry()
-        registry.add(ModelSpec(id="a", backend="llama_cpp", tags=["CONVERSATIONAL"],
-                               path=str(chat_file)))
-        settings.setdefault("parallel", 1)  # one slot: a second request waits in the queue
-        host = ModelHost(Settings(history=False, n_ctx=2048, **settings), registry=registry)
-        hosts.append(host)
-        return host
-
-    yield make
-    for host in hosts:
-        host.close()
+    # one slot: a second request waits in the queue
+    with hosts_on([ModelSpec(id="a", backend="llama_cpp", tags=["CONVERSATIONAL"],
+                             path=str(chat_file))], history=False, n_ctx=2048,
+                  parallel=1) as make:
+        yield make
 
 
 def _first_piece_order(host: ModelHost, users: list[str]) -> list[str]:
