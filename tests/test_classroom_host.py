@@ -30,6 +30,17 @@ class Echo(Model):
         yield Finish("stop", Usage(3, len(text)))
 
 
+class Solver(Model):
+    """Answers every question with a complete 12-line solution that cites source [1]."""
+
+    def execute(self, request):
+        yield "Keep a running total [1].\n```python\n"
+        for i in range(12):
+            yield f"total += {i}\n"
+        yield "```\n"
+        yield Finish("stop", Usage(3, 14))
+
+
 @pytest.fixture
 def echo_plugin():
     module = types.ModuleType("echo_plugin")
@@ -38,6 +49,8 @@ def echo_plugin():
     def register_models(register):
         register(Echo("echo"), spec=ModelSpec(id="echo", name="Echo", backend="echo",
                                               tags=["CONVERSATIONAL"]))
+        register(Solver("solver"), spec=ModelSpec(id="solver", name="Solver", backend="solver",
+                                                  tags=["CONVERSATIONAL"]))
 
     module.register_models = register_models
     plugins.pm.register(module, name="echo")
@@ -124,38 +137,8 @@ def test_a_chat_that_asks_for_the_guard_is_guarded_for_students_only(open_host):
     assert "total += 11" in teacher.text()
 
 
-class Solver(Model):
-    """Answers every question with a complete 12-line solution that cites source [1]."""
-
-    def execute(self, request):
-        yield "Keep a running total [1].\n```python\n"
-        for i in range(12):
-            yield f"total += {i}\n"
-        yield "```\n"
-        yield Finish("stop", Usage(3, 14))
-
-
-@pytest.fixture
-def solver_host(tmp_path):
-    module = types.ModuleType("solver_plugin")
-
-    @hookimpl
-    def register_models(register):
-        register(Solver("solver"), spec=ModelSpec(id="solver", name="Solver", backend="solver",
-                                                  tags=["CONVERSATIONAL"]))
-
-    module.register_models = register_models
-    plugins.pm.register(module, name="solver")
-    plugins.reset()
-    host = ModelHost(Settings(policy=OPEN_POLICY))
-    yield host
-    host.close()
-    plugins.pm.unregister(name="solver")
-    plugins.reset()
-
-
 def test_a_collection_set_for_tutoring_guards_students_and_only_an_instructor_sets_it(
-        solver_host, memo_minilm, tmp_path):
+        open_host, memo_minilm, tmp_path):
     from jupyter_llm.errors import Forbidden
     from jupyter_llm.host.collections import HostCollections
     from jupyter_llm.retrieval.collection import Collection
@@ -166,7 +149,7 @@ def test_a_collection_set_for_tutoring_guards_students_and_only_an_instructor_se
                    encoding="utf-8")
     path = tmp_path / "course.sqlite"
     Collection.create(path, embedder=memo_minilm).ingest([doc])
-    service = HostCollections(lambda: solver_host)
+    service = HostCollections(lambda: open_host)
     question = "How do I add up numbers with a loop?"
 
     def answer(user):
@@ -181,6 +164,6 @@ def test_a_collection_set_for_tutoring_guards_students_and_only_an_instructor_se
     student = answer("bob")  # the guarded text, or the cited passage where the check replaced it
     assert "total += 11" not in student and "total += 0" not in student
     assert "total += 11" in answer("ada")  # the instructor sees the full answer
-    entry = solver_host.history.entries(1, user="bob")[0]
+    entry = open_host.history.entries(1, user="bob")[0]
     assert entry["guard"].startswith("tutoring guard collapsed 1 code block")
     assert "total += 11" in entry["response"]  # kept in full for the instructor's review
