@@ -210,12 +210,7 @@ def report(measured: dict[str, dict[str, list[list[dict[str, Any]]]]],
                 "p95 ttft": [percentile([r["ttft"] for r in rs], 0.95) for rs in rows],
                 "p50 total": [percentile([r["total"] for r in rs], 0.5) for rs in rows],
                 "p95 total": [percentile([r["total"] for r in rs], 0.95) for rs in rows]}
-        print(f"{'':10} " + " ".join(f"{k:>22}" for k in stats["fifo"]))
-        for c in CONFIGS:
-            print(f"{c:10} " + " ".join(f"{_spread(v):>22}" for v in stats[c].values()))
-        ratios = {k: [f / b for f, b in zip(stats["fair"][k], stats["fifo"][k], strict=True)]
-                  for k in stats["fair"]}
-        print(f"{'fair/fifo':10} " + " ".join(f"{_spread(v):>22}" for v in ratios.values()))
+        _print_table(stats)
         print("goals (with batching): p95 ttft ratio <= 0.25, p95 total ratio <= 0.7")
     if "greedy" in measured:
         print("\ngreedy: one student fires 10, then 5 others ask one each")
@@ -227,12 +222,17 @@ def report(measured: dict[str, dict[str, list[list[dict[str, Any]]]]],
                 "others mean ttft": [statistics.mean(r["ttft"] for r in rs) for rs in rows],
                 "others max ttft": [max(r["ttft"] for r in rs) for rs in rows],
                 "greedy last total": [max(r["total"] for r in rs) for rs in mine]}
-        print(f"{'':10} " + " ".join(f"{k:>22}" for k in others["fifo"]))
-        for c in CONFIGS:
-            print(f"{c:10} " + " ".join(f"{_spread(v):>22}" for v in others[c].values()))
-        ratios = {k: [f / b for f, b in zip(others["fair"][k], others["fifo"][k], strict=True)]
-                  for k in others["fair"]}
-        print(f"{'fair/fifo':10} " + " ".join(f"{_spread(v):>22}" for v in ratios.values()))
+        _print_table(others)
+
+
+def _print_table(stats: dict[str, dict[str, list[float]]]) -> None:
+    """One row per configuration and a fair/fifo ratio row, each figure as median [range]."""
+    print(f"{'':10} " + " ".join(f"{k:>22}" for k in stats["fifo"]))
+    for c in CONFIGS:
+        print(f"{c:10} " + " ".join(f"{_spread(v):>22}" for v in stats[c].values()))
+    ratios = {k: [f / b for f, b in zip(stats["fair"][k], stats["fifo"][k], strict=True)]
+              for k in stats["fair"]}
+    print(f"{'fair/fifo':10} " + " ".join(f"{_spread(v):>22}" for v in ratios.values()))
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@ structured hint (``details["action"]``, see ``errors.ACTIONS``)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from .errors import JupyterLLMError, hint_of
 
-__all__ = ["ProgressBar", "IngestBar", "EvalBar", "human_bytes", "human_when", "ps_rows",
+__all__ = ["ProgressBar", "IngestBar", "EvalBar", "human_bytes", "human_when", "ps_rows", "print_listing",
            "render_hint", "error_text", "warning_lines", "state_label", "FACES"]
 
 
@@ -248,3 +250,15 @@ def state_label(model: dict[str, Any]) -> str:
         return state
     env = (model.get("hint") or {}).get("env")
     return f"{state} (needs {env})" if env else f"{state} (not usable)"
+
+
+def print_listing(items: list[Any], *, as_json: bool, empty: str,
+                  line: Callable[[Any], str]) -> None:
+    """Print a command's list: as JSON, the ``empty`` advice, or one ``line`` per item."""
+    if as_json:
+        print(json.dumps(items, indent=2))
+    elif not items:
+        print(empty)
+    else:
+        for item in items:
+            print(line(item))

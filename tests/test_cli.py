@@ -185,3 +185,19 @@ def test_ctrl_c_during_pull_says_how_to_resume(tiny_gguf, http_server, tmp_path,
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err
     assert part is not None and part.exists()  # kept for the resume
+
+
+def test_collections_lists_shows_and_sets_the_tutoring_guard(minilm, capsys):
+    assert main(["collections"]) == 0
+    assert "No collections yet: `jupyter llm ingest NAME FOLDER`" in capsys.readouterr().out
+    assert main(["collections", "--tutoring-guard", "on"]) == 2  # which collection?
+    assert "name the collection" in capsys.readouterr().out
+    from jupyter_llm.client import connect
+
+    connect().create_collection("course")
+    assert main(["collections", "course", "--tutoring-guard", "on"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("course ") and "tutoring guard on" in out
+    assert main(["collections", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(c["name"], c["tutoring_guard"]) for c in listed] == [("course", True)]

@@ -37,20 +37,15 @@ def _line(info: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """List, show or configure collections through the client."""
     from ..client import connect
+    from ..display import print_listing
 
     client = connect()
     if args.collection is None:
         if args.tutoring_guard is not None:
             print("jupyter llm collections: name the collection whose tutoring guard to set.")
             return 2
-        colls = client.collections()
-        if args.json:
-            print(json.dumps(colls, indent=2))
-        elif not colls:
-            print("No collections yet: `jupyter llm ingest NAME FOLDER` builds one.")
-        else:
-            for info in colls:
-                print(_line(info))
+        print_listing(client.collections(), as_json=args.json, line=_line,
+                      empty="No collections yet: `jupyter llm ingest NAME FOLDER` builds one.")
         return 0
     if args.tutoring_guard is not None:
         info = client.configure_collection(args.collection,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 
 __all__ = ["register", "run"]
 
@@ -31,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Carry out one tokens action through the client."""
     from ..client import connect
+    from ..display import print_listing
 
     client = connect()
     if args.action == "add":
@@ -44,13 +44,11 @@ def run(args: argparse.Namespace) -> int:
         client.revoke_token(args.name)
         print(f"Revoked the token of {args.name}.")
         return 0
-    tokens = client.tokens()
-    if args.json:
-        print(json.dumps(tokens, indent=2))
-    elif not tokens:
-        print("No tokens issued yet: `jupyter llm tokens add NAME --role ROLE`.")
-    else:
-        for t in tokens:
-            when = _dt.datetime.fromtimestamp(t["created_at"]).strftime("%Y-%m-%d %H:%M")
-            print(f"{t['name']:24} {t['role']:12} issued {when}")
+    print_listing(client.tokens(), as_json=args.json, line=_token_line,
+                  empty="No tokens issued yet: `jupyter llm tokens add NAME --role ROLE`.")
     return 0
+
+
+def _token_line(t: dict) -> str:
+    when = _dt.datetime.fromtimestamp(t["created_at"]).strftime("%Y-%m-%d %H:%M")
+    return f"{t['name']:24} {t['role']:12} issued {when}"
