@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jupyter_llm.retrieval.support import STOPWORDS
+
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.search import SearchResults
 
@@ -23,13 +25,8 @@ _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|\[([^\]]+)\]\[[^\]]*\]")
 _NOISE = re.compile(r"^\s*(:{3,}.*|#{1,6}\s.*|[-=*_]{3,}\s*|\{[.:#].*\})\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
-_STOP = frozenset("""a about above after again all am an and any are as at be because been
-before being below between both but by can could did do does doing down during each few for
-from further had has have having he her here hers him his how i if in into is it its itself
-just me more most my myself no nor not now of off on once only or other our ours out over own
-same she should so some such than that the their theirs them then there these they this those
-through to too under until up very was we were what when where which while who whom why will
-with would you your yours want wants need know tell get use using way make does happen thing
+# the stop words of the support check, and words that ask rather than say
+_STOP = STOPWORDS | frozenset("""want wants need know tell get use using way make happen thing
 things something one""".split())
 
 
