@@ -128,6 +128,25 @@ def test_focused_windows_keep_a_command_with_the_sentence_introducing_it():
     assert focused("how do I add an ignored file?", results, only={2})[0][0].n == 2
 
 
+def test_focused_windows_follow_the_meaning_of_the_question_when_its_words_are_elsewhere(
+        minilm):
+    results = _results(
+        "The pwd command prints the full path of the working directory, the folder you are "
+        "in now.", "Folders can be renamed.", "A folder can be copied.", "Folders hold files.")
+    question = "Which folder am I in right now?"
+    assert focused(question, results, most=1)[0][0].n != 1  # by words alone: a short "folder"
+    qv = minilm.embed_query(question)
+    results.relevance = lambda texts: [float(x) for x in minilm.embed(list(texts)) @ qv]
+    assert focused(question, results, most=1)[0][0].n == 1  # fused with the meaning: pwd
+
+
+def test_search_results_carry_the_query_relevance_of_any_text(course_collection):
+    results = course_collection.search(QUESTION, k=3)
+    near, far = results.relevance([results.results[0].text, "Bananas are yellow fruit."])
+    assert near > far and results.relevance([]) == []
+    assert "relevance" not in results.to_dict()
+
+
 def test_extractive_answer_quotes_the_matching_sentences_with_valid_numbers(course_collection):
     results = course_collection.search(QUESTION, k=4)
     text = extractive_answer(QUESTION, results)

@@ -55,6 +55,23 @@ def test_markdown_sections_follow_headings_with_line_ranges(tmp_path):
     assert "Challenge:" in doc.sections[1].text  # fenced-div marker kept as a word
 
 
+def test_markdown_emphasis_markers_leave_the_stored_text_but_code_keeps_every_character(
+        tmp_path):
+    path = tmp_path / "tdd.md"
+    path.write_text("# Testing\n\n"
+                    "Writing the tests *before* writing the function is **test-driven**.\n"
+                    "Use `rm -r` _with great caution_; `**kwargs` and `*.txt` stay.\n"
+                    "file_name_here, __init__, 2 * 3 * 4 and ls *.txt *.csv stay too.\n\n"
+                    "```python\nprint(2 * 3)  # *not* emphasis in code\n```\n")
+    doc = load_file(path)
+    text = doc.sections[0].text
+    assert "Writing the tests before writing the function is test-driven." in text
+    assert "Use `rm -r` with great caution; `**kwargs` and `*.txt` stay." in text
+    assert "file_name_here, __init__, 2 * 3 * 4 and ls *.txt *.csv stay too." in text
+    assert "print(2 * 3)  # *not* emphasis in code" in text
+    assert doc.sections[0].start_line == 1 and doc.sections[0].end_line == 9
+
+
 def test_notebook_cells_keep_index_heading_and_text_outputs(tmp_path):
     doc = load_file(write_notebook(tmp_path / "loops.ipynb"))
     assert doc.kind == "notebook" and doc.title == "Loops in Python"

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jupyter_llm.retrieval.search import RRF_K
 from jupyter_llm.retrieval.support import STOPWORDS
 
 if TYPE_CHECKING:
@@ -216,14 +217,33 @@ def _windows(pool: list[Unit], limit: int | None = None) -> list[list[Unit]]:
     return out
 
 
+def _fused(windows: list[list[Unit]], lexical: list[float],
+           dense: list[float] | None, k: int) -> list[float]:
+    """Each window's score: its lexical score alone, or, with the windows' cosines to the
+    question, reciprocal-rank fusion of the two rankings (as the search fuses its lexical
+    and dense lists), earlier passages counting a little more. A window sharing no term with
+    the question keeps only its dense share."""
+    if dense is None:
+        return lexical
+    fused = [0.0] * len(windows)
+    for order, weighted in ((sorted(range(len(windows)), key=lambda i: -lexical[i]), True),
+                            (sorted(range(len(windows)), key=lambda i: -dense[i]), False)):
+        for rank, i in enumerate(order):
+            if not weighted or lexical[i] > 0:
+                fused[i] += 1.0 / (RRF_K + rank + 1)
+    return [f * (1.0 - _RANK * w[0].rank / max(1, k)) for f, w in zip(fused, windows,
+                                                                       strict=True)]
+
+
 def focused(question: str, results: SearchResults, budget: int = BUDGET_WORDS,
             most: int = MAX_UNITS, only: set[int] | None = None) -> list[list[Unit]]:
     """The passages' windows (a sentence with its neighbours and the commands it introduces)
     that best answer ``question``: scored by the question's terms (rare ones and command- or
     option-like ones count more, a window showing a command a little more, earlier passages
-    a little more), at most ``most`` windows of ``budget`` words in all, in passage order.
-    ``only`` limits them to those source numbers. At least one window whenever the passages
-    have text."""
+    a little more) fused with each window's embedding similarity to the question when the
+    results carry it (``SearchResults.relevance``); at most ``most`` windows of ``budget``
+    words in all, in passage order. ``only`` limits them to those source numbers. At least
+    one window whenever the passages have text."""
     query = _terms(question)
     code_like = _code_like(question)
     per_passage = [units(r.text, c.n, i) for i, (c, r) in
@@ -234,8 +254,11 @@ def focused(question: str, results: SearchResults, budget: int = BUDGET_WORDS,
         return []
     weights = _weights(query, everything)
     k = len(results.results)
-    candidates = [(w, _window_score(w, query, weights, code_like, k))
-                  for pool in per_passage for w in _windows(pool)]
+    windows = [w for pool in per_passage for w in _windows(pool)]
+    lexical = [_window_score(w, query, weights, code_like, k) for w in windows]
+    relevance = getattr(results, "relevance", None)
+    dense = relevance([" ".join(u.text for u in w) for w in windows]) if relevance else None
+    candidates = list(zip(windows, _fused(windows, lexical, dense, k), strict=True))
     candidates.sort(key=lambda ws: (-ws[1], ws[0][0].rank, ws[0][0].position))
     picked: list[list[Unit]] = []
     taken: set[tuple[int, int]] = set()

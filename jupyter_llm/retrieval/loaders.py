@@ -52,6 +52,29 @@ class LoadedDocument:
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _DIV = re.compile(r"^ {0,3}:{3,}\s*\{?\s*\.?([A-Za-z-]*)[^:]*:*\s*$")
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
+_EMPHASIS = re.compile(r"(?<![\w*\\])(\*{1,3}|_{1,3})(?=[^\s*_])(.+?)(?<=[^\s\\])\1(?![\w*])")
+
+
+def _plain_emphasis(line: str) -> str:
+    """``line`` without markdown emphasis markers (``*word*``, ``**bold**``, ``_word_``)
+    outside code spans: stored passages read as the words a reader sees, so a phrase such as
+    "tests before writing" is found whether or not the author stressed a word of it.
+    Identifiers (``snake_case``, ``__init__``), globs and arithmetic keep their characters."""
+    if "*" not in line and "_" not in line:
+        return line
+
+    def plain(m: re.Match[str]) -> str:
+        dunder = m.group(1) == "__" and m.group(2).isidentifier()  # __init__, not bold
+        return m.group() if dunder else m.group(2)
+
+    out, last = [], 0
+    for m in _CODE_SPAN.finditer(line):
+        out.append(_EMPHASIS.sub(plain, line[last:m.start()]))
+        out.append(m.group())
+        last = m.end()
+    out.append(_EMPHASIS.sub(plain, line[last:]))
+    return "".join(out)
 
 
 def _blank_margins(lines: list[str]) -> tuple[int, int]:
@@ -129,7 +152,7 @@ def _markdown_sections(text: str, *, first_line: int = 1, cell_index: int | None
         if m_div:  # pandoc fenced div markers (::::: challenge): keep the word, drop the colons
             body.append(m_div.group(1).capitalize() + ":" if m_div.group(1) else "")
             continue
-        body.append(line)
+        body.append(_plain_emphasis(line))
     flush(len(lines) + first_line - 1)
     if title and (not stack or stack[0] != title) and cell_index is None:
         for s in sections:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,11 @@ class SearchResults:
     threshold: float = 0.0
     reason: str | None = None
     missing_terms: list[str] = field(default_factory=list)
+    relevance: Callable[[Sequence[str]], list[float]] | None = field(
+        default=None, repr=False, compare=False)
+    """The cosine of each given text to the query, with the collection's embedder (set by
+    :func:`search`; None on results rebuilt from JSON). Used to pick the sentences of the
+    passages that answer best (:func:`jupyter_llm.retrieval.extractive.focused`)."""
 
     def __iter__(self):  # noqa: ANN204 - a plain iterator
         return iter(self.results)
@@ -236,5 +242,11 @@ def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid"
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
             scored = sorted(fused.items(), key=lambda t: -t[1])
     verdict = assess(coll, query, qv, top, settings)
+    embedder = coll.embedder
+
+    def relevance(texts: Sequence[str]) -> list[float]:
+        return [float(x) for x in embedder.embed(list(texts)) @ qv] if texts else []
+
     return SearchResults(query, mode, _fetch(coll, scored, sims, k, expansion), verdict.supported, top,
-                         settings.min_similarity, verdict.reason, verdict.missing_terms)
+                         settings.min_similarity, verdict.reason, verdict.missing_terms,
+                         relevance)
