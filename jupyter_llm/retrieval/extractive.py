@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jupyter_llm.retrieval.search import RRF_K
+from jupyter_llm.retrieval.search import reciprocal_rank_fusion
 from jupyter_llm.retrieval.support import STOPWORDS
 
 if TYPE_CHECKING:
@@ -225,14 +225,11 @@ def _fused(windows: list[list[Unit]], lexical: list[float],
     the question keeps only its dense share."""
     if dense is None:
         return lexical
-    fused = [0.0] * len(windows)
-    for order, weighted in ((sorted(range(len(windows)), key=lambda i: -lexical[i]), True),
-                            (sorted(range(len(windows)), key=lambda i: -dense[i]), False)):
-        for rank, i in enumerate(order):
-            if not weighted or lexical[i] > 0:
-                fused[i] += 1.0 / (RRF_K + rank + 1)
-    return [f * (1.0 - _RANK * w[0].rank / max(1, k)) for f, w in zip(fused, windows,
-                                                                       strict=True)]
+    order = range(len(windows))
+    fused = reciprocal_rank_fusion([
+        sorted((i for i in order if lexical[i] > 0), key=lambda i: -lexical[i]),
+        sorted(order, key=lambda i: -dense[i])])
+    return [fused[i] * (1.0 - _RANK * w[0].rank / max(1, k)) for i, w in enumerate(windows)]
 
 
 def focused(question: str, results: SearchResults, budget: int = BUDGET_WORDS,
@@ -256,8 +253,8 @@ def focused(question: str, results: SearchResults, budget: int = BUDGET_WORDS,
     k = len(results.results)
     windows = [w for pool in per_passage for w in _windows(pool)]
     lexical = [_window_score(w, query, weights, code_like, k) for w in windows]
-    relevance = getattr(results, "relevance", None)
-    dense = relevance([" ".join(u.text for u in w) for w in windows]) if relevance else None
+    dense = (results.relevance([" ".join(u.text for u in w) for w in windows])
+             if results.relevance else None)
     candidates = list(zip(windows, _fused(windows, lexical, dense, k), strict=True))
     candidates.sort(key=lambda ws: (-ws[1], ws[0][0].rank, ws[0][0].position))
     picked: list[list[Unit]] = []

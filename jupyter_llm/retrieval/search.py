@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +27,22 @@ from jupyter_llm.retrieval.support import assess
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.storage import CollectionFile
 
-__all__ = ["MODES", "SearchResult", "SearchResults", "search", "fts_query", "RRF_K"]
+__all__ = ["MODES", "SearchResult", "SearchResults", "search", "fts_query", "RRF_K",
+           "reciprocal_rank_fusion"]
 
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60
 MAX_K = 1000
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def reciprocal_rank_fusion(rankings: Iterable[Sequence[Hashable]]) -> dict[Any, float]:
+    """Each item's summed ``1 / (RRF_K + rank)`` over the rankings (best first) it is in."""
+    fused: dict[Any, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return fused
 
 
 @dataclass
@@ -236,10 +246,7 @@ def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid"
         if mode == "lexical":
             scored = lexical
         else:
-            fused: dict[int, float] = {}
-            for ranking in (dense, lexical):
-                for rank, (i, _) in enumerate(ranking):
-                    fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
+            fused = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in lexical]])
             scored = sorted(fused.items(), key=lambda t: -t[1])
     verdict = assess(coll, query, qv, top, settings)
     embedder = coll.embedder
