@@ -124,7 +124,7 @@ def test_focused_windows_keep_a_command_with_the_sentence_introducing_it():
     quoted = [" ".join(u.text for u in w) for w in windows]
     assert any("use the `-f` option:" in q and "$ git add -f a.dat" in q for q in quoted)
     assert all(w[0].n == w[-1].n for w in windows)  # a window stays inside one passage
-    assert sum(len(q.split()) for q in quoted) <= 130
+    assert sum(len(q.split()) for q in quoted) <= 180
     assert focused("how do I add an ignored file?", results, only={2})[0][0].n == 2
 
 

@@ -19,7 +19,7 @@ __all__ = ["Unit", "units", "best_units", "focused", "quote_window", "excerpt", 
            "support", "extractive_answer", "EXTRACTIVE_LEAD", "EVIDENCE_LEAD"]
 
 EXTRACTIVE_LEAD = "From the course materials:"
-MAX_UNITS = 3
+MAX_UNITS = 4
 MAX_CHARS = 300
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|\[([^\]]+)\]\[[^\]]*\]")
@@ -165,7 +165,7 @@ def _join(pool: list[Unit]) -> str:
 WINDOW_WORDS = 70
 """Most words of one quoted window (a sentence with its neighbours and the commands it
 introduces)."""
-BUDGET_WORDS = 130
+BUDGET_WORDS = 180
 """Most words of a focused excerpt (all windows together)."""
 _SHOWS = 1.15  # a window that shows a command or code
 _RANK = 0.2  # how much less the last passage counts than the first
