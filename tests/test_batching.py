@@ -157,6 +157,43 @@ def test_a_request_longer_than_a_slot_is_refused_with_the_slot_size(files):
     model.close()
 
 
+def test_a_long_prompt_read_beside_a_streaming_answer_does_not_stall_it(files):
+    from jupyter_llm.backends.llama_batch import REPRODUCIBLE_CHUNK
+
+    model = LlamaCppModel("a", path=files["a"], n_ctx=512, parallel=2)
+    model.load()
+    model.submit("streaming", Request(prompt="Once upon", options=model.options(
+        {"temperature": 0, "max_tokens": 400})))
+    made = {"streaming": 0, "long": 0}
+
+    def step() -> None:
+        for rid, event in model.step():
+            made[rid] += isinstance(event, str)
+
+    while made["streaming"] < 2:
+        step()
+    before = made["streaming"]
+    long_prompt = "Numbers: " + " ".join(str(i) for i in range(60))
+    model.submit("long", Request(prompt=long_prompt, options=model.options(
+        {"temperature": 0, "max_tokens": 5})))
+    engine = model._engine
+    to_read = len(engine._by_rid["long"].todo)
+    assert 2 * REPRODUCIBLE_CHUNK < to_read < 300
+    reads = 0
+    while made["long"] == 0:
+        left = len(engine._by_rid["long"].todo)
+        step()
+        reads += "long" in engine._by_rid and len(engine._by_rid["long"].todo) < left
+    # every 64-token chunk of the new prompt was paid back with as many tokens of the answer
+    # already streaming (before, the answer made one token per chunk)
+    assert reads >= 2
+    assert made["streaming"] - before >= to_read - REPRODUCIBLE_CHUNK - 5
+    while model.active:
+        step()
+    assert made["long"] >= 1 and made["streaming"] >= 390
+    model.close()
+
+
 # -- through the host and its worker ---------------------------------------------------------
 def test_concurrent_requests_run_together_and_match_sequential_outputs(make_host):
     host = make_host(parallel=4)

@@ -3,9 +3,11 @@
 ``BatchEngine`` owns a llama.cpp context with ``parallel`` slots (``n_seq_max``, one KV
 stream of ``n_ctx`` cells per slot). ``submit`` puts a request in a free slot; each
 ``step`` runs one ``llama_decode`` over a batch that holds one new token for every
-generating sequence plus the next prompt chunk of sequences still reading their prompt,
-then samples each sequence with its own sampler chain (temperature, top-k/p, min-p,
-penalties, seed, grammar) and returns the text pieces and finishes per request id.
+generating sequence plus the next prompt chunk of sequences still reading their prompt
+(oldest first; after a chunk, the generating sequences are owed as many decode-only
+tokens, see ``PROMPT_PAYBACK``), then samples each sequence with its own sampler chain
+(temperature, top-k/p, min-p, penalties, seed, grammar) and returns the text pieces and
+finishes per request id.
 Requests join and leave between steps; a cancelled one leaves at the next step.
 
 Prefix cache: a slot keeps the tokens of its last sequence (and their KV) after it
@@ -36,6 +38,13 @@ prompt. Measured here: up to about 96 tokens per batch, llama.cpp's CPU kernels 
 row as they do alone; in larger batches (F16 weights) the logits shift slightly, so the same
 prompt read in other chunks (alone, batched, or after a prefix-cache hit) could change a
 greedy answer."""
+PROMPT_PAYBACK = 1.0
+"""Decode-only tokens owed to the generating sequences for each prompt token read in a step
+they shared. A step that reads a prompt chunk costs about as much as the chunk's tokens (on
+a CPU, reading 64 prompt tokens takes as long as 40-60 single decode steps), so answers
+already streaming would crawl while a long grounded prompt is read; after such a step the
+generating sequences take decode-only steps until they have made as many tokens, so a new
+prompt slows them to about half speed and still starts within a few steps."""
 
 
 @dataclass
@@ -179,6 +188,7 @@ class BatchEngine:
         self._piece_buf = ctypes.create_string_buffer(256)
         self.prompt_tokens = 0
         self.reused_tokens = 0
+        self._decode_due = 0.0  # decode-only tokens owed before the next prompt chunk
 
     # -- requests ------------------------------------------------------------------------
     @property
@@ -278,9 +288,12 @@ class BatchEngine:
             if seq.pending is not None:
                 n = self._add(batch, n, seq.pending, seq, True)
                 seq.pending = None
+        generating = n
         limit = self.n_batch
         if any(seq.todo and seq.reproducible for seq in self._by_rid.values()):
             limit = n + REPRODUCIBLE_CHUNK
+        if generating and self._decode_due > 0:
+            limit = n  # the streaming answers first (PROMPT_PAYBACK)
         for seq in self._by_rid.values():  # then prompt chunks, as far as the batch allows
             room = limit - n
             if seq.todo and room > 0:
@@ -289,6 +302,12 @@ class BatchEngine:
                     n = self._add(batch, n, token, seq, not seq.todo and i == len(chunk) - 1)
         if n == 0:
             return events
+        if not generating:
+            self._decode_due = 0.0
+        elif n > generating:
+            self._decode_due += (n - generating) * PROMPT_PAYBACK
+        else:
+            self._decode_due -= generating
         batch.n_tokens = n
         code = self._llama_cpp.llama_decode(self._ctx.ctx, batch)
         if code != 0:
