@@ -130,3 +130,27 @@ def test_the_queue_is_idle_again_once_everyone_left():
     a.release()
     a.release()  # idempotent
     assert queue.idle and queue.depth == 0 and queue.active == 0 and queue.waiting_users == 0
+
+
+def test_with_one_reader_a_slot_is_granted_only_once_the_last_request_read_its_prompt():
+    queue = ModelQueue("m", size=32, concurrency=8, readers=1)
+    greedy = [queue.enter("greedy") for _ in range(10)]
+    assert [t.active for t in greedy] == [True] + [False] * 9  # eight slots, one reader
+    others = [queue.enter(name) for name in ("ada", "bo", "cy")]
+    assert [t.place()[0] for t in others] == [1, 2, 3]
+    greedy[0].first_output()  # its first token: the next one may read
+    assert others[0].active and not greedy[1].active and not others[1].active
+    others[0].release()  # ended without output (an error): its reading slot is free too
+    assert others[1].active
+    others[1].first_output()
+    others[1].first_output()  # a second call changes nothing
+    assert others[2].active and not greedy[1].active
+    others[2].first_output()
+    assert greedy[1].active  # everyone else reads before the greedy user's second request
+    assert queue.active == 4
+
+
+def test_without_readers_every_free_slot_is_granted_at_once():
+    queue = ModelQueue("m", size=32, concurrency=3)
+    tickets = [queue.enter("x") for _ in range(4)]
+    assert [t.active for t in tickets] == [True, True, True, False]

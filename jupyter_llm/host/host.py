@@ -76,6 +76,10 @@ log = logging.getLogger(__name__)
 
 REMOTE_CONCURRENCY = 4
 """Requests a remote (or plugin) model runs at once; local workers run ``parallel``."""
+PROMPT_READERS = 1
+"""Requests of a batching local model granted a slot while still reading their prompt (see
+``ModelQueue.readers``): its sequences read prompts one after another anyway, so the fair
+queue, not arrival at the worker, decides who reads next."""
 
 _LOAD_OPTIONS = ("n_ctx", "n_threads")
 
@@ -518,6 +522,8 @@ class ModelHost:
                                    per_user=self.settings.queue_per_user)
                 self._queues[spec.id] = queue
             queue.concurrency = concurrency  # the model's batch slots (a reload may change them)
+            # batched local sequences read their prompts one by one: the queue picks who reads
+            queue.readers = PROMPT_READERS if concurrency > 1 and self._is_local(spec) else None
             return queue
 
     def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,

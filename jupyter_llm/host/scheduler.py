@@ -13,6 +13,13 @@ Who goes next (``scheduling``):
   at most the one request already running.
 - ``"fifo"``: first come, first served.
 
+With ``readers`` set (a batching local model: one), a request granted a slot counts as
+reading its prompt until its first output (``Ticket.first_output``), and no more than
+``readers`` are granted while reading. On a CPU, reading a grounded prompt costs far more
+than generating an answer and batched sequences read their prompts one after another
+anyway, so this keeps the order of reading, which decides everyone's first token, in the
+queue's hands: a student's ten requests cannot take every slot ahead of the class.
+
 ``Ticket.place()`` tells a waiting request its place in line (1 = next) and the expected
 wait; ``Ticket.wait_change`` blocks until either changes (the "queued" event).
 """
@@ -42,6 +49,7 @@ class Ticket:
         self.state = "waiting"
         self.arrived = time.monotonic()
         self.started: float | None = None
+        self.reading = False  # granted and not yet produced anything
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until this request may run; False if it was withdrawn (or timed out)."""
@@ -71,6 +79,10 @@ class Ticket:
         """Leave the queue or free the slot, so the next request runs."""
         self._queue._release(self)
 
+    def first_output(self) -> None:
+        """The request produced its first output: it no longer reads its prompt."""
+        self._queue._read(self)
+
     @property
     def active(self) -> bool:
         """True while this request holds a slot."""
@@ -82,7 +94,7 @@ class ModelQueue:
     running at once, granted in ``scheduling`` order (``"fair"`` or ``"fifo"``)."""
 
     def __init__(self, name: str, *, size: int, concurrency: int = 1, scheduling: str = "fair",
-                 per_user: int | None = None) -> None:
+                 per_user: int | None = None, readers: int | None = None) -> None:
         if scheduling not in SCHEDULING:
             raise ValueError(f"scheduling must be one of {SCHEDULING}, not {scheduling!r}")
         self.name = name
@@ -90,6 +102,8 @@ class ModelQueue:
         self.concurrency = concurrency
         self.scheduling = scheduling
         self.per_user = per_user
+        self.readers = readers
+        self._reading = 0  # granted requests that have produced nothing yet
         self._cond = threading.Condition()
         self._waiting: dict[str, list[Ticket]] = {}  # per user, in arrival order
         self._running: dict[str, int] = {}  # per user
@@ -145,7 +159,8 @@ class ModelQueue:
         return min(heads, key=lambda u: self._key(u, running, served, heads))
 
     def _grant(self) -> None:
-        while self._active < self.concurrency and self._depth:
+        while self._active < self.concurrency and self._depth and \
+                (self.readers is None or self._reading < self.readers):
             heads = {u: line[0] for u, line in self._waiting.items()}
             user = self._next_user(self._running, self._served, heads)
             ticket = self._waiting[user].pop(0)
@@ -154,6 +169,8 @@ class ModelQueue:
             self._depth -= 1
             ticket.state = "active"
             ticket.started = time.monotonic()
+            ticket.reading = True
+            self._reading += 1
             self._active += 1
             self._running[user] = self._running.get(user, 0) + 1
             self._served[user] = next(self._grants)
@@ -187,10 +204,20 @@ class ModelQueue:
         # requests ahead finish at the model's pace: `concurrency` every `_mean_s` seconds
         return position, round(self._mean_s * math.ceil(position / self.concurrency), 1)
 
+    def _read(self, ticket: Ticket) -> None:
+        with self._cond:
+            if ticket.reading:
+                ticket.reading = False
+                self._reading -= 1
+                self._grant()
+
     def _release(self, ticket: Ticket) -> None:
         with self._cond:
             user = ticket.user
             if ticket.state == "active":
+                if ticket.reading:
+                    ticket.reading = False
+                    self._reading -= 1
                 self._active -= 1
                 self._running[user] -= 1
                 if not self._running[user]:

@@ -88,6 +88,7 @@ class HostStream:
         elif event:
             if self.first_piece is None:
                 self.first_piece = time.perf_counter()
+                self._ticket.first_output()  # its prompt is read: the next may start reading
             self.pieces.append(event)
         return event
 
