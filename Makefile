@@ -13,9 +13,11 @@ export GGML_NO_BACKTRACE = 1
 # longest step of `make lab`). Leave out what jupyter-llm does not use: the multimodal mtmd
 # library (LLAVA_BUILD), and llama.cpp's tools, examples, tests and server. What we use
 # (libllama with chat templates, grammars, embeddings and the batch API) is still built;
-# llama-cpp-python forces llama.cpp's `common` library on. Later installs reuse pip's cache.
+# llama.cpp's `common` helpers, which llama-cpp-python builds but never loads, are left out too
+# (build-support/llama-cpp-no-common.cmake). Later installs reuse pip's cache.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+	-DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/build-support/llama-cpp-no-common.cmake
 LLAMA_CPP_PYTHON ?= llama-cpp-python>=0.3.0
 SHELL := /bin/bash
 
