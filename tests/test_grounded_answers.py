@@ -13,6 +13,7 @@ from jupyter_llm.retrieval.citations import Citation, check_citations, cited_num
 from jupyter_llm.retrieval.extractive import (
     EVIDENCE_LEAD,
     EXTRACTIVE_LEAD,
+    WINDOW_WORDS,
     extractive_answer,
     focused,
     support,
@@ -126,6 +127,26 @@ def test_focused_windows_keep_a_command_with_the_sentence_introducing_it():
     assert all(w[0].n == w[-1].n for w in windows)  # a window stays inside one passage
     assert sum(len(q.split()) for q in quoted) <= 180
     assert focused("how do I add an ignored file?", results, only={2})[0][0].n == 2
+
+
+def test_a_window_never_ends_on_a_sentence_introducing_code_it_leaves_out():
+    # the sentences that match the question fill the window's word limit up to a short
+    # sentence introducing the command (as in git-novice's "Places to create repositories")
+    explained = ("To undo a git init run by mistake in a subfolder, remove the nested "
+                 "repository that it made. Its history sits in a hidden directory. That "
+                 "directory holds every commit, branch and setting that was recorded there, so "
+                 "check twice which one you delete before you press Enter, because a deleted "
+                 "history cannot be brought back later by anyone. ")
+    command = "$ rm -rf desserts/.git  # from the recipes directory, the outer repository"
+    results = _results(explained + "Run this command:\n\n```bash\n" + command +
+                       "\n```\n\nBe careful: this cannot be reversed.")
+    words = len(explained.split()) + 3
+    assert words <= WINDOW_WORDS < words + len(command.split())  # the command is past the limit
+    windows = focused("I ran git init inside a subfolder by mistake, how do I undo the "
+                      "nested repository?", results, most=1)
+    quoted = " ".join(u.text for u in windows[0])
+    assert quoted.startswith("To undo a git init") and "Run this command:" in quoted
+    assert command in quoted
 
 
 def test_focused_windows_follow_the_meaning_of_the_question_when_its_words_are_elsewhere(

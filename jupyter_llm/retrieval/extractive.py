@@ -197,9 +197,15 @@ def _window_score(window: list[Unit], query: set[str], weights: dict[str, float]
             * (1.0 - _RANK * window[0].rank / max(1, k)))
 
 
+INTRODUCED_LINES = 3
+"""Most code lines kept after a window's last sentence when it introduces them (ends in ":"),
+beyond the window's word limit."""
+
+
 def _windows(pool: list[Unit], limit: int | None = None) -> list[list[Unit]]:
     """Every run of consecutive units of one passage that starts at a unit and holds at most
-    ``limit`` words (at least one unit); code lines stay after the sentence introducing them."""
+    ``limit`` words (at least one unit); code lines stay after the sentence introducing them,
+    and a window never ends on a sentence that introduces code it leaves out."""
     limit = limit or WINDOW_WORDS
     out = []
     for i, first in enumerate(pool):
@@ -212,8 +218,22 @@ def _windows(pool: list[Unit], limit: int | None = None) -> list[list[Unit]]:
                 break  # a question (a lesson's list of questions) answers nothing
             window.append(u)
             used += size
+        last = window[-1] if window else None
+        if last is not None and not last.code and last.text.rstrip().endswith(":"):
+            after = pool[last.position + 1:last.position + 1 + INTRODUCED_LINES]
+            window += _leading_code(after)
         if window:
             out.append(window)
+    return out
+
+
+def _leading_code(pool: list[Unit]) -> list[Unit]:
+    """The code lines at the start of ``pool``."""
+    out = []
+    for u in pool:
+        if not u.code:
+            break
+        out.append(u)
     return out
 
 
