@@ -91,6 +91,14 @@ class Request:
         """True for chat requests (messages), False for raw completions."""
         return self.messages is not None
 
+    def prompt_tokens_estimate(self) -> int:
+        """About how many tokens the whole prompt has (four characters a token)."""
+        if self.prompt is not None:
+            chars = len(self.prompt)
+        else:
+            chars = sum(len(str(m.get("content") or "")) for m in self.messages or [])
+        return max(1, chars // 4)
+
     def prompt_text(self) -> str:
         """The user-visible prompt: the raw prompt or the last user message."""
         if self.prompt is not None:

@@ -150,6 +150,23 @@ def test_with_one_reader_a_slot_is_granted_only_once_the_last_request_read_its_p
     assert queue.active == 4
 
 
+def test_short_prompts_that_fit_the_reading_budget_start_together_long_ones_one_by_one():
+    queue = ModelQueue("m", size=32, concurrency=8, readers=512)
+    chats = [queue.enter(name, weight=40) for name in ("ada", "bo", "cy", "di")]
+    assert all(t.active for t in chats)  # 160 prompt tokens: read in one chunk together
+    grounded = [queue.enter(name, weight=900) for name in ("ed", "flo")]
+    assert not any(t.active for t in grounded)  # 160 + 900 > 512: after those being read
+    for t in chats:
+        t.first_output()
+    assert grounded[0].active and not grounded[1].active  # alone it may exceed the budget
+    late = queue.enter("gus", weight=30)
+    assert not late.active and late.place()[0] == 2  # the fair order holds: flo reads first
+    grounded[0].first_output()
+    assert grounded[1].active and not late.active
+    grounded[1].release()  # ended before its first output: its reading weight is freed
+    assert late.active and queue.active == 6
+
+
 def test_without_readers_every_free_slot_is_granted_at_once():
     queue = ModelQueue("m", size=32, concurrency=3)
     tickets = [queue.enter("x") for _ in range(4)]

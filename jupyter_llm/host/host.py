@@ -76,10 +76,11 @@ log = logging.getLogger(__name__)
 
 REMOTE_CONCURRENCY = 4
 """Requests a remote (or plugin) model runs at once; local workers run ``parallel``."""
-PROMPT_READERS = 1
-"""Requests of a batching local model granted a slot while still reading their prompt (see
-``ModelQueue.readers``): its sequences read prompts one after another anyway, so the fair
-queue, not arrival at the worker, decides who reads next."""
+PROMPT_READ_TOKENS = 512
+"""Prompt tokens (estimated) that requests of a batching local model granted a slot may still
+be reading (``ModelQueue.readers``): its sequences read prompts a chunk at a time anyway, so
+the fair queue, not arrival at the worker, decides whose long prompt is read next, while short
+prompts that fit together in one chunk start together."""
 
 _LOAD_OPTIONS = ("n_ctx", "n_threads")
 
@@ -523,7 +524,7 @@ class ModelHost:
                 self._queues[spec.id] = queue
             queue.concurrency = concurrency  # the model's batch slots (a reload may change them)
             # batched local sequences read their prompts one by one: the queue picks who reads
-            queue.readers = PROMPT_READERS if concurrency > 1 and self._is_local(spec) else None
+            queue.readers = PROMPT_READ_TOKENS if concurrency > 1 and self._is_local(spec) else None
             return queue
 
     def _run(self, spec: ModelSpec, options: dict[str, Any], keep_alive: float | None,
@@ -557,7 +558,7 @@ class ModelHost:
             trained = trained_length(entry)
             entry.n_ctx = min(request.options.n_ctx, trained or request.options.n_ctx)
         warnings = template_warnings(model, spec) if request.is_chat else []
-        ticket = self._queue(spec).enter(user)
+        ticket = self._queue(spec).enter(user, request.prompt_tokens_estimate())
 
         def start() -> Any:
             current = self._acquire(spec, auto_load=True, load_options=load_options).model \

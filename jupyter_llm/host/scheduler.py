@@ -13,12 +13,14 @@ Who goes next (``scheduling``):
   at most the one request already running.
 - ``"fifo"``: first come, first served.
 
-With ``readers`` set (a batching local model: one), a request granted a slot counts as
-reading its prompt until its first output (``Ticket.first_output``), and no more than
-``readers`` are granted while reading. On a CPU, reading a grounded prompt costs far more
-than generating an answer and batched sequences read their prompts one after another
-anyway, so this keeps the order of reading, which decides everyone's first token, in the
-queue's hands: a student's ten requests cannot take every slot ahead of the class.
+With ``readers`` set (a batching local model: a budget of prompt tokens), a request granted
+a slot counts as reading its prompt (its ``weight``, an estimate of the prompt's tokens) until
+its first output (``Ticket.first_output``), and a request is granted only while the prompts
+being read, its own included, fit in ``readers`` (or none is being read). On a CPU, reading a
+grounded prompt costs far more than generating an answer and batched sequences read their
+prompts a chunk at a time anyway, so this keeps the order of reading long prompts, which
+decides everyone's first token, in the queue's hands (a student's ten requests cannot take
+every slot ahead of the class), while short chat prompts still start together.
 
 ``Ticket.place()`` tells a waiting request its place in line (1 = next) and the expected
 wait; ``Ticket.wait_change`` blocks until either changes (the "queued" event).
@@ -42,10 +44,11 @@ SCHEDULING = ("fair", "fifo")
 class Ticket:
     """One request's place in a ``ModelQueue``: waiting, active or done."""
 
-    def __init__(self, queue: ModelQueue, user: str, seq: int) -> None:
+    def __init__(self, queue: ModelQueue, user: str, seq: int, weight: int = 1) -> None:
         self._queue = queue
         self.user = user
         self.seq = seq
+        self.weight = weight  # what its prompt counts against the queue's ``readers``
         self.state = "waiting"
         self.arrived = time.monotonic()
         self.started: float | None = None
@@ -103,7 +106,7 @@ class ModelQueue:
         self.scheduling = scheduling
         self.per_user = per_user
         self.readers = readers
-        self._reading = 0  # granted requests that have produced nothing yet
+        self._reading = 0  # the weight of granted requests that have produced nothing yet
         self._cond = threading.Condition()
         self._waiting: dict[str, list[Ticket]] = {}  # per user, in arrival order
         self._running: dict[str, int] = {}  # per user
@@ -116,9 +119,10 @@ class ModelQueue:
         self._mean_s = 1.0  # moving average of how long a request holds a slot
         self.idle_since = time.time()
 
-    def enter(self, user: str | None = None) -> Ticket:
-        """Take a place in line for ``user``; raise ``Busy`` when ``size`` requests already
-        wait, ``RateLimited`` when ``user`` already has ``per_user`` waiting."""
+    def enter(self, user: str | None = None, weight: int = 1) -> Ticket:
+        """Take a place in line for ``user`` (a prompt of ``weight`` against ``readers``);
+        raise ``Busy`` when ``size`` requests already wait, ``RateLimited`` when ``user``
+        already has ``per_user`` waiting."""
         user = user or ""
         with self._cond:
             full = self._active >= self.concurrency
@@ -138,7 +142,7 @@ class ModelQueue:
                     f"(queue_per_user={self.per_user}). Wait for an answer, then ask again "
                     f"(in about {retry} s).", retry_after=retry,
                     details={"model": self.name, "waiting": mine, "retry_after": retry})
-            ticket = Ticket(self, user, next(self._seq))
+            ticket = Ticket(self, user, next(self._seq), max(1, weight))
             self._waiting.setdefault(user, []).append(ticket)
             self._depth += 1
             self._grant()
@@ -159,10 +163,12 @@ class ModelQueue:
         return min(heads, key=lambda u: self._key(u, running, served, heads))
 
     def _grant(self) -> None:
-        while self._active < self.concurrency and self._depth and \
-                (self.readers is None or self._reading < self.readers):
+        while self._active < self.concurrency and self._depth:
             heads = {u: line[0] for u, line in self._waiting.items()}
             user = self._next_user(self._running, self._served, heads)
+            if self.readers is not None and self._reading and \
+                    self._reading + heads[user].weight > self.readers:
+                break  # its prompt is read after those being read now
             ticket = self._waiting[user].pop(0)
             if not self._waiting[user]:
                 del self._waiting[user]
@@ -170,7 +176,7 @@ class ModelQueue:
             ticket.state = "active"
             ticket.started = time.monotonic()
             ticket.reading = True
-            self._reading += 1
+            self._reading += ticket.weight
             self._active += 1
             self._running[user] = self._running.get(user, 0) + 1
             self._served[user] = next(self._grants)
@@ -208,7 +214,7 @@ class ModelQueue:
         with self._cond:
             if ticket.reading:
                 ticket.reading = False
-                self._reading -= 1
+                self._reading -= ticket.weight
                 self._grant()
 
     def _release(self, ticket: Ticket) -> None:
@@ -217,7 +223,7 @@ class ModelQueue:
             if ticket.state == "active":
                 if ticket.reading:
                     ticket.reading = False
-                    self._reading -= 1
+                    self._reading -= ticket.weight
                 self._active -= 1
                 self._running[user] -= 1
                 if not self._running[user]:
