@@ -237,6 +237,25 @@ def test_llm_chat_from_the_palette_puts_the_keyboard_in_the_message_box(lab_page
     close_all_documents(page)
 
 
+def test_the_launcher_has_an_ai_tutor_card_that_opens_the_chat(lab_page, lab):
+    """The Launcher shows an "AI Tutor Chat" card under "AI Tutor (LLM)"; it opens the chat
+    with the keyboard in the message box."""
+    page = lab_page
+    for theme in ("light", "dark"):
+        set_theme(page, theme)
+        page.evaluate("window.jupyterapp.commands.execute('launcher:create').then(() => true)")
+        section = page.locator(".jp-Launcher-section:has(.jp-Launcher-sectionTitle"
+                               ":text-is('AI Tutor (LLM)'))").last
+        card = section.locator(".jp-LauncherCard:has-text('AI Tutor Chat')")
+        card.wait_for(state="visible")
+        card.scroll_into_view_if_needed()
+        shot(page, f"25-launcher-{theme}")
+        card.click()
+        page.wait_for_function("document.activeElement?.getAttribute('aria-label') === 'Message'")
+        assert page.locator("#jupyter-llm-panel").is_visible()
+        close_all_documents(page)
+
+
 def test_ingest_shows_its_stage_at_once_and_names_the_files_it_could_not_add(lab_page, lab):
     """An ingest shows a ticking stage from the start and its summary names the skipped file;
     the collection lists its documents (one opens), and can be deleted (after a confirmation)."""

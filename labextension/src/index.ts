@@ -9,6 +9,7 @@ import {
 } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
+import { ILauncher } from '@jupyterlab/launcher';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -140,7 +141,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     ICommandPalette,
     ILayoutRestorer,
     INotebookTracker,
-    IDefaultFileBrowser
+    IDefaultFileBrowser,
+    ILauncher
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -150,7 +152,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
     notebooks: INotebookTracker | null,
-    fileBrowser: IDefaultFileBrowser | null
+    fileBrowser: IDefaultFileBrowser | null,
+    launcher: ILauncher | null
   ) => {
     const state = new LLMState();
     const open = (section: SectionName): void => {
@@ -297,7 +300,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => open('models')
     });
     commands.addCommand(CommandIDs.openChat, {
-      label: 'LLM: Chat',
+      label: args => (args.isLauncher ? 'AI Tutor Chat' : 'LLM: Chat'),
       caption: 'Chat with a model (an AI tutor), optionally grounded on a collection',
       icon: args => (args.isLauncher ? llmIcon : undefined),
       execute: () => open('chat')
@@ -369,6 +372,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    if (launcher) {
+      launcher.add({
+        command: CommandIDs.openChat,
+        args: { isLauncher: true },
+        category: PALETTE_CATEGORY,
+        rank: 0
+      });
+    }
     if (palette) {
       for (const command of [
         CommandIDs.openModels,
