@@ -97,7 +97,7 @@ class Request:
             chars = len(self.prompt)
         else:
             chars = sum(len(str(m.get("content") or "")) for m in self.messages or [])
-        return max(1, chars // 4)
+        return chars // 4
 
     def prompt_text(self) -> str:
         """The user-visible prompt: the raw prompt or the last user message."""

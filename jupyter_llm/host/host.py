@@ -523,7 +523,8 @@ class ModelHost:
                                    per_user=self.settings.queue_per_user)
                 self._queues[spec.id] = queue
             queue.concurrency = concurrency  # the model's batch slots (a reload may change them)
-            # batched local sequences read their prompts one by one: the queue picks who reads
+            # batched local sequences read prompts a chunk at a time: the queue picks whose
+            # long prompt is read next (PROMPT_READ_TOKENS)
             queue.readers = PROMPT_READ_TOKENS if concurrency > 1 and self._is_local(spec) else None
             return queue
 

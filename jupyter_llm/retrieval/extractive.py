@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import TYPE_CHECKING
 
 from jupyter_llm.retrieval.search import reciprocal_rank_fusion
@@ -143,7 +144,7 @@ def excerpt(question: str, text: str, words: int) -> str:
     used = 0
     for u in order:
         group = [u] + [v for v in pool if v.position == u.position + 1 and v.code
-                       and u.text.rstrip().endswith(":")]
+                       and _introduces_code(u)]
         size = sum(len(v.text.split()) for v in group if v.position not in keep)
         if used + size > words and keep:
             continue
@@ -218,23 +219,17 @@ def _windows(pool: list[Unit], limit: int | None = None) -> list[list[Unit]]:
                 break  # a question (a lesson's list of questions) answers nothing
             window.append(u)
             used += size
-        last = window[-1] if window else None
-        if last is not None and not last.code and last.text.rstrip().endswith(":"):
-            after = pool[last.position + 1:last.position + 1 + INTRODUCED_LINES]
-            window += _leading_code(after)
+        if window and _introduces_code(window[-1]):
+            after = pool[window[-1].position + 1:window[-1].position + 1 + INTRODUCED_LINES]
+            window += takewhile(lambda u: u.code, after)
         if window:
             out.append(window)
     return out
 
 
-def _leading_code(pool: list[Unit]) -> list[Unit]:
-    """The code lines at the start of ``pool``."""
-    out = []
-    for u in pool:
-        if not u.code:
-            break
-        out.append(u)
-    return out
+def _introduces_code(unit: Unit) -> bool:
+    """Whether ``unit`` is a sentence that introduces the code after it (it ends in ":")."""
+    return not unit.code and unit.text.rstrip().endswith(":")
 
 
 def _fused(windows: list[list[Unit]], lexical: list[float],

@@ -41,7 +41,8 @@ export namespace CommandIDs {
   export const askAboutCell = 'jupyter-llm:ask-about-cell';
 }
 
-/** The palette category: people look for "AI", "LLM" or "Tutor", so the name holds all three. */
+/** The palette's category and the Launcher's section: people look for "AI", "LLM" or "Tutor",
+ * so the name holds all three. */
 const PALETTE_CATEGORY = 'AI Tutor (LLM)';
 
 /** The metadata key of cells the chat inserts (which model, when, for which question). */
