@@ -78,6 +78,14 @@ def _pid(host: ModelHost, model_id: str) -> int:
     return next(p["pid"] for p in host.ps() if p["id"] == model_id)
 
 
+def _gone(pid: int) -> bool:
+    """True once the process has exited (a zombie awaiting its parent counts)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _wait_for(condition, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -320,8 +328,7 @@ def test_max_loaded_models_evicts_the_least_recently_used_idle_model(make_host):
     host.generate("x", "a", max_tokens=2).text()  # a is now more recent than b
     host.generate("x", "c", max_tokens=2).text()
     assert host.loaded_ids() == {"a", "c"}
-    assert _wait_for(lambda: not psutil.pid_exists(pid_b) or
-                     psutil.Process(pid_b).status() == psutil.STATUS_ZOMBIE)
+    assert _wait_for(lambda: _gone(pid_b))
 
 
 def test_memory_budget_evicts_idle_models_and_never_busy_ones(make_host):
@@ -351,8 +358,7 @@ def test_keep_alive_unloads_idle_models(make_host):
     pid = _pid(host, "a")
     assert host.ps()[0]["expires_at"] is not None
     assert _wait_for(lambda: host.ps() == [], timeout=10)
-    assert _wait_for(lambda: not psutil.pid_exists(pid) or
-                     psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    assert _wait_for(lambda: _gone(pid))
 
 
 def test_per_request_keep_alive_overrides_the_setting(make_host):
@@ -373,8 +379,7 @@ def test_load_unload_and_auto_load_off(make_host):
     assert entry["n_ctx"] == 256 and entry["id"] == "a"
     assert host.generate("x", "a", max_tokens=2).text()
     assert host.unload("a") is True and host.unload("a") is False
-    assert not psutil.pid_exists(entry["pid"]) or \
-        psutil.Process(entry["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert _gone(entry["pid"])
 
 
 def test_ps_reports_worker_pid_memory_queue_and_context(make_host):
