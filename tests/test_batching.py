@@ -158,7 +158,7 @@ def test_a_request_longer_than_a_slot_is_refused_with_the_slot_size(files):
 
 
 def test_a_long_prompt_read_beside_a_streaming_answer_does_not_stall_it(files):
-    from jupyter_llm.backends.llama_batch import REPRODUCIBLE_CHUNK
+    from jupyter_llm.backends.llama_batch import PROMPT_PAYBACK, REPRODUCIBLE_CHUNK
 
     model = LlamaCppModel("a", path=files["a"], n_ctx=512, parallel=2)
     model.load()
@@ -184,13 +184,51 @@ def test_a_long_prompt_read_beside_a_streaming_answer_does_not_stall_it(files):
         left = len(engine._by_rid["long"].todo)
         step()
         reads += "long" in engine._by_rid and len(engine._by_rid["long"].todo) < left
-    # every 64-token chunk of the new prompt was paid back with as many tokens of the answer
-    # already streaming (before, the answer made one token per chunk)
+    # every 64-token chunk of the new prompt was paid back with PROMPT_PAYBACK tokens of the
+    # answer already streaming per prompt token (without payback: one token per chunk)
     assert reads >= 2
-    assert made["streaming"] - before >= to_read - REPRODUCIBLE_CHUNK - 5
+    made_meanwhile = made["streaming"] - before
+    assert made_meanwhile >= PROMPT_PAYBACK * (to_read - REPRODUCIBLE_CHUNK) - 5
+    assert made_meanwhile > 3 * reads
     while model.active:
         step()
     assert made["long"] >= 1 and made["streaming"] >= 390
+    model.close()
+
+
+def test_running_sequences_keep_neighbouring_slots_and_the_batch_lists_them_in_slot_order(files):
+    from jupyter_llm.backends.llama_batch import PREFIX_WORTH
+
+    model = LlamaCppModel("a", path=files["a"], n_ctx=256, parallel=4)
+    model.load()
+    engine = model._engine
+    long_shared = "Read the passages below and answer from them only. " * 6
+
+    def submit(rid: str, prompt: str, max_tokens: int = 150) -> int:
+        model.submit(rid, Request(prompt=prompt, options=model.options(
+            {"temperature": 0, "max_tokens": max_tokens})))
+        return engine._by_rid[rid].slot
+
+    assert [submit(f"r{i}", f"Question {i}") for i in range(3)] == [0, 1, 2]
+    assert submit("long", long_shared + "What is a?", max_tokens=1) == 3
+    while "long" in engine._by_rid:  # slot 3 now caches the long prompt
+        model.step()
+    model.cancel("r0")
+    model.cancel("r1")
+    model.step()
+    # a short prompt takes the lowest free slot (not slot 3, whose cache it barely shares)
+    assert submit("short", "Question 9") == 0
+    # a prompt sharing more than PREFIX_WORTH cached tokens takes that slot out of turn
+    assert submit("again", long_shared + "And b?") == 3
+    assert engine._by_rid["again"].reused >= PREFIX_WORTH
+    batch = engine._batch.batch
+    mixed = set()
+    while model.active:
+        model.step()
+        ids = [batch.seq_id[i][0] for i in range(batch.n_tokens)]
+        assert ids == sorted(ids), ids
+        mixed |= {frozenset(ids)} if len(set(ids)) > 1 else set()
+    assert frozenset({0, 2, 3}) in mixed  # the new prompts were read beside the running answer
     model.close()
 
 

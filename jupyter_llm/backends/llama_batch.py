@@ -12,14 +12,15 @@ Requests join and leave between steps; a cancelled one leaves at the next step.
 
 Prefix cache: a slot keeps the tokens of its last sequence (and their KV) after it
 finishes. A new request takes the free slot whose cached tokens share the longest prefix
-with its prompt and decodes only the rest (``llama_memory_seq_rm`` trims the tail); the
-cache is bounded by the slots themselves. ``stats`` reports the reused share.
+with its prompt, when that is at least ``PREFIX_WORTH`` tokens, else the lowest free slot,
+and decodes only the rest (``llama_memory_seq_rm`` trims the tail); the cache is bounded by
+the slots themselves. ``stats`` reports the reused share. The batch lists its sequences in
+slot order, so llama.cpp decodes neighbouring slots in one pass.
 """
 
 from __future__ import annotations
 
 import ctypes
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,13 +39,23 @@ prompt. Measured here: up to about 96 tokens per batch, llama.cpp's CPU kernels 
 row as they do alone; in larger batches (F16 weights) the logits shift slightly, so the same
 prompt read in other chunks (alone, batched, or after a prefix-cache hit) could change a
 greedy answer."""
-PROMPT_PAYBACK = 1.0
+PREFIX_WORTH = 32
+"""Cached prompt tokens a new request must share with a free slot to take it out of turn.
+Requests otherwise take the lowest free slot, so the running sequences keep neighbouring
+slots: llama.cpp decodes a batch over several KV streams in one pass only while its
+sequence ids count up by one, and each gap costs another pass over the weights (measured:
+16 sequences on scattered slots decoded about 30% slower). A shared chat template is
+shorter than this; shared grounding instructions are far longer."""
+PROMPT_PAYBACK = 0.25
 """Decode-only tokens owed to the generating sequences for each prompt token read in a step
 they shared. A step that reads a prompt chunk costs about as much as the chunk's tokens (on
 a CPU, reading 64 prompt tokens takes as long as 40-60 single decode steps), so answers
-already streaming would crawl while a long grounded prompt is read; after such a step the
-generating sequences take decode-only steps until they have made as many tokens, so a new
-prompt slows them to about half speed and still starts within a few steps."""
+already streaming would crawl (one token per chunk) while a long grounded prompt is read;
+after such a step the generating sequences take decode-only steps until they have made a
+quarter as many tokens. 1.0 (half speed for the streaming answers) made a burst of 16 short
+chat questions start one after the other (first words after 4.0 s median, 7.2 s for the
+last; 0.25: 2.2 s and 4.1 s) with no gain for a class of grounded questions (measured, see
+docs/benchmarks.md)."""
 
 
 @dataclass
@@ -151,7 +162,6 @@ class _Sequence:
 class _Slot:
     tokens: list[int] = field(default_factory=list)  # whose KV the slot holds
     seq: _Sequence | None = None
-    last_used: float = 0.0
 
 
 class BatchEngine:
@@ -217,7 +227,6 @@ class BatchEngine:
                         warnings=list(warnings or []), todo=list(prompt[keep:]), n_past=keep, reused=keep,
                         reproducible=params.temperature == 0 or params.seed is not None)
         slot.seq = seq
-        slot.last_used = time.monotonic()
         self._by_rid[rid] = seq
         self.prompt_tokens += len(prompt)
         self.reused_tokens += keep
@@ -233,21 +242,22 @@ class BatchEngine:
             seq.cancelled = True
 
     def _choose_slot(self, prompt: list[int]) -> tuple[int, int]:
-        """The free slot sharing the longest cached prefix with ``prompt`` (else the least
-        recently used) and how many of its tokens to keep (at least one prompt token is
-        decoded again, for its logits)."""
-        best, best_keep = -1, -1
-        for i, slot in enumerate(self._slots):
-            if slot.seq is not None:
-                continue
-            keep = _common_prefix(slot.tokens, prompt) if self.prefix_cache else 0
-            keep = min(keep, len(prompt) - 1)
-            if keep > best_keep or (keep == best_keep and
-                                    slot.last_used < self._slots[best].last_used):
-                best, best_keep = i, keep
-        if best < 0:
+        """The free slot sharing the longest cached prefix with ``prompt``, when that saves
+        at least ``PREFIX_WORTH`` tokens, else the lowest free slot (running sequences stay
+        on neighbouring slots, which llama.cpp decodes in one pass); and how many of its
+        tokens to keep (at least one prompt token is decoded again, for its logits)."""
+        free = [i for i, slot in enumerate(self._slots) if slot.seq is None]
+        if not free:
             raise RuntimeError("no free slot")
-        return best, best_keep
+
+        def keep(i: int) -> int:
+            shared = _common_prefix(self._slots[i].tokens, prompt) if self.prefix_cache else 0
+            return min(shared, len(prompt) - 1)
+
+        best = max(free, key=keep)  # the first (lowest) slot among equals
+        if keep(best) < PREFIX_WORTH:
+            best = free[0]
+        return best, keep(best)
 
     def _sampler(self, p: SamplingParams) -> Any:
         """A sampler chain like ``llama_cpp.Llama``'s, for one sequence."""
@@ -283,23 +293,29 @@ class BatchEngine:
         if not self._by_rid:
             return events
         batch = self._batch.batch
-        n = 0
-        for seq in self._by_rid.values():  # one token for each generating sequence first
-            if seq.pending is not None:
-                n = self._add(batch, n, seq.pending, seq, True)
-                seq.pending = None
-        generating = n
+        generating = sum(1 for seq in self._by_rid.values() if seq.pending is not None)
         limit = self.n_batch
         if any(seq.todo and seq.reproducible for seq in self._by_rid.values()):
-            limit = n + REPRODUCIBLE_CHUNK
+            limit = generating + REPRODUCIBLE_CHUNK
         if generating and self._decode_due > 0:
-            limit = n  # the streaming answers first (PROMPT_PAYBACK)
-        for seq in self._by_rid.values():  # then prompt chunks, as far as the batch allows
-            room = limit - n
+            limit = generating  # the streaming answers first (PROMPT_PAYBACK)
+        chunks: dict[int, list[int]] = {}
+        room = limit - generating
+        for seq in self._by_rid.values():  # who reads prompt tokens: the oldest request first
             if seq.todo and room > 0:
-                chunk, seq.todo = seq.todo[:room], seq.todo[room:]
-                for i, token in enumerate(chunk):
-                    n = self._add(batch, n, token, seq, not seq.todo and i == len(chunk) - 1)
+                chunks[seq.slot], seq.todo = seq.todo[:room], seq.todo[room:]
+                room -= len(chunks[seq.slot])
+        # the batch lists sequences in slot order: llama.cpp splits a batch over several KV
+        # streams wherever its sequence ids stop counting up by one, and each split is
+        # another pass over the weights
+        n = 0
+        for seq in sorted(self._by_rid.values(), key=lambda seq: seq.slot):
+            if seq.pending is not None:  # the next token of a generating sequence
+                n = self._add(batch, n, seq.pending, seq, True)
+                seq.pending = None
+            chunk = chunks.get(seq.slot, [])
+            for i, token in enumerate(chunk):
+                n = self._add(batch, n, token, seq, not seq.todo and i == len(chunk) - 1)
         if n == 0:
             return events
         if not generating:
@@ -351,7 +367,6 @@ class BatchEngine:
         events.extend((seq.rid, text) for text in seq.matcher.flush())
         slot = self._slots[seq.slot]  # keeps its tokens' KV: the prefix cache
         slot.seq = None
-        slot.last_used = time.monotonic()
         del self._by_rid[seq.rid]
         seq.sampler.close()
         events.append((seq.rid, Finish(reason, Usage(len(seq.prompt), seq.generated, seq.reused),
