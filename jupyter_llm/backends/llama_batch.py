@@ -11,11 +11,11 @@ finishes per request id.
 Requests join and leave between steps; a cancelled one leaves at the next step.
 
 Prefix cache: a slot keeps the tokens of its last sequence (and their KV) after it
-finishes. A new request takes the free slot whose cached tokens share the longest prefix
-with its prompt, when that is at least ``PREFIX_WORTH`` tokens, else the lowest free slot,
-and decodes only the rest (``llama_memory_seq_rm`` trims the tail); the cache is bounded by
-the slots themselves. ``stats`` reports the reused share. The batch lists its sequences in
-slot order, so llama.cpp decodes neighbouring slots in one pass.
+finishes. A new request takes the lowest free slot; when another free slot's cached tokens
+share a longer prefix with its prompt (at least ``PREFIX_WORTH`` tokens), their KV is copied
+over first. It decodes only the rest (``llama_memory_seq_rm`` trims the tail); the cache is
+bounded by the slots themselves. ``stats`` reports the reused share. The batch lists its
+sequences in slot order, so llama.cpp decodes neighbouring slots in one pass.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ row as they do alone; in larger batches (F16 weights) the logits shift slightly,
 prompt read in other chunks (alone, batched, or after a prefix-cache hit) could change a
 greedy answer."""
 PREFIX_WORTH = 32
-"""Cached prompt tokens a new request must share with a free slot to take it out of turn.
-Requests otherwise take the lowest free slot, so the running sequences keep neighbouring
-slots: llama.cpp decodes a batch over several KV streams in one pass only while its
-sequence ids count up by one, and each gap costs another pass over the weights (measured:
-16 sequences on scattered slots decoded about 30% slower). A shared chat template is
-shorter than this; shared grounding instructions are far longer."""
+"""Cached prompt tokens worth copying a slot's KV for. A request always takes the lowest free
+slot, so the running sequences keep neighbouring slots: llama.cpp decodes a batch over
+several KV streams in one pass only while its sequence ids count up by one, and each gap
+costs another pass over the weights (measured: 16 sequences on scattered slots decoded
+about 30% slower). When another free slot caches at least this many of its prompt's first
+tokens, that slot's KV is copied over (``llama_memory_seq_cp``, one buffer copy) instead of
+reading them again. A shared chat template is shorter; grounding instructions are longer."""
 PROMPT_PAYBACK = 0.25
 """Decode-only tokens owed to the generating sequences for each prompt token read in a step
 they shared. A step that reads a prompt chunk costs about as much as the chunk's tokens (on
@@ -217,8 +218,11 @@ class BatchEngine:
         batch at the next ``step``."""
         if not prompt:
             raise ValueError("empty prompt")
-        slot_index, keep = self._choose_slot(prompt)
+        slot_index, source, keep = self._choose_slot(prompt)
         slot = self._slots[slot_index]
+        if source != slot_index:  # the prefix is cached in another free slot: copy its KV
+            self._llama_cpp.llama_memory_seq_cp(self._ctx.memory, source, slot_index, -1, -1)
+            slot.tokens = list(self._slots[source].tokens)
         if keep < len(slot.tokens):
             self._ctx.kv_cache_seq_rm(slot_index, keep, -1)
             del slot.tokens[keep:]
@@ -241,11 +245,12 @@ class BatchEngine:
         if seq is not None:
             seq.cancelled = True
 
-    def _choose_slot(self, prompt: list[int]) -> tuple[int, int]:
-        """The free slot sharing the longest cached prefix with ``prompt``, when that saves
-        at least ``PREFIX_WORTH`` tokens, else the lowest free slot (running sequences stay
-        on neighbouring slots, which llama.cpp decodes in one pass); and how many of its
-        tokens to keep (at least one prompt token is decoded again, for its logits)."""
+    def _choose_slot(self, prompt: list[int]) -> tuple[int, int, int]:
+        """The lowest free slot (running sequences stay on neighbouring slots, which
+        llama.cpp decodes in one pass), the free slot whose cached tokens share the longest
+        prefix with ``prompt`` when that saves at least ``PREFIX_WORTH`` tokens (its KV is
+        copied over), and how many cached tokens to keep (at least one prompt token is
+        decoded again, for its logits)."""
         free = [i for i, slot in enumerate(self._slots) if slot.seq is None]
         if not free:
             raise RuntimeError("no free slot")
@@ -254,10 +259,11 @@ class BatchEngine:
             shared = _common_prefix(self._slots[i].tokens, prompt) if self.prefix_cache else 0
             return min(shared, len(prompt) - 1)
 
-        best = max(free, key=keep)  # the first (lowest) slot among equals
-        if keep(best) < PREFIX_WORTH:
-            best = free[0]
-        return best, keep(best)
+        target = free[0]
+        source = max(free, key=keep)  # the first (lowest) slot among equals
+        if keep(source) < PREFIX_WORTH or keep(source) == keep(target):
+            source = target
+        return target, source, keep(source)
 
     def _sampler(self, p: SamplingParams) -> Any:
         """A sampler chain like ``llama_cpp.Llama``'s, for one sequence."""
