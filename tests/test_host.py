@@ -26,6 +26,8 @@ from jupyter_llm.host import ModelHost
 from jupyter_llm.registry import ModelSpec, Registry
 from jupyter_llm.testing.tiny_gguf import write_broken_gguf, write_tiny_gguf
 
+from .fixtures.waiting import wait_for
+
 pytest.importorskip("llama_cpp")
 
 MB = 1024 * 1024
@@ -84,15 +86,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def _start_reading(response, pieces: list[str], seen: threading.Event, after: int = 3):
@@ -272,7 +265,7 @@ def test_killing_a_worker_mid_stream_fails_the_request_and_the_next_one_reloads(
     assert response.error is info.value
     body = json.loads(json.dumps(info.value.to_dict()))["error"]
     assert body["type"] == "worker_crashed" and "SIGKILL" in body["message"]
-    assert _wait_for(lambda: "a" not in host.loaded_ids())
+    assert wait_for(lambda: "a" not in host.loaded_ids())
     assert len(list(queued)) == 5  # the queued request loads the model again
     new_pid = _pid(host, "a")
     assert new_pid != old_pid and psutil.pid_exists(new_pid)
@@ -328,7 +321,7 @@ def test_max_loaded_models_evicts_the_least_recently_used_idle_model(make_host):
     host.generate("x", "a", max_tokens=2).text()  # a is now more recent than b
     host.generate("x", "c", max_tokens=2).text()
     assert host.loaded_ids() == {"a", "c"}
-    assert _wait_for(lambda: _gone(pid_b))
+    assert wait_for(lambda: _gone(pid_b))
 
 
 def test_memory_budget_evicts_idle_models_and_never_busy_ones(make_host):
@@ -357,8 +350,8 @@ def test_keep_alive_unloads_idle_models(make_host):
     host.generate("x", "a", max_tokens=2).text()
     pid = _pid(host, "a")
     assert host.ps()[0]["expires_at"] is not None
-    assert _wait_for(lambda: host.ps() == [], timeout=10)
-    assert _wait_for(lambda: _gone(pid))
+    assert wait_for(lambda: host.ps() == [], timeout=10)
+    assert wait_for(lambda: _gone(pid))
 
 
 def test_per_request_keep_alive_overrides_the_setting(make_host):
@@ -366,7 +359,7 @@ def test_per_request_keep_alive_overrides_the_setting(make_host):
     host.generate("x", "a", max_tokens=2, keep_alive=-1).text()
     assert host.ps()[0]["expires_at"] is None  # negative: stay loaded
     host.generate("x", "a", max_tokens=2, keep_alive=0).text()
-    assert _wait_for(lambda: host.ps() == [], timeout=10)  # zero: unload when idle
+    assert wait_for(lambda: host.ps() == [], timeout=10)  # zero: unload when idle
 
 
 def test_load_unload_and_auto_load_off(make_host):

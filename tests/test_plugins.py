@@ -2,13 +2,14 @@
 entry-point group, exactly like the built-in backends."""
 
 import os
-import time
 
 import psutil
 import pytest
 
 from jupyter_llm import plugins
 from jupyter_llm.cli import main
+
+from .fixtures.waiting import wait_for
 
 PLUGIN = '''
 from jupyter_llm.hookspecs import hookimpl
@@ -162,15 +163,6 @@ def test_unknown_backend_names_the_entry_and_the_known_backends(tmp_path):
         plugins.create_model(spec)
 
 
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_a_plugin_backend_in_worker_gets_a_worker_the_budget_and_keep_alive(local_plugin, tmp_path):
     from jupyter_llm.config import Settings
     from jupyter_llm.errors import InvalidOptions
@@ -197,9 +189,9 @@ def test_a_plugin_backend_in_worker_gets_a_worker_the_budget_and_keep_alive(loca
 
         other = host.chat(hi, "other", max_tokens=1).text()  # max_loaded_models=1: evicts bank
         assert [p["id"] for p in host.ps()] == ["other"] and other.startswith("one [pid ")
-        assert _wait_for(lambda: not psutil.pid_exists(pid))
+        assert wait_for(lambda: not psutil.pid_exists(pid))
 
         host.load("bank", keep_alive=0.2)  # keep-alive unloads it when idle
-        assert _wait_for(lambda: "bank" not in host.loaded_ids())
+        assert wait_for(lambda: "bank" not in host.loaded_ids())
     finally:
         host.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
@@ -19,6 +18,7 @@ from jupyter_llm.registry import ModelSpec
 from jupyter_llm.store import Store
 
 from .fixtures.server import start_serve
+from .fixtures.waiting import wait_for
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -121,12 +121,9 @@ def test_remote_cancel_stops_the_generation_on_the_server(llm_serve):
     first = next(iter(response))
     assert first
     response.cancel()
-    deadline = time.monotonic() + 30  # a behaviour, not a timing: generous on a busy machine
-    entries = client.history(1)
-    while not (entries and entries[0]["error"] == "cancelled") and time.monotonic() < deadline:
-        time.sleep(0.05)
-        entries = client.history(1)
-    assert entries and entries[0]["error"] == "cancelled", entries
+    entries = wait_for(lambda: [e for e in client.history(1) if e["error"] == "cancelled"],
+                       timeout=30)
+    assert entries, client.history(1)
     assert entries[0]["completion_tokens"] < 1000
 
 

@@ -11,6 +11,8 @@ import pytest
 from jupyter_llm.errors import Cancelled, ModelNotReady
 from jupyter_llm.host.streams import END, CallbackStream
 
+from .fixtures.waiting import wait_for
+
 
 def test_iterating_yields_what_the_work_emits_in_order():
     def work(emit):
@@ -98,13 +100,4 @@ def test_a_detached_stream_ends_at_once_and_lets_shared_work_finish():
     assert ended.wait(10) and delivered[-1] is END
     release.set()
     assert finished.wait(10) and "dropped" not in delivered
-    assert _wait(lambda: stream.result == "manifest")
-
-
-def _wait(condition, timeout: float = 10.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not condition():
-        time.sleep(0.01)
-    return condition()
+    assert wait_for(lambda: stream.result == "manifest")

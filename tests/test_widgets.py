@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -15,6 +14,8 @@ from jupyter_llm.client.local import LocalClient
 from jupyter_llm.client.remote import RemoteClient
 from jupyter_llm.testing.tiny_gguf import sha256_file
 from jupyter_llm.widgets import ModelPanel
+
+from .fixtures.waiting import wait_for
 
 
 @pytest.fixture
@@ -94,8 +95,10 @@ def test_download_shows_live_progress_can_be_cancelled_and_resumed(
         panel = ModelPanel(client)
         panel.select.value = "pulled"
         panel.buttons["download"].click()
-        bar = _wait_for(lambda: panel.progress.get("pulled"))
-        _wait_for(lambda: (panel.refresh(), states(panel)["pulled"] == "downloading")[1])
+        bar = wait_for(lambda: panel.progress.get("pulled"), timeout=20)
+        assert bar
+        assert wait_for(lambda: (panel.refresh(), states(panel)["pulled"] == "downloading")[1],
+                        timeout=20)
         assert "downloading" in panel.table.value
         panel.buttons["cancel"].click()
         gate.set()
@@ -208,11 +211,3 @@ def test_llm_panel_magic_shares_the_default_with_use(tiny_registry):
         client.host.close()
 
 
-def _wait_for(condition, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
