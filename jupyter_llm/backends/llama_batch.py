@@ -251,19 +251,16 @@ class BatchEngine:
         prefix with ``prompt`` when that saves at least ``PREFIX_WORTH`` tokens (its KV is
         copied over), and how many cached tokens to keep (at least one prompt token is
         decoded again, for its logits)."""
-        free = [i for i, slot in enumerate(self._slots) if slot.seq is None]
-        if not free:
+        keep = {i: min(_common_prefix(slot.tokens, prompt) if self.prefix_cache else 0,
+                       len(prompt) - 1)
+                for i, slot in enumerate(self._slots) if slot.seq is None}
+        if not keep:
             raise RuntimeError("no free slot")
-
-        def keep(i: int) -> int:
-            shared = _common_prefix(self._slots[i].tokens, prompt) if self.prefix_cache else 0
-            return min(shared, len(prompt) - 1)
-
-        target = free[0]
-        source = max(free, key=keep)  # the first (lowest) slot among equals
-        if keep(source) < PREFIX_WORTH or keep(source) == keep(target):
+        target = min(keep)
+        source = max(keep, key=keep.__getitem__)  # the first (lowest) slot among equals
+        if keep[source] < PREFIX_WORTH or keep[source] == keep[target]:
             source = target
-        return target, source, keep(source)
+        return target, source, keep[source]
 
     def _sampler(self, p: SamplingParams) -> Any:
         """A sampler chain like ``llama_cpp.Llama``'s, for one sequence."""
