@@ -223,3 +223,45 @@ async def test_a_client_that_hangs_up_stops_its_embedding_in_the_worker(
     code, body = await _fetch(jp_fetch, "llm", "api", "embed",
                               body={"model": "tiny-embed", "input": ["next"]})
     assert code == 200 and len(body["embeddings"]) == 1  # and the next request is served
+
+
+async def test_a_client_that_hangs_up_before_its_embedding_starts_still_cancels_it(
+        tiny_registry, jp_serverapp, jp_fetch, llm_url, llm_token, caplog):
+    """The hang-up comes while the request waits for a thread: the embedding must not then
+    run its whole minute (the cancel used to be lost when no work had started yet)."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    caplog.set_level("DEBUG", logger="jupyter_llm")
+    code, _ = await _fetch(jp_fetch, "llm", "api", "embed",
+                           body={"model": "tiny-embed", "input": ["warm up"]})
+    assert code == 200
+    pool = jp_serverapp.web_app.settings["jupyter_llm"].executor
+    release = threading.Event()
+    busy = [pool.submit(release.wait, 120) for _ in range(pool._max_workers)]
+    many = {"model": "tiny-embed", "input": ["word " * 90] * 192}  # a minute or more of work
+
+    def send_and_hang_up() -> str:
+        try:
+            httpx.post(llm_url + "llm/api/embed", json=many, timeout=1.0,
+                       headers={"Authorization": f"token {llm_token}"})
+        except httpx.TimeoutException:
+            return "hung up"
+        return "answered"
+
+    try:
+        assert await asyncio.to_thread(send_and_hang_up) == "hung up"
+        await asyncio.sleep(0.5)  # the server notices the closed connection
+    finally:
+        release.set()
+    for job in busy:
+        await asyncio.wrap_future(job)
+    started = time.monotonic()
+    while time.monotonic() < started + 60 and not any(
+            "499" in r.getMessage() and "/embed" in r.getMessage() for r in caplog.records):
+        await asyncio.sleep(0.1)
+    assert any("499" in r.getMessage() and "cancelled" in r.getMessage()
+               for r in caplog.records), "the embedding ran although the client had gone"
+    assert time.monotonic() - started < 20, "the embedding ran on after the hang-up"

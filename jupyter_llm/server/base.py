@@ -98,6 +98,21 @@ class LLMHandler(APIHandler):
         """The server's ``ModelHost``, created on first use (off the event loop)."""
         return await self.run_blocking(lambda: self.llm.host)
 
+    @property
+    def hung_up(self) -> threading.Event:
+        """Set when the client goes away: one event for the whole request, so a hang-up that
+        comes before the work starts is not lost; work in the thread pool polls it."""
+        event = self.__dict__.get("_hung_up")
+        if event is None:
+            event = self._hung_up = threading.Event()
+        return event
+
+    def on_hang_up(self, fn: Callable[[], None] | None) -> None:
+        """Run ``fn`` (thread-safe) in the pool when the client goes away; at once if it has."""
+        self._on_cancel = fn
+        if fn is not None and self.hung_up.is_set():
+            self.llm.executor.submit(fn)
+
     async def run_blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking call in the extension's thread pool."""
         loop = asyncio.get_running_loop()
@@ -198,8 +213,7 @@ class LLMHandler(APIHandler):
         """Wait (off the loop) for a generation's first piece, so an early error still gets
         its status code; a client that hangs up meanwhile cancels it. Its warnings go into the
         ``X-Jupyter-LLM-Warning`` header (and the server log), before any byte is sent."""
-        self._cancel_event = threading.Event()
-        self._on_cancel = gen.cancel
+        self.on_hang_up(gen.cancel)
         await self.run_blocking(gen.prime)
         for warning in gen.warnings:
             log.warning("%s %s: %s", self.request.method, self.request.path, warning["message"])
@@ -215,9 +229,8 @@ class LLMHandler(APIHandler):
         super().on_connection_close()
 
     def _cancel_stream(self) -> None:
-        cancel = getattr(self, "_cancel_event", None)
-        if cancel is not None and not cancel.is_set():
-            cancel.set()
+        if not self.hung_up.is_set():
+            self.hung_up.set()
             on_cancel = getattr(self, "_on_cancel", None)
             if on_cancel is not None:
                 self.llm.executor.submit(on_cancel)
@@ -245,8 +258,7 @@ class LLMHandler(APIHandler):
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = getattr(self, "_cancel_event", None) or threading.Event()
-        self._cancel_event = cancel  # set by prime() when a generation started before
+        cancel = self.hung_up  # may be set already, while prime() waited
 
         def send(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -274,11 +286,11 @@ class LLMHandler(APIHandler):
                 if extra is not None:
                     extra()
 
-            self._on_cancel = stop
+            self.on_hang_up(stop)
             produce.start(send)
             future = None
         else:
-            self._on_cancel = on_cancel
+            self.on_hang_up(on_cancel)
             future = loop.run_in_executor(self.llm.executor, pump)
         connected, ended = True, False
         try:

@@ -295,7 +295,7 @@ class EmbedHandler(LLMHandler):
         texts = [body.input] if isinstance(body.input, str) else body.input
         host = await self.host()
 
-        cancel = self._cancel_event = threading.Event()  # set when the client hangs up
+        cancel = self.hung_up
 
         def embed() -> dict[str, Any]:
             spec = host.resolve(body.model, embedding=True)

@@ -333,7 +333,7 @@ class EmbeddingsHandler(_V1Handler):
         texts = [body.input] if isinstance(body.input, str) else body.input
         host = await self.host()
 
-        cancel = self._cancel_event = threading.Event()  # set when the client hangs up
+        cancel = self.hung_up
 
         def embed() -> tuple[str, list[list[float]], int | None]:
             spec = host.resolve(body.model, embedding=True)
