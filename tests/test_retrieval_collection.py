@@ -58,6 +58,18 @@ def test_each_mode_finds_the_episode_that_answers(course_collection, mode):
     assert hits >= len(IN_SCOPE) - (1 if mode == "lexical" else 0)
 
 
+def test_hybrid_keeps_a_clear_first_place_of_either_list():
+    from jupyter_llm.retrieval.search import score_fusion
+
+    dense = [("a", 0.70), ("b", 0.35), ("c", 0.34), ("d", 0.30)]  # a: far ahead on meaning
+    lexical = [("c", 9.0), ("b", 8.9), ("e", 8.8), ("a", 8.0), ("d", 1.0)]  # a: close behind
+    fused = score_fusion(dense, lexical)
+    assert [i for i, _ in fused][:3] == ["a", "b", "c"]  # rank fusion put a third
+    assert {i for i, _ in fused} == {"a", "b", "c", "d", "e"}  # one list is enough to count
+    assert all(0.0 <= s <= 1.0 for _, s in fused)
+    assert [i for i, _ in score_fusion(dense, lexical, dense_weight=1.0)][:4] == list("abcd")
+    assert score_fusion([("x", 0.4)], []) == [("x", 0.5)]  # a lone score is the list's best
+
 def test_supported_separates_course_questions_from_others(course_collection):
     for question, _ in IN_SCOPE:
         assert course_collection.search(question).supported, question

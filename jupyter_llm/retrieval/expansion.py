@@ -106,18 +106,18 @@ def expand(coll: CollectionFile, ranked: list[tuple[int, float]], k: int,
         c = meta.get(cid)
         if c is None:
             continue
-        home = None
-        for p in passages:
-            if _same(c, p, settings.scope) and p.lo - window <= c.ord <= p.hi + window:
-                home = p
-                break
+        inside = next((p for p in passages
+                       if p.document_id == c.document_id and p.lo <= c.ord <= p.hi), None)
+        if inside is not None:  # already in a passage (any of them, not only the first near)
+            inside.hits.append(cid)
+            continue
+        home = next((p for p in passages if _same(c, p, settings.scope)
+                     and p.lo - window <= c.ord <= p.hi + window), None)
         if home is not None:
-            if home.lo <= c.ord <= home.hi:
-                home.hits.append(cid)
-                continue
             lo, hi = min(home.lo, c.ord), max(home.hi, c.ord)
             rows = _span(coll, home, lo, hi, settings)
-            if rows is not None and sum(r.n_tokens for r in rows) <= settings.max_tokens:
+            if (rows is not None and sum(r.n_tokens for r in rows) <= settings.max_tokens
+                    and not _overlaps(home, lo, hi, passages)):
                 home.lo, home.hi, home.tokens = lo, hi, sum(r.n_tokens for r in rows)
                 home.hits.append(cid)
                 _absorb(coll, home, passages, window, settings)
@@ -135,6 +135,12 @@ def expand(coll: CollectionFile, ranked: list[tuple[int, float]], k: int,
             coll, "document_id = ? AND ord BETWEEN ? AND ? ORDER BY ord",
             [p.document_id, p.lo, p.hi])]
     return passages
+
+
+def _overlaps(home: Passage, lo: int, hi: int, passages: list[Passage]) -> bool:
+    """Whether another passage holds a chunk of ``home``'s document in ``lo..hi``."""
+    return any(q is not home and q.document_id == home.document_id and q.lo <= hi
+               and lo <= q.hi for q in passages)
 
 
 def _absorb(coll: CollectionFile, home: Passage, passages: list[Passage], window: int,

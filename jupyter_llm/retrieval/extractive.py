@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import takewhile
 from typing import TYPE_CHECKING
 
-from jupyter_llm.retrieval.search import reciprocal_rank_fusion
+from jupyter_llm.retrieval.search import score_fusion
 from jupyter_llm.retrieval.support import STOPWORDS
 
 if TYPE_CHECKING:
@@ -235,15 +235,14 @@ def _introduces_code(unit: Unit) -> bool:
 def _fused(windows: list[list[Unit]], lexical: list[float],
            dense: list[float] | None, k: int) -> list[float]:
     """Each window's score: its lexical score alone, or, with the windows' cosines to the
-    question, reciprocal-rank fusion of the two rankings (as the search fuses its lexical
-    and dense lists), earlier passages counting a little more. A window sharing no term with
+    question, the two scores fused as the search fuses its lexical and dense lists
+    (``score_fusion``), earlier passages counting a little more. A window sharing no term with
     the question keeps only its dense share."""
     if dense is None:
         return lexical
     order = range(len(windows))
-    fused = reciprocal_rank_fusion([
-        sorted((i for i in order if lexical[i] > 0), key=lambda i: -lexical[i]),
-        sorted(order, key=lambda i: -dense[i])])
+    fused = dict(score_fusion([(i, dense[i]) for i in order],
+                              [(i, lexical[i]) for i in order if lexical[i] > 0]))
     return [fused[i] * (1.0 - _RANK * w[0].rank / max(1, k)) for i, w in enumerate(windows)]
 
 

@@ -1,4 +1,4 @@
-"""Search a collection: ``dense`` (vectors), ``lexical`` (FTS5 BM25) or ``hybrid`` (RRF).
+"""Search a collection: ``dense`` (vectors), ``lexical`` (FTS5 BM25) or ``hybrid`` (both).
 
 Every result carries a citation, and every search says whether the collection
 really covers the query (``supported``, with a ``reason`` when it does not): see
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,22 +27,34 @@ from jupyter_llm.retrieval.support import assess
 if TYPE_CHECKING:
     from jupyter_llm.retrieval.storage import CollectionFile
 
-__all__ = ["MODES", "SearchResult", "SearchResults", "search", "fts_query", "RRF_K",
-           "reciprocal_rank_fusion"]
+__all__ = ["MODES", "SearchResult", "SearchResults", "search", "fts_query", "DENSE_WEIGHT",
+           "score_fusion"]
 
 MODES = ("dense", "lexical", "hybrid")
-RRF_K = 60
+DENSE_WEIGHT = 0.5
+"""The dense list's share of a ``hybrid`` score (the lexical list has the rest)."""
 MAX_K = 1000
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
-def reciprocal_rank_fusion(rankings: Iterable[Sequence[Hashable]]) -> dict[Any, float]:
-    """Each item's summed ``1 / (RRF_K + rank)`` over the rankings (best first) it is in."""
-    fused: dict[Any, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking):
-            fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
-    return fused
+def score_fusion(dense: Sequence[tuple[Any, float]], lexical: Sequence[tuple[Any, float]],
+                 dense_weight: float = DENSE_WEIGHT) -> list[tuple[Any, float]]:
+    """Hybrid ranking: each list's scores min-max scaled to 0–1 over its candidates, then
+    mixed by weight (an item missing from a list scores 0 there), best first.
+
+    Unlike reciprocal-rank fusion, a passage far ahead in one list stays ahead: a clear
+    dense first place is not outranked by passages that are middling in both lists.
+    """
+    def scaled(scored: Sequence[tuple[Any, float]]) -> dict[Any, float]:
+        if not scored:
+            return {}
+        lo, hi = min(s for _, s in scored), max(s for _, s in scored)
+        return {i: (s - lo) / (hi - lo) if hi > lo else 1.0 for i, s in scored}
+
+    d, lex = scaled(dense), scaled(lexical)
+    mixed = {i: dense_weight * d.get(i, 0.0) + (1.0 - dense_weight) * lex.get(i, 0.0)
+             for i in {**d, **lex}}
+    return sorted(mixed.items(), key=lambda t: -t[1])
 
 
 @dataclass
@@ -246,8 +258,7 @@ def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid"
         if mode == "lexical":
             scored = lexical
         else:
-            fused = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in lexical]])
-            scored = sorted(fused.items(), key=lambda t: -t[1])
+            scored = score_fusion(dense, lexical)
     verdict = assess(coll, query, qv, top, settings)
     embedder = coll.embedder
 
