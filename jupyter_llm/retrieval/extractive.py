@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from itertools import takewhile
 from typing import TYPE_CHECKING
 
-from jupyter_llm.retrieval.search import score_fusion
 from jupyter_llm.retrieval.support import STOPWORDS
 
 if TYPE_CHECKING:
@@ -170,6 +169,7 @@ BUDGET_WORDS = 180
 """Most words of a focused excerpt (all windows together)."""
 _SHOWS = 1.15  # a window that shows a command or code
 _RANK = 0.2  # how much less the last passage counts than the first
+_RRF_K = 60  # reciprocal-rank fusion's constant for windows (the usual 60)
 _INLINE_CODE = re.compile(r"`[^`]+`")
 
 
@@ -235,14 +235,18 @@ def _introduces_code(unit: Unit) -> bool:
 def _fused(windows: list[list[Unit]], lexical: list[float],
            dense: list[float] | None, k: int) -> list[float]:
     """Each window's score: its lexical score alone, or, with the windows' cosines to the
-    question, the two scores fused as the search fuses its lexical and dense lists
-    (``score_fusion``), earlier passages counting a little more. A window sharing no term with
-    the question keeps only its dense share."""
+    question, reciprocal-rank fusion of the two rankings (windows are not ranked like the
+    search's chunks: there it mixes scores, here ranks measured better), earlier passages
+    counting a little more. A window sharing no term with the question keeps only its dense
+    share."""
     if dense is None:
         return lexical
     order = range(len(windows))
-    fused = dict(score_fusion([(i, dense[i]) for i in order],
-                              [(i, lexical[i]) for i in order if lexical[i] > 0]))
+    fused: dict[int, float] = {}
+    for ranking in (sorted((i for i in order if lexical[i] > 0), key=lambda i: -lexical[i]),
+                    sorted(order, key=lambda i: -dense[i])):
+        for rank, i in enumerate(ranking):
+            fused[i] = fused.get(i, 0.0) + 1.0 / (_RRF_K + rank + 1)
     return [fused[i] * (1.0 - _RANK * w[0].rank / max(1, k)) for i, w in enumerate(windows)]
 
 
