@@ -5,8 +5,10 @@ writes one JSON line per question and model; this reads such files and prints, p
 over the covered questions that were answered (not flagged as uncovered):
 
 * ``answer contains``: the shown answer holds the expected string(s);
-* ``looping``: shown answers that repeat a line or phrase (:func:`find_repetition`), and
-  the same for the model's own text where it was replaced (``model looped``);
+* ``looping``: shown answers written by the model (kept by the citation check) that
+  repeat a line or phrase (:func:`find_repetition`); ``quoted repeats``: shown passages or
+  quoted excerpts of course text in which a phrase recurs (two passages showing the same
+  command); ``model looped``: the model's own text where it was replaced;
 * ``cites valid``: shown answers that cite at least one source and only existing numbers;
 * ``replaced``: answers whose model text failed the citation check, by reason;
 * ``p50`` / ``p95`` seconds per question (search + answer).
@@ -33,6 +35,12 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else float("nan")
 
 
+def _written_by_model(item: dict) -> bool:
+    """Whether the shown answer is the model's text (not passages or quoted excerpts)."""
+    action = (item.get("citation_check") or {}).get("action", "kept")
+    return not item.get("retrieval_only") and action == "kept"
+
+
 def summarise(items: list[dict]) -> dict:
     """The goal-4 numbers of one model's items."""
     answered = [i for i in items if not i["unanswerable"] and not i["flagged"]
@@ -48,7 +56,10 @@ def summarise(items: list[dict]) -> dict:
     return {
         "answered": len(answered),
         "answer_contains": sum(contains) / len(contains) if contains else None,
-        "looping": sum(find_repetition(i["answer"]) is not None for i in answered),
+        "looping": sum(find_repetition(i["answer"]) is not None for i in answered
+                       if _written_by_model(i)),
+        "quoted_repeats": sum(find_repetition(i["answer"]) is not None for i in answered
+                              if not _written_by_model(i)),
         "model_looped": sum(find_repetition(t) is not None for t in model_texts),
         "cites_valid": sum(valid_n) / len(valid_n) if valid_n else None,
         "replaced": dict(Counter(c.get("reason") for c in checks if c.get("reason"))),

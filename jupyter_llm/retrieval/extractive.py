@@ -277,23 +277,37 @@ def focused(question: str, results: SearchResults, budget: int = BUDGET_WORDS,
     candidates.sort(key=lambda ws: (-ws[1], ws[0][0].rank, ws[0][0].position))
     picked: list[list[Unit]] = []
     taken: set[tuple[int, int]] = set()
+    quoted: set[str] = set()  # the texts already quoted, as other passages may repeat them
     used = 0
     for window, score in candidates:
         if score <= 0 or len(picked) >= most:
             break
         fresh = [u for u in window if (u.rank, u.position) not in taken]
-        if len(fresh) < len(window):
+        if len(fresh) < len(window) or _mostly_quoted(window, quoted):
             continue
         size = sum(len(u.text.split()) for u in window)
         if picked and used + size > budget:
             continue
         picked.append(window)
         taken.update((u.rank, u.position) for u in window)
+        quoted.update(_plain(u.text) for u in window)
         used += size
     if not picked:
         first = next(pool for pool in per_passage if pool)
         picked = [first[:1]]
     return sorted(picked, key=lambda w: (w[0].rank, w[0].position))
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _mostly_quoted(window: list[Unit], quoted: set[str]) -> bool:
+    """Whether at least half of ``window``'s words are in units whose text is quoted already
+    (the same command output or sentence in two passages is shown once)."""
+    words = [len(u.text.split()) for u in window]
+    again = sum(n for u, n in zip(window, words, strict=True) if _plain(u.text) in quoted)
+    return again * 2 >= sum(words) > 0
 
 
 def best_units(question: str, results: SearchResults, limit: int = MAX_UNITS) -> list[Unit]:
