@@ -129,6 +129,22 @@ def test_focused_windows_keep_a_command_with_the_sentence_introducing_it():
     assert focused("how do I add an ignored file?", results, only={2})[0][0].n == 2
 
 
+def test_text_that_two_passages_repeat_is_quoted_once():
+    output = ("```output\nOn branch main\nChanges not staged for commit:\n"
+              "  (use \"git add <file>...\" to update what will be committed)\n"
+              "  (use \"git restore <file>...\" to discard changes in working directory)\n"
+              "  modified:   guacamole.md\n```")
+    results = _results(
+        "To throw away changes to a file, restore it:\n\n```bash\n$ git restore guacamole.md"
+        "\n```\n\nGit status first shows the changed file:\n\n" + output,
+        "Git status shows the changed file:\n\n" + output + "\n\nThen it is restored.",
+        "Restoring a file throws away your changes since the last commit.")
+    windows = focused("how do I throw away my changes to a changed file?", results)
+    shown = [u.text for w in windows for u in w]
+    assert "$ git restore guacamole.md" in shown
+    assert shown.count("On branch main") == 1  # the same output, quoted once
+    assert len(windows) >= 2  # the room goes to other text instead
+
 def test_a_window_never_ends_on_a_sentence_introducing_code_it_leaves_out():
     # the sentences that match the question fill the window's word limit up to a short
     # sentence introducing the command (as in git-novice's "Places to create repositories")

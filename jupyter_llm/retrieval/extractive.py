@@ -283,9 +283,13 @@ def focused(question: str, results: SearchResults, budget: int = BUDGET_WORDS,
         if score <= 0 or len(picked) >= most:
             break
         fresh = [u for u in window if (u.rank, u.position) not in taken]
-        if len(fresh) < len(window) or _mostly_quoted(window, quoted):
+        if len(fresh) < len(window):
             continue
-        size = sum(len(u.text.split()) for u in window)
+        new = [u for u in window if _plain(u.text) not in quoted]  # shown once: two
+        if not new or _words(new) * 2 < _words(window):  # passages may repeat an output
+            continue
+        window = new
+        size = _words(window)
         if picked and used + size > budget:
             continue
         picked.append(window)
@@ -302,12 +306,8 @@ def _plain(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _mostly_quoted(window: list[Unit], quoted: set[str]) -> bool:
-    """Whether at least half of ``window``'s words are in units whose text is quoted already
-    (the same command output or sentence in two passages is shown once)."""
-    words = [len(u.text.split()) for u in window]
-    again = sum(n for u, n in zip(window, words, strict=True) if _plain(u.text) in quoted)
-    return again * 2 >= sum(words) > 0
+def _words(window: list[Unit]) -> int:
+    return sum(len(u.text.split()) for u in window)
 
 
 def best_units(question: str, results: SearchResults, limit: int = MAX_UNITS) -> list[Unit]:
