@@ -193,33 +193,49 @@ def test_a_cancel_reaches_the_tokeniser_and_the_embedder(tiny_gguf):
         model.close()
 
 
+LONG_EMBEDDING = {"model": "tiny-embed", "input": ["word " * 90] * 192}  # a minute or more
+
+
+async def _warm_embedder(jp_fetch) -> None:
+    code, _ = await _fetch(jp_fetch, "llm", "api", "embed",
+                           body={"model": "tiny-embed", "input": ["warm up"]})
+    assert code == 200
+
+
+def _send_long_embedding_and_hang_up(llm_url: str, llm_token: str) -> str:
+    """POST ``LONG_EMBEDDING`` and give up after a second: "hung up" (or "answered")."""
+    import httpx
+
+    try:
+        httpx.post(llm_url + "llm/api/embed", json=LONG_EMBEDDING, timeout=1.0,
+                   headers={"Authorization": f"token {llm_token}"})
+    except httpx.TimeoutException:
+        return "hung up"
+    return "answered"
+
+
+async def _embedding_ended_cancelled(caplog) -> bool:
+    """Wait up to 60 s for the server's log line of the embedding's 499; whether it says
+    cancelled."""
+    import asyncio
+
+    from tests.fixtures.waiting import wait_for
+
+    await asyncio.to_thread(wait_for, lambda: any(
+        "499" in r.getMessage() and "/embed" in r.getMessage() for r in caplog.records), 60, 0.1)
+    return any("499" in r.getMessage() and "cancelled" in r.getMessage()
+               for r in caplog.records)
+
+
 async def test_a_client_that_hangs_up_stops_its_embedding_in_the_worker(
         tiny_registry, jp_fetch, llm_url, llm_token, caplog):
     import asyncio
 
-    import httpx
-
     caplog.set_level("DEBUG", logger="jupyter_llm")
-    code, _ = await _fetch(jp_fetch, "llm", "api", "embed",
-                           body={"model": "tiny-embed", "input": ["warm up"]})
-    assert code == 200
-    many = {"model": "tiny-embed", "input": ["word " * 90] * 192}  # a minute or more of work
-
-    def send_and_hang_up() -> str:
-        try:
-            httpx.post(llm_url + "llm/api/embed", json=many, timeout=1.0,
-                       headers={"Authorization": f"token {llm_token}"})
-        except httpx.TimeoutException:
-            return "hung up"
-        return "answered"
-
-    assert await asyncio.to_thread(send_and_hang_up) == "hung up"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(
-            "499" in r.getMessage() and "/embed" in r.getMessage() for r in caplog.records):
-        await asyncio.sleep(0.1)
-    assert any("499" in r.getMessage() and "cancelled" in r.getMessage()
-               for r in caplog.records), "the worker stopped with Cancelled"
+    await _warm_embedder(jp_fetch)
+    assert await asyncio.to_thread(_send_long_embedding_and_hang_up, llm_url, llm_token) \
+        == "hung up"
+    assert await _embedding_ended_cancelled(caplog), "the worker stopped with Cancelled"
     code, body = await _fetch(jp_fetch, "llm", "api", "embed",
                               body={"model": "tiny-embed", "input": ["next"]})
     assert code == 200 and len(body["embeddings"]) == 1  # and the next request is served
@@ -232,36 +248,20 @@ async def test_a_client_that_hangs_up_before_its_embedding_starts_still_cancels_
     import asyncio
     import threading
 
-    import httpx
-
     caplog.set_level("DEBUG", logger="jupyter_llm")
-    code, _ = await _fetch(jp_fetch, "llm", "api", "embed",
-                           body={"model": "tiny-embed", "input": ["warm up"]})
-    assert code == 200
+    await _warm_embedder(jp_fetch)
     pool = jp_serverapp.web_app.settings["jupyter_llm"].executor
     release = threading.Event()
     busy = [pool.submit(release.wait, 120) for _ in range(pool._max_workers)]
-    many = {"model": "tiny-embed", "input": ["word " * 90] * 192}  # a minute or more of work
-
-    def send_and_hang_up() -> str:
-        try:
-            httpx.post(llm_url + "llm/api/embed", json=many, timeout=1.0,
-                       headers={"Authorization": f"token {llm_token}"})
-        except httpx.TimeoutException:
-            return "hung up"
-        return "answered"
-
     try:
-        assert await asyncio.to_thread(send_and_hang_up) == "hung up"
+        assert await asyncio.to_thread(_send_long_embedding_and_hang_up, llm_url, llm_token) \
+            == "hung up"
         await asyncio.sleep(0.5)  # the server notices the closed connection
     finally:
         release.set()
     for job in busy:
         await asyncio.wrap_future(job)
     started = time.monotonic()
-    while time.monotonic() < started + 60 and not any(
-            "499" in r.getMessage() and "/embed" in r.getMessage() for r in caplog.records):
-        await asyncio.sleep(0.1)
-    assert any("499" in r.getMessage() and "cancelled" in r.getMessage()
-               for r in caplog.records), "the embedding ran although the client had gone"
+    assert await _embedding_ended_cancelled(caplog), \
+        "the embedding ran although the client had gone"
     assert time.monotonic() - started < 20, "the embedding ran on after the hang-up"
