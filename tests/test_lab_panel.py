@@ -77,14 +77,18 @@ def test_panel_opens_with_three_sections_keyboard_tabs_labels_and_both_themes(la
     page.select_option('select[aria-label="Filter models by tag"]', "")
     page.fill('input[aria-label="Search models"]', "")
 
-    page.focus("#jp-llm-tab-models")
-    page.keyboard.press("ArrowRight")
-    assert page.get_attribute("#jp-llm-tab-chat", "aria-selected") == "true"
-    assert page.evaluate("document.activeElement.id") == "jp-llm-tab-chat"
-    page.keyboard.press("End")
-    assert page.get_attribute("#jp-llm-tab-class", "aria-selected") == "true"
-    page.keyboard.press("Home")
-    assert page.get_attribute("#jp-llm-tab-models", "aria-selected") == "true"
+    from playwright.sync_api import expect  # the lab_page fixture skips without Playwright
+
+    # Locator.press focuses the tab and sends the key in one step, so JupyterLab moving focus
+    # elsewhere in between (a late layout restore) cannot swallow the key.
+    page.locator("#jp-llm-tab-models").press("ArrowRight")
+    expect(page.locator("#jp-llm-tab-chat")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#jp-llm-tab-chat")).to_be_focused()
+    page.locator("#jp-llm-tab-chat").press("End")
+    expect(page.locator("#jp-llm-tab-class")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#jp-llm-tab-class")).to_be_focused()
+    page.locator("#jp-llm-tab-class").press("Home")
+    expect(page.locator("#jp-llm-tab-models")).to_have_attribute("aria-selected", "true")
 
     unlabeled = page.evaluate(
         """(panel) => [...document.querySelectorAll(panel + ' button, ' + panel + ' input, '
