@@ -19,6 +19,12 @@ real SmolLM2-135M-Instruct (``python -m jupyter_llm.testing.real_models``). Two 
 - ``greedy``: one student fires 10 questions, then 5 others ask one each (50 ms later).
   Prints the others' mean and max time to first token per configuration.
 
+With ``class``, each round also asks the same 16 questions on ``fair`` with one-token
+answers: its p95 time to first token is the time it takes to read 15 of these grounded
+prompts one after the other (this host reads one prompt at a time: on a CPU, reading is
+compute-bound and batching several prompts does not make it faster), the floor under any
+scheduler's p95 time to first token. It is printed ÷ FIFO's, beside the goal.
+
     python benchmarks/classroom_load.py [--students 16] [--rounds 3] [--max-tokens 48] [-k 3]
 """
 
@@ -87,7 +93,7 @@ def questions(n: int) -> list[str]:
 
 
 def ask(url: str, token: str, question: str, args: argparse.Namespace,
-        result: dict[str, Any], go: threading.Event) -> None:
+        result: dict[str, Any], go: threading.Event, max_tokens: int) -> None:
     """One student: wait for ``go``, ask, and record seconds to first text and to the end."""
     from jupyter_llm.client import RemoteClient
 
@@ -96,7 +102,7 @@ def ask(url: str, token: str, question: str, args: argparse.Namespace,
         go.wait()
         start = time.perf_counter()
         response = client.ask("course", question, "smollm2", stream=True, k=args.k,
-                              temperature=0, max_tokens=args.max_tokens, log=False)
+                              temperature=0, max_tokens=max_tokens, log=False)
         queued = 0
         for event in response.events():
             if isinstance(event, str):
@@ -112,13 +118,15 @@ def ask(url: str, token: str, question: str, args: argparse.Namespace,
         client.close()
 
 
-def run_round(url: str, plan: list[tuple[str, str, float]],
-              args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every ``(user, question, delay_s)`` of ``plan`` asks ``delay_s`` after the start."""
+def run_round(url: str, plan: list[tuple[str, str, float]], args: argparse.Namespace,
+              max_tokens: int | None = None) -> list[dict[str, Any]]:
+    """Every ``(user, question, delay_s)`` of ``plan`` asks ``delay_s`` after the start
+    (answers of ``max_tokens``, by default ``--max-tokens``)."""
     results: list[dict[str, Any]] = [{"user": u} for u, _, _ in plan]
     gates = {d: threading.Event() for _, _, d in plan}
     threads = [threading.Thread(target=ask, args=(url, args.tokens[u], q, args, results[i],
-                                                  gates[d]), daemon=True)
+                                                  gates[d], max_tokens or args.max_tokens),
+                                daemon=True)
                for i, (u, q, d) in enumerate(plan)]
     for t in threads:
         t.start()
@@ -185,6 +193,9 @@ def main() -> None:
                     measured[s][c].append(run_round(servers[c].url, plans[s], args))
                     print(f"round {r + 1} {s} {c}: {time.perf_counter() - start:.1f} s",
                           file=sys.stderr)
+            if "class" in scenarios:  # prompt reading alone: one-token answers
+                measured["class"].setdefault("floor", []).append(
+                    run_round(servers["fair"].url, plans["class"], args, max_tokens=1))
         report(measured, args)
     finally:
         for served in servers.values():
@@ -212,6 +223,11 @@ def report(measured: dict[str, dict[str, list[list[dict[str, Any]]]]],
                 "p95 total": [percentile([r["total"] for r in rs], 0.95) for rs in rows]}
         _print_table(stats)
         print("goals (with batching): p95 ttft ratio <= 0.25, p95 total ratio <= 0.7")
+        floor = [percentile([r["ttft"] for r in rs], 0.95) for rs in measured["class"]["floor"]]
+        ratio = [f / b for f, b in zip(floor, stats["fifo"]["p95 ttft"], strict=True)]
+        print(f"floor: p95 ttft with one-token answers (reading the prompts alone) "
+              f"{_spread(floor).strip()} s, ÷ fifo's p95 ttft {_spread(ratio).strip()}: "
+              "no order of the same prompts can do better")
     if "greedy" in measured:
         print("\ngreedy: one student fires 10, then 5 others ask one each")
         others: dict[str, dict[str, list[float]]] = {}
