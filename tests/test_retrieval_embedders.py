@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -98,6 +99,46 @@ def test_minilm_is_the_offline_default(minilm):
     same = minilm.embed(["Git records snapshots of a project."])[0]
     assert float(same @ v[0]) == pytest.approx(1.0, abs=1e-5)
     assert minilm.count_tokens("hello world") == 2
+
+
+def test_recent_texts_are_embedded_once_and_give_the_same_vectors(embeddings_server,
+                                                                  monkeypatch):
+    from jupyter_llm.retrieval import embedders
+
+    emb = OpenAIEmbedder("tiny-embed", base_url=embeddings_server, api_key="k")
+    again = emb.embed_recent(["a", "bb", "a"])
+    assert [r["input"] for r in _Embeddings.requests] == [["a", "bb"]]  # each text once
+    np.testing.assert_allclose(again, emb.embed(["a", "bb", "a"]))
+    _Embeddings.requests.clear()
+    emb.embed_recent(["bb", "ccc"])
+    assert [r["input"] for r in _Embeddings.requests] == [["ccc"]]
+    assert emb.embed_recent([]).shape == (0, 4)
+
+    monkeypatch.setattr(embedders, "RECENT_TEXTS", 2)
+    _Embeddings.requests.clear()
+    emb.embed_recent(["dddd"])  # keeps the two used last: ccc and dddd
+    emb.embed_recent(["bb", "dddd"])
+    assert [r["input"] for r in _Embeddings.requests] == [["dddd"], ["bb"]]
+
+    # a model behind an id may change: another instance with the same id shares nothing
+    _Embeddings.requests.clear()
+    OpenAIEmbedder("tiny-embed", base_url=embeddings_server, api_key="k").embed_recent(["bb"])
+    assert [r["input"] for r in _Embeddings.requests] == [["bb"]]
+
+
+def test_instances_of_one_sentence_transformers_model_share_their_recent_texts(minilm):
+    from jupyter_llm.retrieval.embedders import SentenceTransformerEmbedder
+
+    texts = [f"Window {uuid.uuid4().hex} of a passage about git commit.", "A loop repeats code."]
+    seen: list[list[str]] = []
+    first, second = SentenceTransformerEmbedder(), SentenceTransformerEmbedder()
+    for emb in (first, second):
+        real = emb._embed_batch
+        emb._embed_batch = lambda batch, real=real: seen.append(list(batch)) or real(batch)
+    vectors = first.embed_recent(texts)
+    assert second.embed_recent(texts[:1]).tobytes() == vectors[:1].tobytes()
+    assert len(seen) == 1 and texts[0] in seen[0]  # the second instance embedded nothing
+    np.testing.assert_allclose(vectors, minilm.embed(texts), atol=1e-5)
 
 
 def test_a_folder_that_is_not_a_sentence_transformers_model_is_one_clear_error(tmp_path):

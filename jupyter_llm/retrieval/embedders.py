@@ -10,6 +10,7 @@ import os
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,12 @@ __all__ = [
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+RECENT_TEXTS = 4096
+"""How many texts' vectors ``Embedder.embed_recent`` keeps per model (about 6 MB at 384
+dimensions): the windows a grounded answer's excerpt is chosen from come back whenever
+the same passages do (a notebook cell run again, a class asking about one lesson)."""
+_RECENT: dict[str, OrderedDict[str, np.ndarray]] = {}
+_RECENT_LOCK = threading.Lock()
 
 
 def normalize(vectors: Any) -> np.ndarray:
@@ -66,6 +73,39 @@ class Embedder(ABC):
         parts = [normalize(self._embed_batch(texts[i:i + self.batch_size]))
                  for i in range(0, len(texts), self.batch_size)]
         return np.vstack(parts)
+
+    @property
+    def recent_key(self) -> str | None:
+        """What identifies this embedder's weights across instances, so that its
+        ``embed_recent`` vectors are shared with other instances of the same model; None
+        (a model behind an id that may change) keeps them with this instance only."""
+        return None
+
+    def embed_recent(self, texts: Sequence[str]) -> np.ndarray:
+        """Like ``embed``, reusing the vectors of texts embedded through here recently (at
+        most ``RECENT_TEXTS``, least recently used first out; shared by ``recent_key``);
+        only the others are embedded, once each."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        with _RECENT_LOCK:
+            key = self.recent_key
+            if key is None:
+                memo = self.__dict__.setdefault("_recent", OrderedDict())
+            else:
+                memo = _RECENT.setdefault(key, OrderedDict())
+            known = {t: memo[t] for t in texts if t in memo}
+            for t in known:
+                memo.move_to_end(t)
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            fresh = dict(zip(missing, self.embed(missing), strict=True))
+            known.update(fresh)
+            with _RECENT_LOCK:
+                memo.update(fresh)
+                while len(memo) > RECENT_TEXTS:
+                    memo.popitem(last=False)
+        return np.vstack([known[t] for t in texts])
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query string and return one vector."""
@@ -142,6 +182,11 @@ class SentenceTransformerEmbedder(Embedder):
         self.device = device or "cpu"
         self._model: Any = None
         self._use = threading.Lock()
+
+    @property
+    def recent_key(self) -> str | None:
+        """The model's location: every instance loads the same weights from it."""
+        return f"sentence-transformers:{self.location}"
 
     @property
     def model(self) -> Any:

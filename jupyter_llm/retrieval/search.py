@@ -263,7 +263,7 @@ def search(coll: CollectionFile, query: str, *, k: int = 5, mode: str = "hybrid"
     embedder = coll.embedder
 
     def relevance(texts: Sequence[str]) -> list[float]:
-        return [float(x) for x in embedder.embed(list(texts)) @ qv] if texts else []
+        return [float(x) for x in embedder.embed_recent(texts) @ qv] if texts else []
 
     return SearchResults(query, mode, _fetch(coll, scored, sims, k, expansion), verdict.supported, top,
                          settings.min_similarity, verdict.reason, verdict.missing_terms,
