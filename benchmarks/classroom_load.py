@@ -1,7 +1,8 @@
 """A class asks at once: time to first token and to the full answer, fair vs FIFO scheduling.
 
-Starts two ``jupyter llm serve`` subprocesses on the same data directory, one per
-configuration, and alternates rounds between them so machine noise hits both alike:
+Runs each scenario on a fresh ``jupyter llm serve`` subprocess per configuration (same data
+directory; nothing cached by an earlier run helps), alternating the configurations' order
+between rounds so machine noise hits both alike:
 
 - ``fifo``: today's path (``JUPYTER_LLM_SCHEDULING=fifo``, one sequence at a time:
   ``JUPYTER_LLM_PARALLEL=1`` where the host has that setting);
@@ -44,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 QUESTIONS = Path(__file__).with_name("course_questions") / "dev.jsonl"
 CONFIGS = ("fifo", "fair")
+WARM_UP = "What does this lesson teach?"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -174,32 +176,37 @@ def main() -> None:
     if "parallel" in Settings.model_fields:  # the batching host: today's path is one at a time
         fifo_env["JUPYTER_LLM_PARALLEL"] = "1"
     envs = {"fifo": fifo_env, "fair": {**base, "JUPYTER_LLM_SCHEDULING": "fair"}}
-    servers = {c: start_serve(work, "--port", "0", env=envs[c], timeout=120) for c in CONFIGS}
-    try:
-        qs = questions(max(args.students, 15))
-        plans = {
-            "class": [(names[i], qs[i], 0.0) for i in range(args.students)],
-            "greedy": [(names[0], qs[i], 0.0) for i in range(10)]
-                      + [(names[1 + i], qs[10 + i], 0.05) for i in range(5)],
-        }
-        for c in CONFIGS:  # warm up: load the model, the embedder, the caches
-            run_round(servers[c].url, [(names[0], qs[0], 0.0)], args)
-        measured: dict[str, dict[str, list[list[dict[str, Any]]]]] = {
-            s: {c: [] for c in CONFIGS} for s in scenarios}
-        for r in range(args.rounds):
-            for s in scenarios:
-                for c in (CONFIGS if r % 2 == 0 else CONFIGS[::-1]):
-                    start = time.perf_counter()
-                    measured[s][c].append(run_round(servers[c].url, plans[s], args))
-                    print(f"round {r + 1} {s} {c}: {time.perf_counter() - start:.1f} s",
-                          file=sys.stderr)
-            if "class" in scenarios:  # prompt reading alone: one-token answers
-                measured["class"].setdefault("floor", []).append(
-                    run_round(servers["fair"].url, plans["class"], args, max_tokens=1))
-        report(measured, args)
-    finally:
-        for served in servers.values():
+    qs = questions(max(args.students, 15))
+    plans = {
+        "class": [(names[i], qs[i], 0.0) for i in range(args.students)],
+        "greedy": [(names[0], qs[i], 0.0) for i in range(10)]
+                  + [(names[1 + i], qs[10 + i], 0.05) for i in range(5)],
+    }
+
+    def fresh(config: str, plan: list[tuple[str, str, float]],
+              max_tokens: int | None = None) -> list[dict[str, Any]]:
+        """``plan`` on a server of its own: a real class asks new questions, so nothing an
+        earlier run cached (prompts' KV, excerpt vectors) may help this one."""
+        served = start_serve(work, "--port", "0", env=envs[config], timeout=120)
+        try:  # warm up (load the model and the embedder) with a question of no plan
+            run_round(served.url, [(names[0], WARM_UP, 0.0)], args)
+            return run_round(served.url, plan, args, max_tokens)
+        finally:
             served.stop()
+
+    measured: dict[str, dict[str, list[list[dict[str, Any]]]]] = {
+        s: {c: [] for c in CONFIGS} for s in scenarios}
+    for r in range(args.rounds):
+        for s in scenarios:
+            for c in (CONFIGS if r % 2 == 0 else CONFIGS[::-1]):
+                start = time.perf_counter()
+                measured[s][c].append(fresh(c, plans[s]))
+                print(f"round {r + 1} {s} {c}: {time.perf_counter() - start:.1f} s",
+                      file=sys.stderr)
+        if "class" in scenarios:  # prompt reading alone: one-token answers
+            measured["class"].setdefault("floor", []).append(
+                fresh("fair", plans["class"], max_tokens=1))
+    report(measured, args)
 
 
 def _spread(values: list[float]) -> str:
